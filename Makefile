@@ -1,0 +1,46 @@
+# Workload scheduler: developer entry points. `make` alone lists them.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DEVSTACK := $(PY) -m scheduler_site.devstack
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+# Settings need a secret when DEBUG is off; one-shot commands get a random one.
+RANDOM_SECRET = $$($(PY) -c 'import secrets; print(secrets.token_urlsafe(50))')
+
+.DEFAULT_GOAL := help
+.PHONY: help venv dev test lint bench clean-dev
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+venv: $(STAMP) ## Create .venv and install requirements-dev.txt (when changed)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+dev: venv ## Run services, migrations, admin user, web, beat and workers (Ctrl-C stops all)
+	$(DEVSTACK) dev
+
+test: venv ## Check migrations, lint, and run every test against embedded services
+	DEBUG=1 $(DEVSTACK) exec -- $(PY) manage.py makemigrations --check --dry-run
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: venv ## ruff check, ruff format --check, mypy on rotation/
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy rotation
+
+bench: venv ## Run bench/*.py against a fresh embedded stack
+	@set -- bench/*.py; if [ ! -e "$$1" ]; then echo "bench: no bench/*.py"; exit 0; fi; \
+	SECRET_KEY="$${SECRET_KEY:-$(RANDOM_SECRET)}" $(DEVSTACK) exec -- sh -ec '\
+		$(PY) manage.py migrate --noinput -v 0; \
+		for script in bench/*.py; do echo "== $$script"; $(PY) "$$script"; done'
+
+clean-dev: venv ## Delete .devstack/ (dev database, logs, credentials) if nothing runs
+	$(DEVSTACK) clean

@@ -1,0 +1,34 @@
+"""Lanes (group, topic, partition): the unit of ordering and of the lease."""
+
+from dataclasses import dataclass
+
+KEY_PREFIX = "rot"
+
+
+@dataclass(frozen=True, order=True)
+class Lane:
+    """One consumer group's view of one partition of one topic."""
+
+    group: str
+    topic: str
+    partition: int
+
+    def __str__(self) -> str:
+        return f"{self.group}/{self.topic}/{self.partition}"
+
+    def key(self, kind: str) -> str:
+        """Name this lane's Redis key of the given kind (lease, token, ...)."""
+        return f"{KEY_PREFIX}:{kind}:{self.group}:{self.topic}:{self.partition}"
+
+    def as_args(self) -> list[str | int]:
+        """Serialise for a Celery message (primitives only)."""
+        return [self.group, self.topic, self.partition]
+
+
+@dataclass(frozen=True)
+class LanePolicy:
+    """What the slice loop needs to know about a lane's topic, read at slice start."""
+
+    slice_ms: int
+    paused: bool
+    sequential: bool

@@ -1,0 +1,218 @@
+"""Produce batches to Kafka in order through one idempotent producer per process."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any, NamedTuple, cast
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from rotation.errors import RotationError
+
+logger = logging.getLogger(__name__)
+# librdkafka reports each refused connection; callers log one clear line instead.
+CLIENT_LOGGER = logging.getLogger(__name__ + ".librdkafka")
+
+# A batch whose deliveries are not confirmed within this time fails, so a dead or
+# frozen broker makes the caller roll back and log instead of hang. A broker that
+# stalls for less than this still takes the batch exactly once, just late.
+DELIVERY_TIMEOUT_S = 10.0
+# Extra wait past the delivery timeout so every message gets its final report.
+FLUSH_MARGIN_S = 5.0
+# A short wait lets one request carry many messages; flush() sends at once anyway.
+LINGER_MS = 5
+# How long the reachability probe waits for the broker's metadata answer.
+PROBE_TIMEOUT_S = 2.0
+# When the local queue is full, serve delivery reports this long and retry.
+QUEUE_FULL_POLL_S = 0.05
+
+
+class ProduceError(RotationError):
+    """Kafka did not confirm a whole batch; none of it may be counted as sent."""
+
+    def __init__(self, bootstrap_servers: str, reason: str, *, failed: int) -> None:
+        super().__init__(f"Kafka at {bootstrap_servers} {reason}")
+        self.bootstrap_servers = bootstrap_servers
+        self.reason = reason
+        self.failed = failed
+
+
+class BrokerUnreachable(ProduceError):
+    """The broker did not answer a metadata request; nothing was sent."""
+
+
+Headers = list[tuple[str, str | bytes | None]]
+
+
+class OutgoingMessage(NamedTuple):
+    """One record to produce: topic, key, value and headers."""
+
+    topic: str
+    key: str
+    value: str | bytes
+    headers: Headers | None = None
+
+
+class Delivery(NamedTuple):
+    """Where Kafka stored one record."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+DeliveryCallback = Callable[[KafkaError | None, Message], None]
+
+
+class _Reports:
+    """Collect delivery reports by message index, in whatever order they arrive."""
+
+    def __init__(self, size: int) -> None:
+        self.deliveries: list[Delivery | None] = [None] * size
+        self.errors: list[KafkaError] = []
+
+    def record(self, index: int, error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            self.errors.append(error)
+            return
+        # A delivered message always has its topic, partition and offset.
+        self.deliveries[index] = Delivery(
+            cast(str, message.topic()),
+            cast(int, message.partition()),
+            cast(int, message.offset()),
+        )
+
+
+class BatchProducer:
+    """Send batches with an idempotent producer (`acks=all`) and confirm each one.
+
+    Records of one batch keep their order per partition. After any failed batch
+    the underlying producer is replaced: librdkafka's idempotent producer stays
+    fenced after in-flight messages time out, and a fresh one starts clean.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        delivery_timeout_s: float = DELIVERY_TIMEOUT_S,
+    ) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.delivery_timeout_s = delivery_timeout_s
+        self._config: dict[str, Any] = {
+            "bootstrap.servers": bootstrap_servers,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": LINGER_MS,
+            "message.timeout.ms": int(delivery_timeout_s * 1000),
+            "logger": CLIENT_LOGGER,
+            "error_cb": self._on_client_error,
+        }
+        self._producer = Producer(self._config)
+
+    def _on_client_error(self, error: KafkaError) -> None:
+        """Note client-level errors quietly; failed batches are reported by callers."""
+        if error.fatal():
+            logger.warning(
+                "Kafka producer for %s hit a fatal error (%s); the next batch "
+                "fails and a fresh producer takes over.",
+                self.bootstrap_servers,
+                error.str(),
+            )
+        else:
+            CLIENT_LOGGER.debug("Kafka at %s: %s", self.bootstrap_servers, error)
+
+    def probe(self, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+        """Raise BrokerUnreachable unless the broker answers a metadata request."""
+        try:
+            self._producer.list_topics(timeout=timeout_s)
+        except KafkaException as exc:
+            raise BrokerUnreachable(
+                self.bootstrap_servers, _describe(exc.args[0]), failed=0
+            ) from exc
+
+    def produce_batch(self, messages: Sequence[OutgoingMessage]) -> list[Delivery]:
+        """Produce every message and wait for all reports; raise ProduceError if any
+        failed, so the caller can keep the whole batch for a later retry."""
+        reports = _Reports(len(messages))
+        try:
+            for index, message in enumerate(messages):
+                self._produce(message, partial(reports.record, index))
+        except KafkaException as exc:  # a fatal producer state refuses new records
+            self._replace_producer()
+            raise self._error(_describe(exc.args[0]), len(messages)) from exc
+        wait_s = self.delivery_timeout_s + FLUSH_MARGIN_S
+        left = self._producer.flush(wait_s)
+        if reports.errors:
+            self._replace_producer()
+            raise self._error(_describe(reports.errors[0]), len(reports.errors) + left)
+        if left:
+            self._replace_producer()
+            reason = f"left {left} deliveries unconfirmed after {wait_s} s"
+            raise self._error(reason, left)
+        return reports.deliveries  # type: ignore[return-value]
+
+    def _error(self, reason: str, failed: int) -> ProduceError:
+        return ProduceError(self.bootstrap_servers, reason, failed=failed)
+
+    def _produce(self, message: OutgoingMessage, on_delivery: DeliveryCallback) -> None:
+        """Hand one record to librdkafka, waiting out a full local queue."""
+        while True:
+            try:
+                self._producer.produce(
+                    message.topic,
+                    value=message.value,
+                    key=message.key,
+                    headers=message.headers,
+                    on_delivery=on_delivery,
+                )
+            except BufferError:
+                self._producer.poll(QUEUE_FULL_POLL_S)
+                continue
+            self._producer.poll(0)
+            return
+
+    def _replace_producer(self) -> None:
+        """Drop whatever the old producer still holds and start a fresh one."""
+        self._producer.purge()
+        self._producer.flush(0)
+        self._producer = Producer(self._config)
+
+
+UNREACHABLE_CODES = frozenset(
+    (KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN)
+)
+
+
+def _describe(error: KafkaError) -> str:
+    """Finish the sentence "Kafka at <address> ..." in words a person can act on."""
+    code = error.code()
+    if code in UNREACHABLE_CODES:
+        return f"is unreachable ({error.str()})"
+    if code == KafkaError._MSG_TIMED_OUT:
+        return "did not confirm delivery in time (broker down or stalled)"
+    return f"refused the batch ({error.str()})"
+
+
+_shared: dict[tuple[int, str], BatchProducer] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_producer(bootstrap_servers: str) -> BatchProducer:
+    """Return this process's producer for the broker; a forked child makes its own.
+
+    A new idempotent producer needs a while before its first send, so keep one
+    per process instead of one per batch.
+    """
+    key = (os.getpid(), bootstrap_servers)
+    with _shared_lock:
+        producer = _shared.get(key)
+        if producer is None:
+            for stale in [k for k in _shared if k[0] != key[0]]:
+                del _shared[stale]
+            producer = _shared[key] = BatchProducer(bootstrap_servers)
+        return producer

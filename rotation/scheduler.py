@@ -1,0 +1,131 @@
+"""Decide whose turn comes next: at a slice's end, on new work, and by watchdog."""
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from enum import StrEnum
+
+import redis
+
+from rotation.lanes import KEY_PREFIX, Lane
+from rotation.lease import LeaseManager
+from rotation.members import Members
+from rotation.store import LaneStore, LaneView, SliceRecord
+from rotation.turns import Turn, Turns
+
+logger = logging.getLogger(__name__)
+
+
+class EndReason(StrEnum):
+    """Why a slice ended (the values stored on Slice records)."""
+
+    DEADLINE = "deadline"
+    DRAINED = "drained"
+    ERROR = "error"
+    LEASE_LOST = "lease_lost"
+    SHUTDOWN = "shutdown"
+    PAUSED = "paused"
+
+
+def chain_of(lane: Lane, sequential: bool) -> str:
+    """Name the chain a lane's turns belong to: its own, or its group's."""
+    return f"group:{lane.group}" if sequential else f"lane:{lane}"
+
+
+class Scheduler:
+    """Queue next turns so every backlogged lane gets its turn, one holder each."""
+
+    def __init__(
+        self,
+        *,
+        client: redis.Redis,
+        store: LaneStore,
+        turns: Turns,
+        leases: LeaseManager,
+        members: Members,
+        max_wait_s: float,
+    ):
+        self.client = client
+        self.store = store
+        self.turns = turns
+        self.leases = leases
+        self.members = members
+        self.max_wait_s = max_wait_s
+
+    def after_slice(
+        self, record: SliceRecord, *, sequential: bool, delay_s: float = 0.0
+    ) -> Turn | None:
+        """Queue the chain's next turn after `record`, or end an idle chain."""
+        if record.end_reason in (EndReason.LEASE_LOST, EndReason.PAUSED):
+            return None
+        if sequential:
+            return self._after_sequential(record, delay_s)
+        if not self._lane_has_more(record):
+            return None
+        return self.turns.enqueue(
+            chain_of(record.lane, False),
+            record.lane,
+            exclude=[record.member],
+            delay_s=delay_s,
+        )
+
+    def kick(self, topics: Sequence[str] | None = None) -> list[Turn]:
+        """Start the idle chains that have a backlog (on `topics`, if given).
+
+        The publisher calls this after publishing, the watchdog on every tick
+        (which also recovers chains whose holder died).
+        """
+        chains: dict[str, list[LaneView]] = defaultdict(list)
+        for view in self.store.overview():
+            chains[chain_of(view.lane, view.policy.sequential)].append(view)
+        started = []
+        for chain, views in sorted(chains.items()):
+            ready = [v.lane for v in views if v.has_backlog and not v.policy.paused]
+            if topics is not None and not any(lane.topic in topics for lane in ready):
+                continue
+            if ready and not self._chain_busy(chain, [v.lane for v in views]):
+                started.append(self.turns.enqueue(chain, ready[0]))
+        return started
+
+    def _lane_has_more(self, record: SliceRecord) -> bool:
+        if record.end_reason != EndReason.DRAINED:
+            return True
+        return self.store.end_offset(record.lane) > record.next_offset
+
+    def _after_sequential(self, record: SliceRecord, delay_s: float) -> Turn | None:
+        """Give each live member one slice on the lane, then move to the next lane."""
+        lane = record.lane
+        chain = chain_of(lane, True)
+        served_key = f"{KEY_PREFIX}:served:{lane.group}"
+        self.client.sadd(served_key, record.member)
+        served = {m.decode() for m in self.client.smembers(served_key)}
+        unserved = set(self.members.live()) - served
+        if self._lane_has_more(record) and unserved:
+            return self.turns.enqueue(
+                chain, lane, exclude=sorted(served), delay_s=delay_s
+            )
+        self.client.delete(served_key)
+        following = self._next_lane(lane)
+        if following is None:
+            return None
+        return self.turns.enqueue(
+            chain, following, exclude=[record.member], delay_s=delay_s
+        )
+
+    def _next_lane(self, lane: Lane) -> Lane | None:
+        """Return the group's next backlogged lane after `lane`, wrapping around."""
+        ready = sorted(
+            v.lane
+            for v in self.store.overview()
+            if v.lane.group == lane.group and v.has_backlog and not v.policy.paused
+        )
+        later = [candidate for candidate in ready if candidate > lane]
+        return (later or ready or [None])[0]
+
+    def _chain_busy(self, chain: str, lanes: list[Lane]) -> bool:
+        queued = self.turns.queued(chain)
+        if queued is not None and not self.turns.is_stuck(
+            queued, max_wait_s=self.max_wait_s
+        ):
+            return True
+        return any(self.leases.holder(lane) for lane in lanes)

@@ -1,0 +1,230 @@
+"""The slice loop: one member's turn on one lane, under a fenced lease."""
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rotation.consumer import ConsumerCache, KafkaUnavailable, LaneConsumer
+from rotation.lanes import Lane, LanePolicy
+from rotation.lease import Lease, LeaseError, LeaseKeeper, LeaseManager
+from rotation.members import Members
+from rotation.scheduler import EndReason, Scheduler
+from rotation.store import Fenced, LaneStore, SliceRecord, StoreUnavailable
+from rotation.turns import Turn, Turns
+
+logger = logging.getLogger(__name__)
+
+# How often a running slice re-reads its topic's policy (to notice a pause).
+POLICY_CHECK_S = 0.25
+
+
+@dataclass(frozen=True)
+class RotationConfig:
+    """Tuning for the slice loop, read from settings by the caller."""
+
+    grace_ms: int
+    batch_size: int
+    poll_timeout_ms: int
+    error_backoff_s: float = 1.0
+
+
+@dataclass
+class _Progress:
+    """What a slice has done so far."""
+
+    next_offset: int
+    messages: int = 0
+    first_offset: int | None = None
+    last_offset: int | None = None
+
+
+class SliceRunner:
+    """Run turns for one member: acquire, consume in order, record, hand on."""
+
+    def __init__(
+        self,
+        *,
+        member: str,
+        config: RotationConfig,
+        store: LaneStore,
+        leases: LeaseManager,
+        consumers: ConsumerCache,
+        members: Members,
+        turns: Turns,
+        scheduler: Scheduler,
+        shutdown: threading.Event,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ):
+        self.member = member
+        self.config = config
+        self.store = store
+        self.leases = leases
+        self.consumers = consumers
+        self.members = members
+        self.turns = turns
+        self.scheduler = scheduler
+        self.shutdown = shutdown
+        self.clock = clock
+        self.wall_clock = wall_clock
+
+    def run(self, turn: Turn) -> SliceRecord | None:
+        """Take the turn if it is still current; return the slice's record.
+
+        The member goes back to the idle pool afterwards in every case, also
+        when the turn was stale: a turn sent to it reserved it.
+        """
+        self.members.mark_busy(self.member)
+        try:
+            return self._run(turn.lane) if self.turns.start(turn) else None
+        finally:
+            if not self.shutdown.is_set():
+                self.members.mark_idle(self.member)
+
+    def _run(self, lane: Lane) -> SliceRecord | None:
+        policy = self.store.policy(lane)
+        if policy is None or policy.paused:
+            logger.info("Lane %s is paused or gone; its chain stops", lane)
+            return None
+        lease = self.leases.acquire(
+            lane, owner=self.member, ttl_ms=policy.slice_ms + self.config.grace_ms
+        )
+        if lease is None:
+            return None  # another member holds it and will queue the next turn
+        self.members.set_lane(self.member, str(lane))
+        record = self._slice_under_lease(lane, lease, policy)
+        self.members.set_lane(self.member, "")
+        self.store.record_slice(record)
+        delay_s = (
+            self.config.error_backoff_s if record.end_reason == EndReason.ERROR else 0
+        )
+        self.scheduler.after_slice(
+            record, sequential=policy.sequential, delay_s=delay_s
+        )
+        return record
+
+    def _slice_under_lease(
+        self, lane: Lane, lease: Lease, policy: LanePolicy
+    ) -> SliceRecord:
+        started = self.wall_clock()
+        progress = _Progress(next_offset=-1)
+        with LeaseKeeper(self.leases, lease) as keeper:
+            try:
+                progress.next_offset = self._claim(lane, lease)
+                reason = self._consume(lane, lease, keeper, policy, progress)
+            except Fenced as exc:
+                logger.warning("%s; stopping without writing", exc)
+                reason = EndReason.LEASE_LOST
+            except (KafkaUnavailable, StoreUnavailable, LeaseError) as exc:
+                logger.error("Slice on lane %s failed: %s", lane, exc)
+                reason = EndReason.ERROR
+        if reason != EndReason.LEASE_LOST:
+            self._release(lease)
+        return SliceRecord(
+            lane=lane,
+            member=self.member,
+            token=lease.token,
+            started_at=started,
+            ended_at=self.wall_clock(),
+            messages=progress.messages,
+            first_offset=progress.first_offset,
+            last_offset=progress.last_offset,
+            next_offset=progress.next_offset,
+            end_reason=reason,
+        )
+
+    def _claim(self, lane: Lane, lease: Lease) -> int:
+        """Raise the lane's fenced epoch to our token; repair a reset Redis counter."""
+        try:
+            return self.store.claim(lane, lease.token)
+        except Fenced as exc:
+            if self.leases.holder(lane) != lease.value:
+                raise
+            # We hold the Redis lease, yet the database saw a newer token: Redis
+            # lost its counter. Move the counter past the epoch; next turn works.
+            self.leases.raise_token_floor(lane, exc.epoch)
+            raise
+
+    def _consume(
+        self,
+        lane: Lane,
+        lease: Lease,
+        keeper: LeaseKeeper,
+        policy: LanePolicy,
+        progress: _Progress,
+    ) -> EndReason:
+        consumer = self.consumers.get(lane.group)
+        consumer.assign(lane, progress.next_offset)
+        try:
+            return self._loop(lane, lease, keeper, consumer, progress)
+        finally:
+            consumer.unassign()
+
+    def _loop(
+        self,
+        lane: Lane,
+        lease: Lease,
+        keeper: LeaseKeeper,
+        consumer: LaneConsumer,
+        progress: _Progress,
+    ) -> EndReason:
+        deadline = self.clock() + lease.ttl_ms / 1000 - self.config.grace_ms / 1000
+        end = self.store.end_offset(lane)
+        next_check = self.clock() + POLICY_CHECK_S
+        while True:
+            reason = self._interruption(keeper, deadline)
+            if reason is not None:
+                return reason
+            if self.clock() >= next_check:
+                next_check = self.clock() + POLICY_CHECK_S
+                current = self.store.policy(lane)
+                if current is None or current.paused:
+                    return EndReason.PAUSED
+            if progress.next_offset >= end:
+                end = self.store.end_offset(lane)
+                if progress.next_offset >= end:
+                    return EndReason.DRAINED
+            messages = consumer.poll_batch(
+                self.config.batch_size, self.config.poll_timeout_ms / 1000
+            )
+            messages = [m for m in messages if m.offset() >= progress.next_offset]
+            if not messages:
+                continue
+            outcome = self.store.process(
+                lane,
+                lease.token,
+                messages,
+                deadline,
+                lambda: keeper.lost.is_set() or self.shutdown.is_set(),
+            )
+            if outcome.processed:
+                if progress.first_offset is None:
+                    progress.first_offset = messages[0].offset()
+                progress.last_offset = outcome.next_offset - 1
+                progress.messages += outcome.processed
+            if keeper.lost.is_set():
+                return EndReason.LEASE_LOST
+            if outcome.next_offset != progress.next_offset:
+                consumer.commit(lane, outcome.next_offset)
+                progress.next_offset = outcome.next_offset
+            if outcome.stop_reason is not None:
+                return self._interruption(keeper, deadline) or EndReason(
+                    outcome.stop_reason
+                )
+
+    def _interruption(self, keeper: LeaseKeeper, deadline: float) -> EndReason | None:
+        if keeper.lost.is_set():
+            return EndReason.LEASE_LOST
+        if self.shutdown.is_set():
+            return EndReason.SHUTDOWN
+        if self.clock() >= deadline:
+            return EndReason.DEADLINE
+        return None
+
+    def _release(self, lease: Lease) -> None:
+        try:
+            self.leases.release(lease)
+        except LeaseError as exc:
+            logger.warning("%s; the lease will expire by itself", exc)

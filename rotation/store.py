@@ -1,0 +1,97 @@
+"""The contract between the slice loop and whoever keeps tasks and lanes (tasks_app).
+
+`rotation/` never touches the database: it calls a LaneStore, which records
+outcomes and resume points under the lease's fencing token.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from confluent_kafka import Message
+
+from rotation.errors import RotationError
+from rotation.lanes import Lane, LanePolicy
+
+
+class Fenced(RotationError):
+    """A newer holder claimed the lane: this holder must stop writing at once."""
+
+    def __init__(self, lane: Lane, token: int, epoch: int):
+        super().__init__(
+            f"Lane {lane}: token {token} is stale, the lane's epoch is {epoch}"
+        )
+        self.lane = lane
+        self.token = token
+        self.epoch = epoch
+
+
+class StoreUnavailable(RotationError):
+    """The store (PostgreSQL) failed; the message names it and what to do."""
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What a batch did: the new resume point and why it stopped early, if it did."""
+
+    next_offset: int
+    processed: int
+    stop_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class LaneView:
+    """A lane as the watchdog sees it."""
+
+    lane: Lane
+    policy: LanePolicy
+    has_backlog: bool
+
+
+@dataclass(frozen=True)
+class SliceRecord:
+    """One finished slice, as recorded and listed at /api/slices/."""
+
+    lane: Lane
+    member: str
+    token: int
+    started_at: float
+    ended_at: float
+    messages: int
+    first_offset: int | None
+    last_offset: int | None
+    next_offset: int
+    end_reason: str
+
+
+class LaneStore(Protocol):
+    """Database work the rotation needs, injected by tasks_app."""
+
+    def policy(self, lane: Lane) -> LanePolicy | None:
+        """Return the lane's policy, or None when its group or topic is gone."""
+
+    def claim(self, lane: Lane, token: int) -> int:
+        """Raise the lane's epoch to `token` and return its resume offset.
+
+        Raise Fenced when the epoch is already `token` or newer.
+        """
+
+    def end_offset(self, lane: Lane) -> int:
+        """Return the offset after the last message published to the lane."""
+
+    def process(
+        self,
+        lane: Lane,
+        token: int,
+        messages: Sequence[Message],
+        deadline: float,
+        interrupted: Callable[[], bool],
+    ) -> BatchOutcome:
+        """Run the handlers in order and record outcomes and the resume point,
+        fenced by `token`; stop early at `deadline` or when `interrupted()`."""
+
+    def record_slice(self, record: SliceRecord) -> None:
+        """Store the slice's record."""
+
+    def overview(self, topics: Sequence[str] | None = None) -> list[LaneView]:
+        """Return every lane (of `topics`, if given) with policy and backlog."""

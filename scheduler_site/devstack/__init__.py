@@ -1,0 +1,1 @@
+"""Embedded PostgreSQL, Redis and Kafka for dev and tests, and the dev launcher."""

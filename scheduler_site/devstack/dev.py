@@ -1,0 +1,264 @@
+"""`make dev`: services, migrations, config and admin, then web, beat and workers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from scheduler_site.devstack.postgres import refuse_if_locked
+from scheduler_site.devstack.process import (
+    StackError,
+    ensure_port_free,
+    pid_alive,
+    processes_mentioning,
+    tcp_open,
+)
+from scheduler_site.devstack.services import Stack, write_services_env
+from scheduler_site.devstack.supervise import (
+    Child,
+    Shutdown,
+    shutdown_on_signals,
+    signals_deferred,
+    start_child,
+    stop_children,
+    watch,
+)
+
+logger = logging.getLogger(__name__)
+
+DEV_DIR_NAME = ".devstack"
+DEFAULT_PORT = 8000
+DEFAULT_WORKERS = 2
+DEFAULT_CONFIG = Path("config") / "scheduler.toml"
+CELERY_APP = "scheduler_site"
+WEB_READY_TIMEOUT_S = 60.0
+WEB_POLL_INTERVAL_S = 0.2
+
+
+@dataclass(frozen=True)
+class DevOptions:
+    """What `make dev` reads from the environment: web port, workers, config file."""
+
+    root: Path
+    port: int
+    workers: int
+    config: Path | None
+
+    @property
+    def dev_dir(self) -> Path:
+        """Return the persistent state directory (database, logs, credentials)."""
+        return dev_dir_for(self.root)
+
+    @classmethod
+    def from_env(cls, root: Path) -> DevOptions:
+        """Read PORT, WORKERS and SCHEDULER_CONFIG, failing on malformed values."""
+        port = _env_int("PORT", DEFAULT_PORT, low=1, high=65535)
+        workers = _env_int("WORKERS", DEFAULT_WORKERS, low=0, high=64)
+        raw_config = os.environ.get("SCHEDULER_CONFIG")
+        config: Path | None = Path(raw_config) if raw_config else root / DEFAULT_CONFIG
+        if not raw_config and not (root / DEFAULT_CONFIG).exists():
+            config = None
+        return cls(root, port, workers, config)
+
+
+def dev_dir_for(root: Path) -> Path:
+    """Return DEVSTACK_DIR if set (tests, second checkouts), else `<root>/.devstack`."""
+    override = os.environ.get("DEVSTACK_DIR")
+    return Path(override).resolve() if override else root / DEV_DIR_NAME
+
+
+def _env_int(name: str, default: int, *, low: int, high: int) -> int:
+    """Read a bounded integer from the environment."""
+    raw = os.environ.get(name, "")
+    try:
+        value = int(raw) if raw else default
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise StackError("dev", f"{name}={raw!r} must be an integer in {low}..{high}")
+    return value
+
+
+def running_dev_pid(dev_dir: Path) -> int | None:
+    """Return the PID of a live `make dev` using this directory, if any."""
+    try:
+        pid = int((dev_dir / "dev.pid").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if pid != os.getpid() and pid_alive(pid) else None
+
+
+def run_dev(root: Path) -> int:
+    """Run the whole dev environment until a signal or a child's death."""
+    options = DevOptions.from_env(root)
+    dev_dir = options.dev_dir
+    other = running_dev_pid(dev_dir)
+    if other is not None:
+        raise StackError("dev", f"make dev is already running here (pid {other})")
+    dev_dir.mkdir(parents=True, exist_ok=True)
+    (dev_dir / "dev.pid").write_text(str(os.getpid()))
+    stack = Stack(dev_dir, persistent=True)
+    children: list[Child] = []
+    with shutdown_on_signals():
+        try:
+            return _serve(options, stack, children)
+        except Shutdown as stop:
+            print(f"devstack: {stop} received; stopping everything", flush=True)
+            return 0
+        finally:
+            stop_children(children)
+            stack.stop()
+            for name in ("services.env", "dev.pid"):
+                (dev_dir / name).unlink(missing_ok=True)
+            print("devstack: all stopped", flush=True)
+
+
+def _serve(options: DevOptions, stack: Stack, children: list[Child]) -> int:
+    """Start services, prepare the database, start the children, and watch them."""
+    ensure_port_free("web", options.port, "free it or pick another with PORT=<port>")
+    env = stack.start()
+    print(f"devstack: services ready in {stack.start_seconds:.1f} s", flush=True)
+    write_services_env(options.dev_dir / "services.env", env)
+    # Dev runs with DEBUG on (settings then need no SECRET_KEY) unless told otherwise.
+    child_env = {"DEBUG": "1", **os.environ, **env}
+    if options.config is not None:
+        child_env["SCHEDULER_CONFIG"] = str(options.config)
+    for step in setup_steps(options):
+        _run_step(step, child_env, options.root)
+    _start_children(options, child_env, children)
+    _await_web(options.port, children)
+    print(banner(options, stack), flush=True)
+    dead = watch(children)
+    print(
+        f"devstack: {dead.name} exited with code {dead.process.returncode} "
+        f"(log: {dead.log_path}); stopping everything",
+        flush=True,
+    )
+    return 1
+
+
+def _start_children(
+    options: DevOptions, env: dict[str, str], children: list[Child]
+) -> None:
+    """Start every long-running child, recording each before a signal can land."""
+    for name, argv in child_commands(options):
+        with signals_deferred():
+            child = start_child(name, argv, env, options.dev_dir / "logs", options.root)
+            children.append(child)
+
+
+def _await_web(port: int, children: list[Child]) -> None:
+    """Hold the banner until the web server accepts connections or a child dies."""
+    deadline = time.monotonic() + WEB_READY_TIMEOUT_S
+    while not tcp_open(port) and time.monotonic() < deadline:
+        if not all(child.alive for child in children):
+            return  # the watch loop reports it
+        time.sleep(WEB_POLL_INTERVAL_S)
+
+
+def manage(*args: str) -> list[str]:
+    """Build a `manage.py` command line with the venv's Python."""
+    return [sys.executable, "manage.py", *args]
+
+
+def setup_steps(options: DevOptions) -> list[list[str]]:
+    """List the one-shot commands that prepare the database before serving."""
+    steps = [manage("migrate", "--noinput")]
+    if options.config is not None:
+        steps.append(manage("apply_config"))
+    credentials = options.dev_dir / "credentials.json"
+    steps.append(manage("ensure_admin", "--credentials", str(credentials)))
+    return steps
+
+
+def _run_step(argv: list[str], env: dict[str, str], cwd: Path) -> None:
+    """Run one setup command in the foreground; fail naming it."""
+    label = " ".join(argv[1:])
+    print(f"devstack: running {label}", flush=True)
+    code = subprocess.run(argv, env=env, cwd=cwd, check=False).returncode
+    if code != 0:
+        raise StackError(
+            "dev", f"`{label}` exited with code {code}; see its output above"
+        )
+
+
+def celery(*args: str) -> list[str]:
+    """Build a `celery -A scheduler_site` command line with the venv's celery."""
+    return [str(Path(sys.executable).parent / "celery"), "-A", CELERY_APP, *args]
+
+
+def _worker(queue: str, name: str) -> list[str]:
+    """Build a one-process worker for one queue (solo pool: one task at a time)."""
+    options = f"-Q {queue} --pool solo --concurrency 1 -n {name}@%h --loglevel INFO"
+    return celery("worker", *options.split())
+
+
+def child_commands(options: DevOptions) -> list[tuple[str, list[str]]]:
+    """List the long-running children: web, beat, the publisher and rotation workers."""
+    schedule = str(options.dev_dir / "celerybeat-schedule")
+    commands = [
+        ("web", manage("runserver", f"127.0.0.1:{options.port}", "--noreload")),
+        ("beat", celery("beat", "--loglevel", "INFO", "--schedule", schedule)),
+        ("publisher", _worker("publish", "publisher")),
+    ]
+    for i in range(1, options.workers + 1):
+        commands.append((f"worker{i}", _worker("rotation", f"worker{i}")))
+    return commands
+
+
+def banner(options: DevOptions, stack: Stack) -> str:
+    """Describe where everything is: URLs, credentials, env file, logs."""
+    base = f"http://127.0.0.1:{options.port}"
+    creds = _read_credentials(options.dev_dir / "credentials.json")
+    token = creds.get("token", "?")
+    rel_dir = os.path.relpath(options.dev_dir, Path.cwd())
+    lines = [
+        "",
+        "devstack: ready. Press Ctrl-C to stop everything.",
+        f"  API       {base}/api/",
+        f"  API docs  {base}/api/docs/",
+        f"  admin     {base}/admin/",
+        f"  health    {base}/healthz",
+        f"  login     {creds.get('username', '?')} / {creds.get('password', '?')}",
+        f"  token     {token}",
+        f"  logs      {rel_dir}/logs/",
+        f"  services  source {rel_dir}/services.env   (for a second shell)",
+        f'  try       curl -H "Authorization: Token {token}" {base}/api/',
+    ]
+    lines += [f"  {svc.env_var}={svc.url}" for svc in stack.services.values()]
+    return "\n".join(lines) + "\n"
+
+
+def _read_credentials(path: Path) -> dict[str, str]:
+    """Read what `ensure_admin` wrote; tolerate its absence."""
+    try:
+        data = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def clean_dev(root: Path) -> int:
+    """Remove `.devstack/`, but only when nothing is using it."""
+    dev_dir = dev_dir_for(root)
+    pid = running_dev_pid(dev_dir)
+    if pid is not None:
+        raise StackError("dev", f"make dev is still running (pid {pid}); stop it first")
+    refuse_if_locked(dev_dir / "postgres")
+    users = processes_mentioning(str(dev_dir))
+    if users:
+        pids = ", ".join(map(str, users))
+        raise StackError(
+            "dev", f"processes still use {dev_dir} (pids {pids}); stop them"
+        )
+    if dev_dir.exists():
+        shutil.rmtree(dev_dir)
+        print(f"devstack: removed {dev_dir}")
+    return 0

@@ -1,0 +1,220 @@
+"""Start the embedded PostgreSQL, Redis and Kafka that the environment does not provide.
+
+Deliberately free of Django: the pytest plugin starts the stack before Django's
+settings are imported, because the settings read the service URLs at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from scheduler_site.devstack import brokers, postgres
+from scheduler_site.devstack.process import (
+    LOCALHOST,
+    Service,
+    StackError,
+    ensure_port_free,
+)
+
+__all__ = ["SPECS", "Service", "Stack", "StackError", "write_services_env"]
+
+logger = logging.getLogger(__name__)
+
+Launcher = Callable[..., Service]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How to provide one service: its URL variable, port variable and launcher."""
+
+    key: str
+    name: str
+    env_var: str
+    port_var: str
+    launch: Launcher
+
+
+SPECS: tuple[Spec, ...] = (
+    Spec(
+        "postgres",
+        postgres.NAME,
+        postgres.ENV_VAR,
+        "DEVSTACK_POSTGRES_PORT",
+        postgres.start_postgres,
+    ),
+    Spec(
+        "redis",
+        brokers.REDIS_NAME,
+        brokers.REDIS_ENV_VAR,
+        "DEVSTACK_REDIS_PORT",
+        brokers.start_redis,
+    ),
+    Spec(
+        "kafka",
+        brokers.KAFKA_NAME,
+        brokers.KAFKA_ENV_VAR,
+        "DEVSTACK_KAFKA_PORT",
+        brokers.start_kafka,
+    ),
+)
+
+
+class Stack:
+    """Provide the three services for one run, and stop exactly what it started.
+
+    `data_dir=None` means a fresh temporary directory, removed on stop.
+    `persistent=True` keeps durable PostgreSQL settings (dev data must survive).
+    """
+
+    def __init__(self, data_dir: Path | None = None, *, persistent: bool) -> None:
+        self._owns_dir = data_dir is None
+        self.data_dir = (
+            Path(tempfile.mkdtemp(prefix="devstack-")) if data_dir is None else data_dir
+        )
+        self.persistent = persistent
+        self.services: dict[str, Service] = {}
+        self.start_seconds: float | None = None
+
+    def __enter__(self) -> Stack:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Return the URL variables of every provided service."""
+        return {svc.env_var: svc.url for svc in self.services.values()}
+
+    def start(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Reuse each service whose URL variable is set; start the rest in parallel."""
+        environ = os.environ if environ is None else environ
+        began = time.monotonic()
+        missing = []
+        for spec in SPECS:
+            url = environ.get(spec.env_var)
+            if url:
+                self.services[spec.key] = Service(spec.name, spec.env_var, url)
+                logger.info(
+                    "%s: using %s from the environment", spec.name, spec.env_var
+                )
+            else:
+                missing.append(spec)
+        try:
+            if missing:
+                self.data_dir.mkdir(parents=True, exist_ok=True)
+                self._start_parallel(missing, _choose_ports(missing, environ))
+        except BaseException:
+            self.stop()
+            raise
+        self.start_seconds = time.monotonic() - began
+        return self.env
+
+    def _start_parallel(self, specs: list[Spec], ports: dict[str, int]) -> None:
+        """Launch each service in its own thread; raise the first failure."""
+        with ThreadPoolExecutor(len(specs), thread_name_prefix="devstack") as pool:
+            futures = {
+                spec.key: pool.submit(
+                    spec.launch,
+                    self.data_dir,
+                    ports[spec.key],
+                    persistent=self.persistent,
+                )
+                for spec in specs
+            }
+            errors: list[BaseException] = []
+            for key, future in futures.items():
+                errors += self._settle(key, future)
+        if errors:
+            # Interrupts first: Ctrl-C must win over a start-up error it caused.
+            errors.sort(key=lambda exc: isinstance(exc, StackError))
+            for extra in errors[1:]:
+                logger.error("%s", extra)
+            raise errors[0]
+
+    def _settle(self, key: str, future: Future[Service]) -> list[BaseException]:
+        """Wait out one launch even through Ctrl-C, so no started server goes unseen."""
+        interrupts: list[BaseException] = []
+        while True:
+            try:
+                error = future.exception()
+                break
+            except BaseException as exc:  # an interrupt while waiting: re-raised later
+                interrupts.append(exc)
+        if error is None:
+            self.services[key] = future.result()
+            return interrupts
+        return [*interrupts, error]
+
+    def stop(self) -> None:
+        """Stop, in reverse start order, only the servers this stack started."""
+        for key in reversed([spec.key for spec in SPECS]):
+            service = self.services.get(key)
+            if service is not None:
+                service.stop()
+        if self._owns_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def _choose_ports(specs: list[Spec], environ: Mapping[str, str]) -> dict[str, int]:
+    """Take explicit ports from DEVSTACK_*_PORT (checked free), free ones otherwise."""
+    ports: dict[str, int] = {}
+    held: list[socket.socket] = []
+    try:
+        for spec in specs:
+            raw = environ.get(spec.port_var)
+            if raw:
+                ports[spec.key] = _explicit_port(spec, raw)
+                continue
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            held.append(sock)  # held until all are chosen, so the three differ
+            sock.bind((LOCALHOST, 0))
+            ports[spec.key] = int(sock.getsockname()[1])
+    finally:
+        for sock in held:
+            sock.close()
+    return ports
+
+
+def _explicit_port(spec: Spec, raw: str) -> int:
+    """Validate a port number from the environment and check that it is free."""
+    try:
+        port = int(raw)
+    except ValueError:
+        port = -1
+    if not 0 < port < 65536:
+        raise StackError(
+            spec.name, f"{spec.port_var}={raw!r} is not a port number (1-65535)"
+        )
+    advice = (
+        f"free it, pick another with {spec.port_var}, or set {spec.env_var} "
+        "to use an existing server"
+    )
+    ensure_port_free(spec.name, port, advice)
+    return port
+
+
+def write_services_env(path: Path, env: Mapping[str, str]) -> None:
+    """Write `NAME=value` lines so a second shell (or settings.py) finds the stack."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_name(path.name + ".tmp")
+    scratch.write_text(
+        "".join(f"{name}={value}\n" for name, value in sorted(env.items()))
+    )
+    scratch.replace(path)

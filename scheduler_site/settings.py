@@ -1,0 +1,249 @@
+"""Django settings, every deploy-specific value read from the environment (12-factor).
+
+The three service URLs come from DATABASE_URL, REDIS_URL and KAFKA_BOOTSTRAP_SERVERS.
+When one is unset, the values written by the running dev stack
+(`.devstack/services.env`) are used, so `manage.py` and `celery` work in a second
+shell next to `make dev`.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DEV_SERVICES_ENV = BASE_DIR / ".devstack" / "services.env"
+
+
+def _dev_services() -> dict[str, str]:
+    """Read `NAME=value` lines that `make dev` wrote for the embedded services."""
+    if not DEV_SERVICES_ENV.exists():
+        return {}
+    pairs = (line.split("=", 1) for line in DEV_SERVICES_ENV.read_text().splitlines())
+    return {name.strip(): value.strip() for name, value in pairs if value}
+
+
+def env_str(name: str, default: str | None = None) -> str:
+    """Return an environment value, or fail naming the variable when it is missing."""
+    value = os.environ.get(name) or _dev_services().get(name) or default
+    if value is None:
+        raise ImproperlyConfigured(
+            f"{name} is not set. Set it, or start the embedded stack with `make dev` "
+            "(which writes .devstack/services.env)."
+        )
+    return value
+
+
+def env_bool(name: str, default: bool) -> bool:
+    """Read a yes/no flag: 1, true, yes, on (any case) mean yes."""
+    raw = os.environ.get(name)
+    return default if raw is None else raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    """Read an integer setting, failing with the variable's name when malformed."""
+    raw = os.environ.get(name)
+    try:
+        return default if raw is None else int(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def env_float(name: str, default: float) -> float:
+    """Read a number setting, failing with the variable's name when malformed."""
+    raw = os.environ.get(name)
+    try:
+        return default if raw is None else float(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from exc
+
+
+DEBUG = env_bool("DEBUG", False)
+
+# A production deploy must bring its own secret; only DEBUG may run without one.
+_INSECURE_PREFIX = "django-insecure-"
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY and DEBUG:
+    SECRET_KEY = _INSECURE_PREFIX + "dev-only-key-never-use-in-production"
+if not DEBUG and (len(SECRET_KEY) < 32 or SECRET_KEY.startswith(_INSECURE_PREFIX)):
+    raise ImproperlyConfigured(
+        "SECRET_KEY must be set to a random string of at least 32 characters when "
+        'DEBUG is off. Generate one with: python -c "import secrets; '
+        'print(secrets.token_urlsafe(50))"'
+    )
+
+ALLOWED_HOSTS = [
+    host.strip()
+    for host in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1").split(",")
+    if host.strip()
+]
+CSRF_TRUSTED_ORIGINS = [
+    origin.strip()
+    for origin in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",")
+    if origin.strip()
+]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "tasks_app",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "tasks_app.middleware.DatabaseUnavailableMiddleware",
+]
+
+ROOT_URLCONF = "scheduler_site.urls"
+WSGI_APPLICATION = "scheduler_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# PostgreSQL only: the publisher and the fenced lane writes rely on its locking.
+# https://github.com/jazzband/dj-database-url
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL"), conn_max_age=60, conn_health_checks=True
+    )
+}
+if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL (postgres://...)")
+DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
+    "DATABASE_CONNECT_TIMEOUT_S", 3
+)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("REDIS_URL")
+KAFKA_BOOTSTRAP_SERVERS = env_str("KAFKA_BOOTSTRAP_SERVERS")
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# https://www.django-rest-framework.org/api-guide/settings/
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "user": os.environ.get("API_THROTTLE_RATE", "6000/minute"),
+    },
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "tasks_app.api.exceptions.exception_handler",
+    "PAGE_SIZE": 100,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "workload-scheduler API",
+    "DESCRIPTION": "Fair, ordered, time-sliced execution of tasks on Kafka.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# The throttle counts live in Redis so every web process shares them.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+    }
+}
+
+# Scheduler policy. Each can be overridden in the environment.
+SCHEDULER_CONFIG = os.environ.get("SCHEDULER_CONFIG", "")
+SCHEDULER_AUTO_CREATE_TOPICS = env_bool("SCHEDULER_AUTO_CREATE_TOPICS", True)
+SCHEDULER_MAX_MESSAGE_BYTES = env_int("SCHEDULER_MAX_MESSAGE_BYTES", 256 * 1024)
+SCHEDULER_MAX_BULK_TASKS = env_int("SCHEDULER_MAX_BULK_TASKS", 1000)
+SCHEDULER_DEFAULT_GROUP = os.environ.get("SCHEDULER_DEFAULT_GROUP", "default")
+# Beat's safety net; submissions also nudge the publisher right after commit.
+SCHEDULER_PUBLISH_INTERVAL_S = env_float("SCHEDULER_PUBLISH_INTERVAL", 1.0)
+# Larger batches amortise round trips; smaller ones hold row locks for less time.
+SCHEDULER_PUBLISH_BATCH = env_int("SCHEDULER_PUBLISH_BATCH", 500)
+# One publisher run stops after this long so beat can start a fresh one.
+SCHEDULER_PUBLISH_BUDGET_S = env_float("SCHEDULER_PUBLISH_BUDGET_S", 10.0)
+SCHEDULER_DEFAULT_SLICE_MS = env_int("SCHEDULER_SLICE_MS", 2000)
+# Lease TTL = slice + grace: room for the last handler and the commit.
+SCHEDULER_LEASE_GRACE_MS = env_int("SCHEDULER_LEASE_GRACE_MS", 3000)
+SCHEDULER_CONSUME_BATCH = env_int("SCHEDULER_CONSUME_BATCH", 200)
+SCHEDULER_POLL_TIMEOUT_MS = env_int("SCHEDULER_POLL_TIMEOUT_MS", 50)
+SCHEDULER_HEARTBEAT_S = env_float("SCHEDULER_HEARTBEAT_S", 2.0)
+SCHEDULER_WATCHDOG_S = env_float("SCHEDULER_WATCHDOG_S", 2.0)
+
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html
+CELERY_BROKER_URL = REDIS_URL
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Longer than the longest slice, so Redis never redelivers a turn still running.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Each worker also consumes its own queue, so a lane's next turn can go to a
+# member other than the last one (DESIGN invariant 5, "take turns").
+CELERY_WORKER_DIRECT = True
+CELERY_TASK_ROUTES = {
+    "tasks_app.tasks.publish_pending": {"queue": "publish"},
+    "tasks_app.tasks.watchdog": {"queue": "publish"},
+    "tasks_app.tasks.run_slice": {"queue": "rotation"},
+}
+CELERY_BEAT_SCHEDULE = {
+    "publish-pending": {
+        "task": "tasks_app.tasks.publish_pending",
+        "schedule": SCHEDULER_PUBLISH_INTERVAL_S,
+        "options": {"expires": SCHEDULER_PUBLISH_INTERVAL_S * 5},
+    },
+    "rotation-watchdog": {
+        "task": "tasks_app.tasks.watchdog",
+        "schedule": SCHEDULER_WATCHDOG_S,
+        "options": {"expires": SCHEDULER_WATCHDOG_S * 5},
+    },
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {"confluent_kafka": {"level": "WARNING"}},
+}

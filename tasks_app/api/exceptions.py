@@ -1,0 +1,134 @@
+"""Map every failure to one JSON answer a person can act on (DRF EXCEPTION_HANDLER)."""
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+from django.db import DataError, IntegrityError, InterfaceError, OperationalError
+from django.http import Http404
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
+
+from tasks_app.errors import SchedulerError
+from tasks_app.middleware import database_unavailable_response
+
+logger = logging.getLogger(__name__)
+
+# A bulk request can fail on every item; the summary names this many, then counts.
+MAX_MESSAGES_IN_DETAIL = 10
+REDIS_RETRY_AFTER_S = 5
+REDIS_DOWN_MESSAGE = (
+    "Redis is unreachable, so the request could not be checked against the rate "
+    "limit. Retry shortly; if it persists, check the Redis server and REDIS_URL."
+)
+CONFLICT_MESSAGE = (
+    "The request conflicts with a concurrent change to the same object. Retry it."
+)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Answer SchedulerError, DRF errors and lost backing services as JSON.
+
+    Every answer has `detail` (a sentence) and `code`; scheduler errors add the
+    `field` they concern, validation errors the per-field `errors`.
+    """
+    if isinstance(exc, OperationalError | InterfaceError):
+        return _database_unavailable(exc, context)
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        return _redis_unavailable(exc)
+    if isinstance(exc, SchedulerError):
+        return _scheduler_error(exc)
+    if isinstance(exc, IntegrityError):
+        set_rollback()
+        return Response({"detail": CONFLICT_MESSAGE, "code": "conflict"}, status=409)
+    if isinstance(exc, DataError):
+        # Serializers refuse what they know PostgreSQL rejects; this is the net.
+        set_rollback()
+        detail = f"PostgreSQL refused a value in the request: {exc}".strip()
+        return Response({"detail": detail, "code": "invalid"}, status=400)
+    if isinstance(exc, Http404):
+        exc = drf_exceptions.NotFound(*exc.args)
+    response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(exc, drf_exceptions.APIException):
+        response.data = _api_exception_body(exc)
+    return response
+
+
+def _database_unavailable(exc: Exception, context: dict[str, Any]) -> Response:
+    request = context.get("request")
+    logger.error("PostgreSQL unreachable on %s: %s", getattr(request, "path", "?"), exc)
+    answer = database_unavailable_response()
+    return Response(
+        json.loads(answer.content),
+        status=answer.status_code,
+        headers={"Retry-After": answer["Retry-After"]},
+    )
+
+
+def _redis_unavailable(exc: Exception) -> Response:
+    logger.error("Redis unreachable: %s", exc)
+    return Response(
+        {
+            "detail": REDIS_DOWN_MESSAGE,
+            "code": "service_unavailable",
+            "service": "redis",
+        },
+        status=503,
+        headers={"Retry-After": str(REDIS_RETRY_AFTER_S)},
+    )
+
+
+def _scheduler_error(exc: SchedulerError) -> Response:
+    set_rollback()
+    body: dict[str, Any] = {"detail": exc.message, "code": exc.code}
+    if exc.field:
+        body["field"] = exc.field
+    return Response(body, status=exc.status_code)
+
+
+def _api_exception_body(exc: drf_exceptions.APIException) -> dict[str, Any]:
+    if isinstance(exc, drf_exceptions.ValidationError):
+        return {
+            "detail": validation_summary(exc.detail),
+            "code": "invalid",
+            "errors": exc.detail,
+        }
+    if isinstance(exc, drf_exceptions.Throttled):
+        return {
+            "detail": f"Too many requests from this account. Retry in {exc.wait} "
+            "seconds (the limit is set by API_THROTTLE_RATE).",
+            "code": "throttled",
+        }
+    return {"detail": str(exc.detail), "code": exc.get_codes()}
+
+
+def validation_summary(detail: Any) -> str:
+    """Turn DRF's nested error detail into one sentence naming each field."""
+    messages = list(_flatten(detail, ""))
+    shown = "; ".join(messages[:MAX_MESSAGES_IN_DETAIL])
+    hidden = len(messages) - MAX_MESSAGES_IN_DETAIL
+    return f"{shown}; and {hidden} more" if hidden > 0 else shown
+
+
+def _flatten(detail: Any, path: str) -> Iterator[str]:
+    """Yield `path: message` for every leaf, e.g. `[3].topic: Invalid ...`."""
+    if isinstance(detail, dict):
+        for name, inner in detail.items():
+            inner_path = path if name == "non_field_errors" else _join(path, name)
+            yield from _flatten(inner, inner_path)
+    elif isinstance(detail, list):
+        for index, inner in enumerate(detail):
+            is_leaf = not isinstance(inner, dict | list)
+            yield from _flatten(inner, path if is_leaf else f"{path}[{index}]")
+    else:
+        yield f"{path}: {detail}" if path else str(detail)
+
+
+def _join(path: str, name: Any) -> str:
+    if isinstance(name, int):
+        return f"{path}[{name}]"
+    return f"{path}.{name}" if path else str(name)

@@ -1,0 +1,32 @@
+"""Serializers: validate what clients send and shape what the API answers."""
+
+from tasks_app.api.serializers.base import ErrorSerializer, RejectUnknownFieldsMixin
+from tasks_app.api.serializers.tasks import (
+    TaskCreateSerializer,
+    TaskDetailSerializer,
+    TaskEventSerializer,
+    TaskListQuerySerializer,
+    TaskMessageSerializer,
+    TaskSerializer,
+)
+from tasks_app.api.serializers.topics import (
+    GroupSerializer,
+    GroupUpdateSerializer,
+    TopicSerializer,
+    TopicUpdateSerializer,
+)
+
+__all__ = [
+    "ErrorSerializer",
+    "GroupSerializer",
+    "GroupUpdateSerializer",
+    "RejectUnknownFieldsMixin",
+    "TaskCreateSerializer",
+    "TaskDetailSerializer",
+    "TaskEventSerializer",
+    "TaskListQuerySerializer",
+    "TaskMessageSerializer",
+    "TaskSerializer",
+    "TopicSerializer",
+    "TopicUpdateSerializer",
+]

@@ -1,0 +1,145 @@
+"""Task endpoints: submit one or many, list, read, cancel, retry."""
+
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+)
+from rest_framework import serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from tasks_app.api.pagination import TaskCursorPagination
+from tasks_app.api.parsers import API_PARSERS
+from tasks_app.api.serializers import (
+    TaskCreateSerializer,
+    TaskDetailSerializer,
+    TaskListQuerySerializer,
+    TaskSerializer,
+)
+from tasks_app.api.serializers.tasks import IDEMPOTENCY_HEADER
+from tasks_app.api.views.docs import BAD_REQUEST, CONFLICT, NOT_FOUND
+from tasks_app.errors import InvalidInput
+from tasks_app.models import Task
+from tasks_app.selectors import task_idempotency_key_used, task_list, task_with_events
+from tasks_app.services.tasks import (
+    task_cancel,
+    task_retry,
+    task_submit,
+    task_submit_many,
+)
+
+TASK_SUBMISSION = PolymorphicProxySerializer(
+    component_name="TaskSubmission",
+    serializers=[TaskCreateSerializer, TaskCreateSerializer(many=True)],
+    resource_type_field_name=None,
+    many=False,
+)
+IDEMPOTENCY_HEADER_DOC = OpenApiParameter(
+    IDEMPOTENCY_HEADER,
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description="Same as the body field idempotency_key (single task only).",
+)
+
+
+@extend_schema(tags=["tasks"])
+class TaskViewSet(viewsets.GenericViewSet):
+    """Submit tasks and follow them; a task's `id` is its public UUID."""
+
+    # Names the model for the schema (the `id` path type); reads use selectors.
+    queryset = Task.objects.all()
+    serializer_class = TaskSerializer
+    pagination_class = TaskCursorPagination
+    parser_classes = API_PARSERS
+    lookup_field = "uuid"
+    lookup_url_kwarg = "id"
+
+    def get_serializer_class(self) -> type[serializers.BaseSerializer]:
+        if self.action == "create":
+            return TaskCreateSerializer
+        if self.action == "retrieve":
+            return TaskDetailSerializer
+        return TaskSerializer
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = super().get_serializer_context()
+        context["idempotency_header"] = self.request.headers.get(IDEMPOTENCY_HEADER)
+        return context
+
+    @extend_schema(parameters=[TaskListQuerySerializer], responses=TaskSerializer)
+    def list(self, request: Request) -> Response:
+        """List tasks, newest first, filtered by status, topic and key."""
+        query = TaskListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        page = self.paginate_queryset(task_list(**query.validated_data))
+        return self.get_paginated_response(self._answer(page, many=True))
+
+    @extend_schema(
+        request=TASK_SUBMISSION,
+        parameters=[IDEMPOTENCY_HEADER_DOC],
+        responses={
+            201: TaskSerializer,
+            200: OpenApiResponse(
+                TaskSerializer, description="The original task (repeated key)."
+            ),
+            400: BAD_REQUEST,
+        },
+        description="Submit one task (an object) or up to SCHEDULER_MAX_BULK_TASKS "
+        "(a list, stored all or none). Answers 201, or 200 with the original task "
+        "when an idempotency key is repeated with the same body.",
+    )
+    def create(self, request: Request) -> Response:
+        """Accept one task, or a list of tasks stored together."""
+        if isinstance(request.data, list):
+            return self._create_many(request)
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        spec = serializer.spec()
+        repeat = bool(spec.idempotency_key) and task_idempotency_key_used(
+            user=request.user, key=spec.idempotency_key
+        )
+        task = task_submit(submitted_by=request.user, spec=spec)
+        return Response(self._answer(task), status=200 if repeat else 201)
+
+    def _create_many(self, request: Request) -> Response:
+        if request.headers.get(IDEMPOTENCY_HEADER):
+            raise InvalidInput(
+                f"The {IDEMPOTENCY_HEADER} header applies to a single task; give "
+                "each task in a list its own idempotency_key field.",
+                field=IDEMPOTENCY_HEADER,
+            )
+        serializer = self.get_serializer(data=request.data, many=True)
+        serializer.is_valid(raise_exception=True)
+        tasks = task_submit_many(submitted_by=request.user, specs=serializer.specs())
+        return Response(self._answer(tasks, many=True), status=201)
+
+    @extend_schema(responses={200: TaskDetailSerializer, 404: NOT_FOUND})
+    def retrieve(self, request: Request, **kwargs: str) -> Response:
+        """Return a task with its history of transitions."""
+        task = task_with_events(task_id=kwargs[self.lookup_url_kwarg])
+        return Response(self.get_serializer(task).data)
+
+    @extend_schema(request=None, responses={200: TaskSerializer, 409: CONFLICT})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, **kwargs: str) -> Response:
+        """Cancel a task that has not been published yet."""
+        task = task_cancel(task_id=kwargs[self.lookup_url_kwarg])
+        return Response(self._answer(task))
+
+    @extend_schema(request=None, responses={200: TaskSerializer, 409: CONFLICT})
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, **kwargs: str) -> Response:
+        """Run a dead task again from its first attempt."""
+        task = task_retry(task_id=kwargs[self.lookup_url_kwarg])
+        return Response(self._answer(task))
+
+    def _answer(self, tasks: Any, many: bool = False) -> Any:
+        return TaskSerializer(
+            tasks, many=many, context=self.get_serializer_context()
+        ).data

@@ -1,0 +1,153 @@
+"""Tasks, their recorded history, and the outbox the publisher drains."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from tasks_app.models.topic import Topic
+
+
+class TaskStatus(models.TextChoices):
+    """Life cycle: pending -> published -> running -> succeeded | failed | dead.
+
+    `failed` means the last attempt failed and a retry is due; `cancelled` is only
+    reachable from `pending`.
+    """
+
+    PENDING = "pending"
+    PUBLISHED = "published"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATUSES = (TaskStatus.SUCCEEDED, TaskStatus.DEAD, TaskStatus.CANCELLED)
+
+
+class Task(models.Model):
+    """One unit of work: a JSON message on a topic, run in order within its key.
+
+    The auto-increment `id` is the task's sequence: submissions to one topic take
+    a lock on the topic row first, so within a topic `id` order is commit order,
+    and the publisher sends tasks to Kafka in `id` order.
+    """
+
+    uuid = models.UUIDField(
+        default=uuid.uuid4, unique=True, editable=False, help_text="Public task id."
+    )
+    topic = models.ForeignKey(
+        Topic, on_delete=models.PROTECT, related_name="tasks", help_text="Topic."
+    )
+    key = models.CharField(
+        max_length=255,
+        help_text="Kafka message key; tasks with one key run in submission order.",
+    )
+    message = models.JSONField(help_text="The JSON payload handed to the handler.")
+    run_at = models.DateTimeField(
+        null=True, blank=True, help_text="Not published before this time."
+    )
+    idempotency_key = models.CharField(  # noqa: DJ001 - NULL means "none given"
+        max_length=255,
+        null=True,
+        blank=True,
+        help_text="Client-chosen key; a repeat with the same body returns this task.",
+    )
+    request_hash = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        help_text="Hash of the submitted body, to tell a repeat from a conflict.",
+    )
+    submitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="User who submitted the task.",
+    )
+    status = models.CharField(
+        max_length=16,
+        choices=TaskStatus.choices,
+        default=TaskStatus.PENDING,
+        help_text="Where the task is in its life cycle.",
+    )
+    attempts = models.PositiveIntegerField(
+        default=0, help_text="Handler runs started so far."
+    )
+    created_at = models.DateTimeField(auto_now_add=True, help_text="Accepted at.")
+    published_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    partition = models.IntegerField(null=True, blank=True, help_text="Kafka partition.")
+    offset = models.BigIntegerField(null=True, blank=True, help_text="Kafka offset.")
+    worker = models.CharField(
+        max_length=255, blank=True, default="", help_text="Member that ran it last."
+    )
+    result = models.JSONField(null=True, blank=True, help_text="Handler's return.")
+    error = models.TextField(blank=True, default="", help_text="Last failure.")
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["status", "id"], name="task_status_id"),
+            models.Index(fields=["topic", "id"], name="task_topic_id"),
+            models.Index(fields=["key", "id"], name="task_key_id"),
+            models.Index(
+                fields=["id"],
+                name="task_pending_id",
+                condition=models.Q(status="pending"),
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["submitted_by", "idempotency_key"],
+                name="task_idempotency_key_per_user",
+                condition=models.Q(idempotency_key__isnull=False),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.topic_id}:{self.uuid}"
+
+
+class TaskEvent(models.Model):
+    """One recorded transition of a task: when, to what, by whom, which attempt."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="events")
+    status = models.CharField(max_length=16, choices=TaskStatus.choices)
+    at = models.DateTimeField(help_text="When the transition happened.")
+    worker = models.CharField(max_length=255, blank=True, default="")
+    attempt = models.PositiveIntegerField(default=0)
+    detail = models.TextField(blank=True, default="", help_text="Error or reason.")
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.task_id} -> {self.status}"
+
+
+class OutboxEntry(models.Model):
+    """A task waiting to be produced to Kafka.
+
+    Narrow on purpose: the publisher removes entries with one
+    `DELETE ... RETURNING`, which moves far more rows per second than updating
+    the wide task rows it would otherwise have to select and lock.
+    """
+
+    task = models.OneToOneField(Task, on_delete=models.CASCADE, related_name="+")
+    topic_name = models.CharField(max_length=249)
+    key = models.CharField(max_length=255)
+    envelope = models.TextField(help_text="The JSON envelope produced to Kafka.")
+    available_at = models.DateTimeField(help_text="Not produced before this time.")
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["available_at"], name="outbox_available")]
+
+    def __str__(self) -> str:
+        return f"outbox {self.id} -> {self.topic_name}"

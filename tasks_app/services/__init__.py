@@ -1,0 +1,1 @@
+"""Writes and side effects: every view, admin action and Celery task calls these."""

@@ -1,0 +1,315 @@
+"""Run a lane's messages in order and record every outcome under the lane's fence.
+
+Handlers run one at a time in offset order. Outcomes are written in bulk, in one
+transaction with the lane's new resume point and a check that the holder's
+fencing token is still the lane's epoch, so a stale holder writes nothing.
+"""
+
+import json
+import logging
+import os
+import socket
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from confluent_kafka import Message
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from rotation.lanes import Lane
+from rotation.producer import OutgoingMessage, shared_producer
+from rotation.scheduler import EndReason
+from rotation.store import BatchOutcome
+from tasks_app.handlers import HandlerNotFound, TaskContext, handler_resolve
+from tasks_app.models import Task, TaskStatus, Topic
+from tasks_app.models.task import TERMINAL_STATUSES
+from tasks_app.services.lanes import lane_fence_check
+
+logger = logging.getLogger(__name__)
+
+# Outcomes are written at least this often while handlers keep running, so a
+# long batch shows progress; fast batches are written once, at their end.
+FLUSH_INTERVAL_S = 0.1
+# Granularity of a retry wait, so a pause, shutdown or lost lease is noticed.
+WAIT_STEP_S = 0.05
+WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
+
+
+_OUTCOMES_SQL = """
+UPDATE tasks_app_task t
+   SET status = d.status, attempts = d.attempts, started_at = d.started_at,
+       finished_at = d.finished_at, worker = d.worker, result = d.result::jsonb,
+       error = d.error
+  FROM unnest(%s::bigint[], %s::text[], %s::int[], %s::timestamptz[],
+              %s::timestamptz[], %s::text[], %s::text[], %s::text[])
+       AS d(id, status, attempts, started_at, finished_at, worker, result, error)
+ WHERE t.id = d.id
+"""
+_EVENTS_SQL = """
+INSERT INTO tasks_app_taskevent (task_id, status, at, worker, attempt, detail)
+SELECT * FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::text[],
+                     %s::int[], %s::text[])
+"""
+_RESUME_SQL = """
+UPDATE tasks_app_lanestate SET next_offset = %s, updated_at = now()
+ WHERE group_id = %s AND topic_id = %s AND partition = %s
+"""
+
+
+def _columns(rows: list[tuple]) -> list[list]:
+    """Turn rows into per-column lists for an unnest() statement."""
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+@dataclass
+class _Recorder:
+    """Collect outcomes in memory and write them, fenced, in one transaction.
+
+    Plain SQL over unnest() arrays: one statement for all task rows and one for
+    all events, whatever the batch size.
+    """
+
+    group_pk: int
+    topic_pk: int
+    partition: int
+    token: int
+    changed: dict[int, Task] = field(default_factory=dict)
+    events: list[tuple] = field(default_factory=list)
+    dead_letters: list[OutgoingMessage] = field(default_factory=list)
+    last_flush: float = 0.0  # the first task of a batch shows as running
+
+    def note(self, task: Task, status: str, *, detail: str = "") -> None:
+        task.status = status
+        self.changed[task.pk] = task
+        self.events.append(
+            (task.pk, status, timezone.now(), task.worker, task.attempts, detail)
+        )
+
+    def due(self) -> bool:
+        return time.monotonic() - self.last_flush >= FLUSH_INTERVAL_S
+
+    def flush(self, next_offset: int) -> None:
+        """Write outcomes and the resume point if the fence still holds.
+
+        The fence check locks the lane's row first; only then are dead letters
+        sent, so a stale holder neither writes rows nor produces dead letters.
+        """
+        with transaction.atomic(), connection.cursor() as cursor:
+            lane_fence_check(
+                group_pk=self.group_pk,
+                topic_pk=self.topic_pk,
+                partition=self.partition,
+                token=self.token,
+            )
+            if self.dead_letters:
+                shared_producer(settings.KAFKA_BOOTSTRAP_SERVERS).produce_batch(
+                    self.dead_letters
+                )
+            if self.changed:
+                rows = [_row(task) for task in self.changed.values()]
+                cursor.execute(_OUTCOMES_SQL, _columns(rows))
+            if self.events:
+                cursor.execute(_EVENTS_SQL, _columns(self.events))
+            cursor.execute(
+                _RESUME_SQL,
+                [next_offset, self.group_pk, self.topic_pk, self.partition],
+            )
+        self.changed, self.events, self.dead_letters = {}, [], []
+        self.last_flush = time.monotonic()
+
+
+def _row(task: Task) -> tuple:
+    result = None if task.result is None else json.dumps(task.result)
+    return (
+        task.pk,
+        task.status,
+        task.attempts,
+        task.started_at,
+        task.finished_at,
+        task.worker,
+        result,
+        task.error,
+    )
+
+
+def batch_process(
+    *,
+    lane: Lane,
+    token: int,
+    messages: Sequence[Message],
+    deadline: float,
+    interrupted: Callable[[], bool],
+    lane_ids: tuple[int, int],
+) -> BatchOutcome:
+    """Run the messages' tasks in order; see the module docstring."""
+    recorder = _Recorder(*lane_ids, partition=lane.partition, token=token)
+    tasks = _tasks_for(messages)
+    topic = Topic.objects.get(pk=lane_ids[1])
+    next_offset, processed = messages[0].offset(), 0
+    for message in messages:
+        task = tasks.get(_task_id(message))
+        if _runnable(task, message):
+            stop = _run_task(
+                task, message, topic, recorder, deadline, interrupted, next_offset
+            )
+            if stop is not None:
+                recorder.flush(next_offset)
+                return BatchOutcome(next_offset, processed, stop)
+            processed += 1
+        next_offset = message.offset() + 1
+    recorder.flush(next_offset)
+    return BatchOutcome(next_offset, processed)
+
+
+def _task_id(message: Message) -> str | None:
+    """Read the task id from the headers (cheap) or, failing that, the envelope."""
+    for name, value in message.headers() or ():
+        if name == "task_id":
+            return value.decode()
+    try:
+        return json.loads(message.value())["task_id"]
+    except (ValueError, KeyError, TypeError):
+        logger.error(
+            "Message at %s/%d/%d carries no task id; skipping it",
+            message.topic(),
+            message.partition(),
+            message.offset(),
+        )
+        return None
+
+
+def _tasks_for(messages: Sequence[Message]) -> dict[str, Task]:
+    ids = [task_id for task_id in map(_task_id, messages) if task_id]
+    return {str(t.uuid): t for t in Task.objects.filter(uuid__in=ids)}
+
+
+def _runnable(task: Task | None, message: Message) -> bool:
+    """Skip unknown tasks, finished ones (redelivery) and stale copies.
+
+    A copy is stale when the task's recorded offset is elsewhere: a publisher
+    that crashed after producing republishes, and the recorded copy is the one
+    that runs.
+    """
+    return (
+        task is not None
+        and task.status not in TERMINAL_STATUSES
+        and task.offset == message.offset()
+    )
+
+
+def _run_task(
+    task: Task,
+    message: Message,
+    topic: Topic,
+    recorder: _Recorder,
+    deadline: float,
+    interrupted: Callable[[], bool],
+    next_offset: int,
+) -> str | None:
+    """Run one task, retrying in place with backoff; return a stop reason or None."""
+    while True:
+        stop = _wait_for_retry(task, topic, deadline, interrupted)
+        if stop is not None:
+            return stop
+        if _attempt(task, message, topic, recorder, next_offset):
+            return None
+
+
+def _wait_for_retry(
+    task: Task, topic: Topic, deadline: float, interrupted: Callable[[], bool]
+) -> str | None:
+    """Wait until the task's next attempt is due, unless the slice must end first."""
+    due_in_s = _retry_due_in_s(task, topic)
+    while True:
+        if interrupted():
+            return EndReason.SHUTDOWN
+        if time.monotonic() >= deadline:
+            return EndReason.DEADLINE
+        if due_in_s <= 0:
+            return None
+        time.sleep(min(WAIT_STEP_S, due_in_s))
+        due_in_s = _retry_due_in_s(task, topic)
+
+
+def _retry_due_in_s(task: Task, topic: Topic) -> float:
+    if task.status != TaskStatus.FAILED or task.finished_at is None:
+        return 0.0
+    backoff = timedelta(milliseconds=topic.retry_backoff_ms * 2 ** (task.attempts - 1))
+    return (task.finished_at + backoff - timezone.now()).total_seconds()
+
+
+def _attempt(
+    task: Task, message: Message, topic: Topic, recorder: _Recorder, next_offset: int
+) -> bool:
+    """Run the handler once; return True when the task is done with (either way).
+
+    The `running` state is written before the handler starts whenever the last
+    write is a while ago, so a slow handler shows as running while it runs.
+    """
+    task.attempts += 1
+    task.worker = WORKER_NAME
+    task.started_at = timezone.now()
+    recorder.note(task, TaskStatus.RUNNING)
+    if recorder.due():
+        recorder.flush(next_offset)
+    try:
+        result = _call_handler(task, message, topic)
+    except Exception as exc:  # noqa: BLE001 - a handler may raise anything
+        return _failed(task, message, topic, recorder, exc)
+    task.result, task.error, task.finished_at = result, "", timezone.now()
+    recorder.note(task, TaskStatus.SUCCEEDED)
+    return True
+
+
+def _call_handler(task: Task, message: Message, topic: Topic) -> Any:
+    handler = handler_resolve(topic.handler)
+    context = TaskContext(
+        task_id=str(task.uuid),
+        topic=topic.name,
+        key=task.key,
+        partition=message.partition(),
+        offset=message.offset(),
+        attempt=task.attempts,
+        timestamp_ms=message.timestamp()[1],
+        worker=WORKER_NAME,
+    )
+    result = handler(task.message, context)
+    json.dumps(result)  # a result that cannot be stored fails the task, visibly
+    return result
+
+
+def _failed(
+    task: Task, message: Message, topic: Topic, recorder: _Recorder, exc: Exception
+) -> bool:
+    task.finished_at = timezone.now()
+    task.error = "".join(traceback.format_exception(exc))
+    final = isinstance(exc, HandlerNotFound) or task.attempts >= topic.max_attempts
+    logger.warning(
+        "Task %s attempt %d/%d failed: %s",
+        task.uuid,
+        task.attempts,
+        topic.max_attempts,
+        exc,
+    )
+    if not final:
+        recorder.note(task, TaskStatus.FAILED, detail=str(exc))
+        return False
+    recorder.note(task, TaskStatus.DEAD, detail=str(exc))
+    recorder.dead_letters.append(
+        OutgoingMessage(
+            topic=topic.dead_letter_topic,
+            key=task.key,
+            value=message.value(),
+            headers=[
+                ("task_id", str(task.uuid)),
+                ("content-type", "application/json"),
+                ("error", str(exc)[:1000]),
+            ],
+        )
+    )
+    return True

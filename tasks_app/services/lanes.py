@@ -1,0 +1,234 @@
+"""The database side of the rotation: policies, fenced claims, backlog, slices."""
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+import redis
+from confluent_kafka import Message
+from django.db import DatabaseError, connection, transaction
+
+from rotation.errors import RotationError
+from rotation.lanes import Lane, LanePolicy
+from rotation.store import BatchOutcome, Fenced, LaneView, SliceRecord, StoreUnavailable
+from tasks_app.models import ConsumerGroup, PartitionHead, Slice, Topic, WalkMode
+
+logger = logging.getLogger(__name__)
+
+_CLAIM_SQL = """
+INSERT INTO tasks_app_lanestate (group_id, topic_id, partition, epoch, next_offset,
+                                 updated_at)
+VALUES (%s, %s, %s, %s, 0, now())
+ON CONFLICT (group_id, topic_id, partition) DO UPDATE
+   SET epoch = EXCLUDED.epoch, updated_at = now()
+ WHERE tasks_app_lanestate.epoch < EXCLUDED.epoch
+RETURNING next_offset
+"""
+_OVERVIEW_SQL = """
+SELECT g.group_id, t.name, p.partition, g.walk_mode, t.slice_ms * t.weight, t.paused,
+       COALESCE(h.end_offset, 0) > COALESCE(s.next_offset, 0)
+  FROM tasks_app_consumergroup g
+  JOIN tasks_app_consumergroup_topics gt ON gt.consumergroup_id = g.id
+  JOIN tasks_app_topic t ON t.id = gt.topic_id
+ CROSS JOIN LATERAL generate_series(0, t.partitions - 1) AS p(partition)
+  LEFT JOIN tasks_app_partitionhead h
+    ON h.topic_id = t.id AND h.partition = p.partition
+  LEFT JOIN tasks_app_lanestate s
+    ON s.group_id = g.id AND s.topic_id = t.id AND s.partition = p.partition
+ ORDER BY g.group_id, t.name, p.partition
+"""
+
+
+def _store_errors(method: Callable) -> Callable:  # type: ignore[type-arg]
+    """Turn database failures into StoreUnavailable naming PostgreSQL."""
+
+    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return method(*args, **kwargs)
+        except DatabaseError as exc:
+            raise StoreUnavailable(
+                f"PostgreSQL failed during {method.__name__}: {exc}; check the "
+                "database server"
+            ) from exc
+
+    wrapper.__name__ = method.__name__
+    wrapper.__doc__ = method.__doc__
+    return wrapper
+
+
+class DatabaseLaneStore:
+    """The LaneStore the Celery workers use (see rotation/store.py)."""
+
+    def __init__(self, process_batch: Callable[..., BatchOutcome]):
+        self._process_batch = process_batch
+        self._ids: dict[tuple[str, str], tuple[int, int]] = {}
+
+    def ids(self, lane: Lane) -> tuple[int, int]:
+        """Return (group pk, topic pk) for a lane; names never change, so cache."""
+        names = (lane.group, lane.topic)
+        if names not in self._ids:
+            group_pk = ConsumerGroup.objects.values_list("pk", flat=True).get(
+                group_id=lane.group
+            )
+            topic_pk = Topic.objects.values_list("pk", flat=True).get(name=lane.topic)
+            self._ids[names] = (group_pk, topic_pk)
+        return self._ids[names]
+
+    @_store_errors
+    def policy(self, lane: Lane) -> LanePolicy | None:
+        """Read the topic's slice (times its weight), pause flag and walk mode."""
+        row = (
+            ConsumerGroup.objects.filter(group_id=lane.group, topics__name=lane.topic)
+            .values_list(
+                "walk_mode", "topics__slice_ms", "topics__weight", "topics__paused"
+            )
+            .first()
+        )
+        if row is None:
+            return None
+        walk_mode, slice_ms, weight, paused = row
+        return LanePolicy(
+            slice_ms=slice_ms * weight,
+            paused=paused,
+            sequential=walk_mode == WalkMode.SEQUENTIAL,
+        )
+
+    @_store_errors
+    def claim(self, lane: Lane, token: int) -> int:
+        """Make `token` the lane's epoch and return the fenced resume offset."""
+        group_pk, topic_pk = self.ids(lane)
+        with connection.cursor() as cursor:
+            cursor.execute(_CLAIM_SQL, [group_pk, topic_pk, lane.partition, token])
+            row = cursor.fetchone()
+            if row is not None:
+                return row[0]
+            cursor.execute(
+                "SELECT epoch FROM tasks_app_lanestate WHERE group_id = %s AND "
+                "topic_id = %s AND partition = %s",
+                [group_pk, topic_pk, lane.partition],
+            )
+            raise Fenced(lane, token, cursor.fetchone()[0])
+
+    @_store_errors
+    def end_offset(self, lane: Lane) -> int:
+        """Return the offset after the last task published to the lane."""
+        _, topic_pk = self.ids(lane)
+        head = PartitionHead.objects.filter(topic_id=topic_pk, partition=lane.partition)
+        return head.values_list("end_offset", flat=True).first() or 0
+
+    @_store_errors
+    def process(
+        self,
+        lane: Lane,
+        token: int,
+        messages: Sequence[Message],
+        deadline: float,
+        interrupted: Callable[[], bool],
+    ) -> BatchOutcome:
+        """Run the batch's tasks through tasks_app.services.execution."""
+        return self._process_batch(
+            lane=lane,
+            token=token,
+            messages=messages,
+            deadline=deadline,
+            interrupted=interrupted,
+            lane_ids=self.ids(lane),
+        )
+
+    @_store_errors
+    def record_slice(self, record: SliceRecord) -> None:
+        """Store a finished slice for /api/slices/ and the admin."""
+        group_pk, topic_pk = self.ids(record.lane)
+        Slice.objects.create(
+            group_id=group_pk,
+            topic_id=topic_pk,
+            partition=record.lane.partition,
+            member=record.member,
+            token=record.token,
+            started_at=datetime.fromtimestamp(record.started_at, UTC),
+            ended_at=datetime.fromtimestamp(record.ended_at, UTC),
+            messages=record.messages,
+            first_offset=record.first_offset,
+            last_offset=record.last_offset,
+            end_reason=record.end_reason,
+        )
+
+    @_store_errors
+    def overview(self, topics: Sequence[str] | None = None) -> list[LaneView]:
+        """List every lane with its policy and whether it has a backlog."""
+        with connection.cursor() as cursor:
+            cursor.execute(_OVERVIEW_SQL)
+            rows = cursor.fetchall()
+        return [
+            LaneView(
+                lane=Lane(group, topic, partition),
+                policy=LanePolicy(
+                    slice_ms=slice_ms,
+                    paused=paused,
+                    sequential=walk_mode == WalkMode.SEQUENTIAL,
+                ),
+                has_backlog=backlog,
+            )
+            for group, topic, partition, walk_mode, slice_ms, paused, backlog in rows
+            if topics is None or topic in topics
+        ]
+
+
+def lane_fence_check(
+    *, group_pk: int, topic_pk: int, partition: int, token: int
+) -> None:
+    """Lock the lane's row and refuse the write unless `token` is its epoch.
+
+    Call inside the transaction that records outcomes: the row lock makes the
+    check and the writes one atomic step against a newer holder's claim.
+    """
+    assert transaction.get_connection().in_atomic_block
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT epoch FROM tasks_app_lanestate WHERE group_id = %s AND "
+            "topic_id = %s AND partition = %s FOR UPDATE",
+            [group_pk, topic_pk, partition],
+        )
+        row = cursor.fetchone()
+    epoch = row[0] if row else 0
+    if epoch != token:
+        group = ConsumerGroup.objects.get(pk=group_pk).group_id
+        topic = Topic.objects.get(pk=topic_pk).name
+        raise Fenced(Lane(group, topic, partition), token, epoch)
+
+
+_HEADS_SQL = """
+INSERT INTO tasks_app_partitionhead (topic_id, partition, end_offset)
+SELECT t.id, d.p, max(d.o) + 1
+  FROM unnest(%s::text[], %s::int[], %s::bigint[]) AS d(topic, p, o)
+  JOIN tasks_app_topic t ON t.name = d.topic
+ GROUP BY t.id, d.p
+ON CONFLICT (topic_id, partition) DO UPDATE
+   SET end_offset = GREATEST(tasks_app_partitionhead.end_offset, EXCLUDED.end_offset)
+"""
+
+
+def partition_heads_advance(*, deliveries: Sequence[tuple[str, int, int]]) -> None:
+    """Record where each partition's log now ends, from (topic, partition, offset)
+    delivery reports; call in the publisher's transaction."""
+    if not deliveries:
+        return
+    topics, partitions, offsets = (
+        list(column) for column in zip(*deliveries, strict=True)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(_HEADS_SQL, [topics, partitions, offsets])
+
+
+def lanes_kick(*, topics: Sequence[str]) -> None:
+    """Start idle lanes of `topics` that now have work, without waiting for beat."""
+    from tasks_app.rotation_runtime import runtime
+
+    try:
+        runtime().scheduler.kick(topics)
+    except (redis.RedisError, RotationError) as exc:
+        logger.warning(
+            "Could not start lanes of %s now (%s); the watchdog will.",
+            ", ".join(topics),
+            exc,
+        )

@@ -1,0 +1,268 @@
+"""Task writes: submit (one or many), cancel and retry, each one transaction."""
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from tasks_app.errors import Conflict, InvalidInput, NotFound
+from tasks_app.models import OutboxEntry, Task, TaskEvent, TaskStatus, Topic
+from tasks_app.services.publish_nudge import publish_nudge_on_commit
+from tasks_app.services.topics import topics_created_after_commit, topics_get_or_create
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a client asks for: a message on a topic, with optional extras."""
+
+    topic: str
+    message: Any
+    key: str | None = None
+    run_at: datetime | None = None
+    idempotency_key: str | None = None
+
+    def body_hash(self) -> str:
+        """Fingerprint the request body, to tell a repeat from a conflicting reuse."""
+        body = {
+            "topic": self.topic,
+            "message": self.message,
+            "key": self.key,
+            "run_at": self.run_at.isoformat() if self.run_at else None,
+        }
+        encoded = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(encoded.encode()).hexdigest()
+
+
+def message_size_check(*, message: Any) -> None:
+    """Refuse messages over the size limit, saying what the limit is."""
+    size = len(json.dumps(message, separators=(",", ":")).encode())
+    limit = settings.SCHEDULER_MAX_MESSAGE_BYTES
+    if size > limit:
+        raise InvalidInput(
+            f"The message is {size} bytes, over the limit of {limit} bytes "
+            "(SCHEDULER_MAX_MESSAGE_BYTES). Store large payloads elsewhere and "
+            "send a reference.",
+            field="message",
+        )
+
+
+def task_envelope(*, task: Task, topic_name: str) -> str:
+    """Build the JSON envelope produced to Kafka; it carries the task id so a
+    consumer can skip a task that already finished."""
+    return json.dumps(
+        {
+            "task_id": str(task.uuid),
+            "topic": topic_name,
+            "key": task.key,
+            "message": task.message,
+            "attempt": task.attempts + 1,
+            "submitted_at": task.created_at.isoformat(),
+        },
+        separators=(",", ":"),
+    )
+
+
+def task_submit(*, submitted_by: AbstractBaseUser | None, spec: TaskSpec) -> Task:
+    """Accept one task; see `task_submit_many`."""
+    return task_submit_many(submitted_by=submitted_by, specs=[spec])[0]
+
+
+def task_submit_many(
+    *, submitted_by: AbstractBaseUser | None, specs: Sequence[TaskSpec]
+) -> list[Task]:
+    """Accept tasks in one transaction: all are stored, or none is.
+
+    A spec whose idempotency key was used before with the same body returns the
+    original task instead of a new one. Topics are locked in name order before
+    inserting, so within a topic task ids (the publish order) follow commit order.
+    """
+    limit = settings.SCHEDULER_MAX_BULK_TASKS
+    if not specs:
+        raise InvalidInput("Send at least one task.")
+    if len(specs) > limit:
+        raise InvalidInput(
+            f"{len(specs)} tasks in one request is over the limit of {limit} "
+            "(SCHEDULER_MAX_BULK_TASKS); split the list."
+        )
+    for spec in specs:
+        message_size_check(message=spec.message)
+    try:
+        return _submit_in_transaction(submitted_by, specs)
+    except IntegrityError:
+        # A concurrent request used the same idempotency key: its task is
+        # committed now, so a second pass finds and returns it.
+        return _submit_in_transaction(submitted_by, specs)
+
+
+@transaction.atomic
+def _submit_in_transaction(
+    submitted_by: AbstractBaseUser | None, specs: Sequence[TaskSpec]
+) -> list[Task]:
+    user = submitted_by if submitted_by and submitted_by.is_authenticated else None
+    topics, created = topics_get_or_create(names=(s.topic for s in specs))
+    list(
+        Topic.objects.filter(pk__in=[t.pk for t in topics.values()])
+        .order_by("name")
+        .select_for_update(no_key=True)
+    )
+    previous = _previous_tasks(user, specs)
+    fresh = [s for s in specs if s.idempotency_key not in previous]
+    new_tasks = Task.objects.bulk_create(
+        [_new_task(user, spec, topics[spec.topic]) for spec in _dedupe(fresh)]
+    )
+    _record_accepted(new_tasks)
+    topics_created_after_commit(topics=created)
+    publish_nudge_on_commit()
+    by_key = {t.idempotency_key: t for t in new_tasks if t.idempotency_key}
+    by_key.update(previous)
+    queue = iter(new_tasks)
+    return [
+        by_key[s.idempotency_key] if s.idempotency_key else next(queue) for s in specs
+    ]
+
+
+def _dedupe(specs: Sequence[TaskSpec]) -> list[TaskSpec]:
+    """Keep the first of specs sharing an idempotency key (one request, one task)."""
+    seen: dict[str, TaskSpec] = {}
+    unique: list[TaskSpec] = []
+    for spec in specs:
+        key = spec.idempotency_key
+        if key is None:
+            unique.append(spec)
+        elif key not in seen:
+            seen[key] = spec
+            unique.append(spec)
+        elif spec.body_hash() != seen[key].body_hash():
+            raise _idempotency_conflict(key)
+    return unique
+
+
+def _previous_tasks(
+    user: AbstractBaseUser | None, specs: Sequence[TaskSpec]
+) -> dict[str, Task]:
+    """Find earlier tasks for the idempotency keys given, refusing changed bodies."""
+    keys = {s.idempotency_key: s for s in specs if s.idempotency_key}
+    if not keys:
+        return {}
+    found = Task.objects.select_related("topic").filter(
+        submitted_by=user, idempotency_key__in=keys
+    )
+    previous = {t.idempotency_key: t for t in found}
+    for key, task in previous.items():
+        if task.request_hash != keys[key].body_hash():
+            raise _idempotency_conflict(key)
+    return previous  # type: ignore[return-value]
+
+
+def _idempotency_conflict(key: str) -> InvalidInput:
+    return InvalidInput(
+        f"Idempotency key {key!r} was already used with a different body. Use a "
+        "new key for a new task, or resend the original body to get its task.",
+        field="idempotency_key",
+    )
+
+
+def _new_task(user: AbstractBaseUser | None, spec: TaskSpec, topic: Topic) -> Task:
+    return Task(
+        topic=topic,
+        key=spec.key or topic.name,
+        message=spec.message,
+        run_at=spec.run_at,
+        idempotency_key=spec.idempotency_key,
+        request_hash=spec.body_hash() if spec.idempotency_key else "",
+        submitted_by=user,
+    )
+
+
+def _record_accepted(tasks: list[Task]) -> None:
+    """Write each task's outbox entry and its first history event."""
+    now = timezone.now()
+    OutboxEntry.objects.bulk_create(
+        [
+            OutboxEntry(
+                task=task,
+                topic_name=task.topic.name,
+                key=task.key,
+                envelope=task_envelope(task=task, topic_name=task.topic.name),
+                available_at=task.run_at or now,
+            )
+            for task in tasks
+        ]
+    )
+    TaskEvent.objects.bulk_create(
+        [TaskEvent(task=t, status=TaskStatus.PENDING, at=now) for t in tasks]
+    )
+
+
+def task_get(*, task_id: UUID | str) -> Task:
+    """Return a task by its public id, or NotFound."""
+    try:
+        return Task.objects.select_related("topic").get(uuid=task_id)
+    except (Task.DoesNotExist, ValueError, ValidationError) as exc:
+        raise NotFound(f"No task with id {task_id}.") from exc
+
+
+@transaction.atomic
+def task_cancel(*, task_id: UUID | str) -> Task:
+    """Cancel a task that has not been published.
+
+    The outbox entry is deleted first: if the publisher holds it right now, the
+    DELETE waits for the publisher's transaction, then finds the entry gone and
+    the task published, and the cancel is refused. So a task ends either
+    cancelled and never published, or published and the cancel answers 409.
+    """
+    task = task_get(task_id=task_id)
+    removed, _ = OutboxEntry.objects.filter(task_id=task.pk).delete()
+    if not removed:
+        task.refresh_from_db()
+        raise Conflict(
+            f"Task {task.uuid} is {task.status}; only pending tasks can be cancelled.",
+            status=task.status,
+        )
+    now = timezone.now()
+    Task.objects.filter(pk=task.pk).update(status=TaskStatus.CANCELLED, finished_at=now)
+    TaskEvent.objects.create(task=task, status=TaskStatus.CANCELLED, at=now)
+    task.refresh_from_db()
+    return task
+
+
+@transaction.atomic
+def task_retry(*, task_id: UUID | str) -> Task:
+    """Send a dead task through the pipeline again, as a new attempt series.
+
+    Only `dead` qualifies: a `failed` task is already being retried in place by
+    its lane, and running it a second time beside that would break its order.
+    """
+    task = task_get(task_id=task_id)
+    Topic.objects.select_for_update(no_key=True).filter(pk=task.topic_id).first()
+    task = Task.objects.select_for_update().select_related("topic").get(pk=task.pk)
+    if task.status != TaskStatus.DEAD:
+        raise Conflict(
+            f"Task {task.uuid} is {task.status}; only dead tasks can be retried "
+            "(failed tasks are retried automatically).",
+            status=task.status,
+        )
+    task.status, task.attempts, task.error = TaskStatus.PENDING, 0, ""
+    task.finished_at = task.started_at = task.published_at = None
+    task.save(
+        update_fields=[
+            "status",
+            "attempts",
+            "error",
+            "finished_at",
+            "started_at",
+            "published_at",
+        ]
+    )
+    _record_accepted([task])
+    publish_nudge_on_commit()
+    return task

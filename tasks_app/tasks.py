@@ -1,0 +1,34 @@
+"""Celery tasks: thin wrappers that call one service and own retry/ack policy."""
+
+from celery import shared_task
+
+from rotation.turns import Turn
+from tasks_app.rotation_runtime import runtime
+from tasks_app.services.publisher import publish_pending_run
+
+
+@shared_task(ignore_result=True, acks_late=False)
+def publish_pending() -> int:
+    """Move due tasks from the outbox to Kafka; return how many were published.
+
+    Acknowledged early: a lost run is harmless, beat starts another within
+    SCHEDULER_PUBLISH_INTERVAL and nothing leaves the outbox unpublished.
+    """
+    return publish_pending_run()
+
+
+@shared_task(bind=True, ignore_result=True, acks_late=True)
+def run_slice(self, turn: dict) -> int:  # type: ignore[no-untyped-def]
+    """Run one turn on a lane; return how many messages it processed.
+
+    Late acks with reject-on-worker-lost: a turn lost with its worker is
+    redelivered, and then does nothing because the watchdog queued a newer one.
+    """
+    record = runtime().runner(self.request.hostname).run(Turn.from_message(turn))
+    return record.messages if record else 0
+
+
+@shared_task(ignore_result=True, acks_late=False)
+def watchdog() -> int:
+    """Queue turns for backlogged lanes that have no holder and no queued turn."""
+    return len(runtime().scheduler.kick())

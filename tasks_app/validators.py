@@ -1,0 +1,36 @@
+"""Validators for names that must also be valid in Kafka."""
+
+import re
+
+from django.core.exceptions import ValidationError
+
+KAFKA_NAME_MAX_CHARS = 249
+_KAFKA_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
+KAFKA_TOPIC_RULE = (
+    "A topic name is 1 to 249 characters of letters, digits, '.', '_' or '-', "
+    "and is not '.' or '..'."
+)
+
+
+def validate_kafka_topic_name(name: str) -> None:
+    """Apply Kafka's own topic-name rule, so a topic accepted here exists in Kafka."""
+    if (
+        not name
+        or len(name) > KAFKA_NAME_MAX_CHARS
+        or name in {".", ".."}
+        or not _KAFKA_NAME.match(name)
+    ):
+        raise ValidationError(
+            f"Invalid topic name {name[:60]!r}. {KAFKA_TOPIC_RULE}", code="topic_name"
+        )
+
+
+def validate_dotted_path(path: str) -> None:
+    """Require `package.module.callable`, the form handlers are named in."""
+    parts = path.split(".")
+    if len(parts) < 2 or not all(part.isidentifier() for part in parts):
+        raise ValidationError(
+            f"Handler {path!r} must be a dotted path such as "
+            "'tasks_app.handlers.log_message'.",
+            code="handler_path",
+        )

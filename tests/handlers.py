@@ -1,0 +1,58 @@
+"""Handlers for the rotation tests: they record what ran, where and when, in Redis.
+
+Each run appends `start` and `end` entries to the list `test:runs:<topic>`, so a
+test can check order, overlap and which member ran what. The message may ask
+for a sleep (`sleep_ms`) or for its first attempts to fail (`fail_attempts`).
+"""
+
+import json
+import os
+import time
+from typing import Any
+
+import redis
+
+from tasks_app.handlers import TaskContext
+
+_clients: dict[int, redis.Redis] = {}
+
+
+def _redis() -> redis.Redis:
+    pid = os.getpid()
+    if pid not in _clients:
+        _clients[pid] = redis.Redis.from_url(os.environ["REDIS_URL"])
+    return _clients[pid]
+
+
+def runs_key(topic: str) -> str:
+    """Name the Redis list holding a topic's recorded runs."""
+    return f"test:runs:{topic}"
+
+
+def _note(context: TaskContext, phase: str) -> None:
+    entry = {
+        "task": context.task_id,
+        "phase": phase,
+        "t": time.time(),
+        "worker": context.worker,
+        "offset": context.offset,
+        "attempt": context.attempt,
+    }
+    _redis().rpush(runs_key(context.topic), json.dumps(entry))
+
+
+def record(message: Any, context: TaskContext) -> Any:
+    """Record start and end around an optional sleep or planned failure."""
+    _note(context, "start")
+    if isinstance(message, dict) and message.get("sleep_ms"):
+        time.sleep(message["sleep_ms"] / 1000)
+    if isinstance(message, dict) and context.attempt <= message.get("fail_attempts", 0):
+        _note(context, "fail")
+        raise RuntimeError(f"planned failure on attempt {context.attempt}")
+    _note(context, "end")
+    return {"attempt": context.attempt}
+
+
+def runs(topic: str) -> list[dict]:
+    """Return the recorded runs of a topic, in the order they were written."""
+    return [json.loads(raw) for raw in _redis().lrange(runs_key(topic), 0, -1)]

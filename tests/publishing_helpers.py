@@ -1,0 +1,118 @@
+"""Publishing test helpers: read Kafka back (assign(), offset 0), run threads, check."""
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from django.conf import settings
+from django.db import connection
+
+from tasks_app.models import Task, TaskStatus
+
+T = TypeVar("T")
+
+POLL_S = 0.2
+# After the expected count arrived, keep reading this long to catch duplicates.
+SETTLE_S = 1.0
+READ_DEADLINE_S = 60.0
+
+
+@dataclass(frozen=True)
+class Record:
+    """One record read back: where it is, its envelope and headers."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str
+    envelope: dict
+    headers: dict[str, bytes]
+
+
+def partition_count(topic: str) -> int:
+    """Ask the broker how many partitions the topic has (0 if it does not exist)."""
+    admin = AdminClient({"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS})
+    found = admin.list_topics(topic=topic, timeout=10).topics.get(topic)
+    return 0 if found is None or found.error else len(found.partitions)
+
+
+def read_topic(topic: str, partitions: int, expected: int) -> list[Record]:
+    """Read every partition from offset 0 until `expected` records arrived and the
+    topic stayed quiet for SETTLE_S (watermarks are unreliable on this broker)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
+            "group.id": f"test-reader-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    records: list[Record] = []
+    deadline = time.monotonic() + READ_DEADLINE_S
+    quiet_since = time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            if len(records) >= expected and time.monotonic() - quiet_since > SETTLE_S:
+                break
+            message = consumer.poll(POLL_S)
+            if message is None or message.error():
+                continue
+            quiet_since = time.monotonic()
+            records.append(
+                Record(
+                    message.topic(),
+                    message.partition(),
+                    message.offset(),
+                    message.key().decode(),
+                    json.loads(message.value()),
+                    dict(message.headers() or []),
+                )
+            )
+    finally:
+        consumer.close()
+    return records
+
+
+def in_thread(target: Callable[..., T], *args: Any) -> Callable[[], T]:
+    """Wrap a call so it closes its thread's own database connection when done."""
+
+    def run() -> T:
+        try:
+            return target(*args)
+        finally:
+            connection.close()
+
+    return run
+
+
+def run_concurrently(*calls: Callable[[], Any]) -> list[Any]:
+    """Run each call in its own thread; return results, re-raising any failure."""
+    with ThreadPoolExecutor(len(calls)) as pool:
+        futures = [pool.submit(call) for call in calls]
+        return [future.result() for future in futures]
+
+
+def assert_published_once_in_order(topic: str, partitions: int) -> list[Record]:
+    """Check that Kafka holds every task of the topic exactly once, each partition
+    in task-id (submission) order, where the task rows say; return the records."""
+    tasks = {str(t.uuid): t for t in Task.objects.filter(topic__name=topic)}
+    records = read_topic(topic, partitions, expected=len(tasks))
+    seen = [r.envelope["task_id"] for r in records]
+    assert len(seen) == len(set(seen)), "a task was published twice"
+    assert set(seen) == set(tasks), "Kafka and the database disagree"
+    for partition in range(partitions):
+        ids = [
+            tasks[r.envelope["task_id"]].id for r in records if r.partition == partition
+        ]
+        assert ids == sorted(ids), f"partition {partition} is out of order"
+    for record in records:
+        task = tasks[record.envelope["task_id"]]
+        assert task.status == TaskStatus.PUBLISHED
+        assert (task.partition, task.offset) == (record.partition, record.offset)
+    return records

@@ -1,0 +1,112 @@
+"""Pytest plugin: start the embedded services before Django's settings are imported.
+
+pytest-django imports the settings inside `pytest_load_initial_conftests`, and the
+settings read DATABASE_URL, REDIS_URL and KAFKA_BOOTSTRAP_SERVERS at import time,
+so the stack must be up (and the variables exported) before that hook runs.
+Settings also refuse to load without SECRET_KEY (unless DEBUG), so a random one is
+provided for the run when none is set. Registered with `-p tests.stack_plugin`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import os
+import secrets
+import shutil
+import signal
+import tempfile
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from types import FrameType
+
+import pytest
+
+from scheduler_site.devstack.services import Stack, StackError
+
+STACK_KEY = pytest.StashKey[Stack]()
+SECRET_KEY_BYTES = 50
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_load_initial_conftests(
+    early_config: pytest.Config, parser: pytest.Parser, args: list[str]
+) -> Generator[None, None, None]:
+    """Start the services the environment lacks and export their URLs; then Django."""
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(SECRET_KEY_BYTES))
+    options = parser.parse_known_args(args)
+    if not (options.help or options.version):
+        _start_stack(early_config)
+    yield
+
+
+def _start_stack(config: pytest.Config) -> None:
+    """Start a throw-away stack and publish its variables through os.environ."""
+    stack = Stack(persistent=False)
+    owner = os.getpid()
+    atexit.register(_stop_if_owner, stack, owner)  # a run that dies early
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, functools.partial(_die_cleanly, stack, owner))
+    try:
+        env = stack.start()
+    except StackError as exc:
+        raise pytest.UsageError(f"devstack could not start: {exc}") from exc
+    os.environ.update(env)
+    config.stash[STACK_KEY] = stack
+
+
+def _stop_if_owner(stack: Stack, owner: int) -> None:
+    """Stop the stack, unless this is a forked child that merely inherited it."""
+    if os.getpid() == owner:
+        stack.stop()
+
+
+def _die_cleanly(
+    stack: Stack, owner: int, signum: int, frame: FrameType | None
+) -> None:
+    """On SIGTERM stop the servers first (atexit does not run), then die of it."""
+    _stop_if_owner(stack, owner)
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Say which services were started for this run and how long that took."""
+    stack = config.stash.get(STACK_KEY, None)
+    if stack is None:
+        return []
+    parts = [
+        f"{svc.name} {'started' if svc.started else 'reused'} ({svc.url})"
+        for svc in stack.services.values()
+    ]
+    return [f"devstack: {', '.join(parts)}; ready in {stack.start_seconds or 0:.1f} s"]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop what the plugin started, once the session is over."""
+    stack = config.stash.get(STACK_KEY, None)
+    if stack is not None:
+        stack.stop()
+        del config.stash[STACK_KEY]
+
+
+@pytest.fixture(scope="session")
+def devstack(pytestconfig: pytest.Config) -> Stack:
+    """Return the session's Stack (its `services` carry URLs, pids and log paths)."""
+    stack = pytestconfig.stash.get(STACK_KEY, None)
+    if stack is None:
+        pytest.skip("the devstack plugin did not start a stack in this run")
+    return stack
+
+
+@pytest.fixture
+def stack_dir() -> Iterator[Path]:
+    """Return a fresh data directory for a second Stack, removed afterwards.
+
+    Not pytest's tmp_path: as root, PostgreSQL runs as another user, and every
+    pytest start makes /tmp/pytest-of-<user> private again, cutting off the
+    servers of any other run that lives below it.
+    """
+    path = Path(tempfile.mkdtemp(prefix="devstack-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

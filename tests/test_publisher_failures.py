@@ -1,0 +1,150 @@
+"""The publisher under failure: broker down or frozen, failed batches, racing cancel."""
+
+import logging
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from rotation.producer import BatchProducer, ProduceError
+from scheduler_site.devstack.process import free_port
+from tasks_app.errors import Conflict
+from tasks_app.models import OutboxEntry, Task, TaskStatus
+from tasks_app.services.publisher import publish_batch, publish_pending_run
+from tasks_app.services.tasks import TaskSpec, task_cancel, task_submit_many
+from tasks_app.services.topics import topic_create
+from tests.publishing_helpers import (
+    assert_published_once_in_order,
+    in_thread,
+    read_topic,
+    run_concurrently,
+)
+
+PAUSE_S = 3.0
+PAUSED_TASKS = 4000
+PAUSED_BATCH = 20
+DEADLINE_S = 60.0
+WATCH_S = 0.005
+CANCEL_ROUNDS = 40
+TASKS_PER_ROUND = 10
+
+
+def _submit(topic: str, count: int) -> list[Task]:
+    specs = [TaskSpec(topic=topic, message={"n": n}) for n in range(count)]
+    return task_submit_many(submitted_by=None, specs=specs)
+
+
+def _pending() -> int:
+    return Task.objects.filter(status=TaskStatus.PENDING).count()
+
+
+def test_unreachable_broker_keeps_tasks_pending_and_logs_its_address(
+    transactional_db, topic_name, settings, caplog
+):
+    topic_create(name=topic_name)
+    broker, address = settings.KAFKA_BOOTSTRAP_SERVERS, f"127.0.0.1:{free_port()}"
+    settings.KAFKA_BOOTSTRAP_SERVERS = address
+    _submit(topic_name, 3)  # the API side keeps accepting tasks
+
+    with caplog.at_level(logging.ERROR, logger="tasks_app.services.publisher"):
+        assert publish_pending_run() == 0
+
+    assert f"Kafka at {address} is unreachable" in caplog.text
+    assert "3 tasks stay pending" in caplog.text
+    assert (_pending(), OutboxEntry.objects.count()) == (3, 3)
+    settings.KAFKA_BOOTSTRAP_SERVERS = broker
+    assert publish_pending_run() == 3
+    assert_published_once_in_order(topic_name, 1)
+
+
+def test_failed_delivery_returns_the_whole_batch_to_the_outbox(
+    transactional_db, topic_name
+):
+    topic_create(name=topic_name)
+    _submit(topic_name, 1)
+    publish_pending_run()  # the topic is confirmed in Kafka from here on
+    _submit(topic_name, 5)
+    dead = BatchProducer(f"127.0.0.1:{free_port()}", delivery_timeout_s=1.0)
+
+    with pytest.raises(ProduceError, match="did not confirm delivery"):
+        publish_batch(producer=dead)
+
+    assert (_pending(), OutboxEntry.objects.count()) == (5, 5)
+    assert publish_pending_run() == 5
+    assert_published_once_in_order(topic_name, 1)
+
+
+def test_broker_frozen_mid_publish_loses_and_duplicates_nothing(
+    transactional_db, topic_name, settings, devstack
+):
+    broker_pid = devstack.services["kafka"].pid
+    if broker_pid is None:
+        pytest.skip("the broker was not started by this test run")
+    settings.SCHEDULER_PUBLISH_BATCH = PAUSED_BATCH
+    topic_create(name=topic_name)
+    for _ in range(PAUSED_TASKS // 1000):
+        _submit(topic_name, 1000)
+    deadline = time.monotonic() + DEADLINE_S
+
+    def publish_all() -> None:
+        while _pending() and time.monotonic() < deadline:
+            publish_pending_run()
+
+    publisher = threading.Thread(target=in_thread(publish_all))
+    publisher.start()
+    try:
+        while _pending() == PAUSED_TASKS and publisher.is_alive():
+            time.sleep(WATCH_S)
+        os.kill(broker_pid, signal.SIGSTOP)
+        time.sleep(PAUSE_S)
+    finally:
+        os.kill(broker_pid, signal.SIGCONT)
+        publisher.join()
+
+    assert _pending() == 0
+    assert_published_once_in_order(topic_name, 1)
+
+
+def _race_cancel_and_publish(task: Task) -> bool:
+    """Start a cancel and a publisher run at once; tell whether the cancel won."""
+    start = threading.Barrier(2)
+
+    def cancel() -> bool:
+        start.wait()
+        try:
+            task_cancel(task_id=task.uuid)
+        except Conflict:
+            return False
+        return True
+
+    def publish() -> None:
+        start.wait()
+        publish_pending_run()
+
+    won, _ = run_concurrently(in_thread(cancel), in_thread(publish))
+    return won
+
+
+def test_cancel_racing_publish_ends_cancelled_or_published(
+    transactional_db, topic_name
+):
+    topic_create(name=topic_name)
+    cancelled, refused = [], []
+    for round_ in range(CANCEL_ROUNDS):
+        target = _submit(topic_name, TASKS_PER_ROUND)[round_ % TASKS_PER_ROUND]
+        (cancelled if _race_cancel_and_publish(target) else refused).append(target)
+    publish_pending_run()
+
+    expected = Task.objects.count() - len(cancelled)
+    in_kafka = {r.envelope["task_id"] for r in read_topic(topic_name, 1, expected)}
+    for task in cancelled:
+        task.refresh_from_db()
+        assert (task.status, task.offset) == (TaskStatus.CANCELLED, None)
+        assert str(task.uuid) not in in_kafka
+    for task in refused:
+        task.refresh_from_db()
+        assert task.status == TaskStatus.PUBLISHED
+        assert str(task.uuid) in in_kafka
+    assert len(in_kafka) == Task.objects.exclude(status=TaskStatus.CANCELLED).count()

@@ -1,0 +1,365 @@
+"""End-to-end rotation: real Celery workers, PostgreSQL, Redis and the Kafka broker.
+
+Each test proves one invariant of DESIGN section 3 on tasks submitted through the
+services, published by the real publisher and run by real worker processes.
+"""
+
+import signal
+import time
+
+import pytest
+from django.db import connection
+
+from tasks_app.models import Slice, Task, TaskStatus
+from tests.cluster import Cluster, wait_for
+from tests.handlers import runs
+from tests.rotation_support import (
+    lane_slices,
+    make_topic,
+    submit,
+    succeeded_event_counts,
+    wait_all_finished,
+)
+
+WORKERS = ("w1", "w2", "w3")
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _test_database_url() -> str:
+    db = connection.settings_dict
+    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+@pytest.fixture(scope="module")
+def cluster(django_db_setup, django_db_blocker, tmp_path_factory):
+    """Three rotation workers, a publisher worker and beat, for the whole module."""
+    import os
+
+    with django_db_blocker.unblock():
+        env = {**os.environ, "DATABASE_URL": _test_database_url()}
+    cluster = Cluster(env, tmp_path_factory.mktemp("cluster"))
+    try:
+        cluster.start_control()
+        for name in WORKERS:
+            cluster.start_worker(name)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def workers(cluster: Cluster) -> Cluster:
+    """Make sure all three workers run (a test may have killed one)."""
+    for name in WORKERS:
+        process = cluster.processes.get(name)
+        if process is None or process.poll() is not None:
+            cluster.processes.pop(name, None)
+            cluster.start_worker(name)
+    return cluster
+
+
+def test_handlers_run_one_at_a_time_in_submission_order(workers, topic_name):
+    make_topic(topic_name, slice_ms=100)
+    tasks = submit(topic_name, [{"n": i, "sleep_ms": 1} for i in range(1500)])
+    wait_all_finished(topic_name, len(tasks))
+
+    entries = runs(topic_name)
+    phases = [e["phase"] for e in entries]
+    assert phases == ["start", "end"] * len(tasks)  # never two handlers at once
+    ended = [e["task"] for e in entries if e["phase"] == "end"]
+    assert ended == [str(t.uuid) for t in tasks]
+
+
+def test_next_holder_resumes_exactly_where_the_last_stopped(workers, topic_name):
+    make_topic(topic_name, slice_ms=100)
+    tasks = submit(topic_name, [{"sleep_ms": 1} for _ in range(1500)])
+    wait_all_finished(topic_name, len(tasks))
+
+    working = [s for s in lane_slices(topic_name) if s.messages]
+    assert len(working) > 3
+    for before, after in zip(working, working[1:], strict=False):
+        assert after.first_offset == before.last_offset + 1
+    assert sum(s.messages for s in working) == len(tasks)
+    assert succeeded_event_counts(topic_name) == {1}
+
+
+def test_consecutive_slices_of_a_lane_go_to_different_members(workers, topic_name):
+    make_topic(topic_name, slice_ms=100)
+    tasks = submit(topic_name, [{"sleep_ms": 2} for _ in range(800)])
+    wait_all_finished(topic_name, len(tasks))
+
+    members = [s.member for s in lane_slices(topic_name)]
+    assert len(members) > 3
+    assert all(a != b for a, b in zip(members, members[1:], strict=False))
+    assert len(set(members)) == len(WORKERS)
+
+
+def test_paused_topic_is_not_consumed_until_resumed(workers, topic_name):
+    from tasks_app.services.topics import topic_set_paused
+
+    topic = make_topic(topic_name, slice_ms=100)
+    topic_set_paused(topic=topic, paused=True)
+    tasks = submit(topic_name, [{"n": i} for i in range(20)])
+    wait_for(
+        lambda: (
+            Task.objects.filter(topic=topic, status=TaskStatus.PUBLISHED).count() == 20
+        ),
+        timeout_s=30,
+        what="tasks to be published",
+    )
+    time.sleep(2.0)  # several watchdog ticks: nothing may start
+    assert runs(topic_name) == []
+
+    topic_set_paused(topic=topic, paused=False)
+    wait_all_finished(topic_name, len(tasks), timeout_s=30)
+
+
+def test_failures_retry_in_place_in_order_and_dead_tasks_reach_the_dlq(
+    workers, topic_name
+):
+    from tests.kafka_read import read_topic
+
+    make_topic(topic_name, slice_ms=500, max_attempts=3, retry_backoff_ms=50)
+    messages = [
+        {"n": 0},
+        {"n": 1, "fail_attempts": 2},
+        {"n": 2},
+        {"n": 3, "fail_attempts": 9},
+        {"n": 4},
+    ]
+    tasks = submit(topic_name, messages)
+    wait_all_finished(topic_name, len(tasks))
+
+    statuses = [Task.objects.get(pk=t.pk).status for t in tasks]
+    assert statuses == ["succeeded", "succeeded", "succeeded", "dead", "succeeded"]
+    order = [(e["task"], e["phase"]) for e in runs(topic_name)]
+    ids = [str(t.uuid) for t in tasks]
+    assert order == [
+        (ids[0], "start"),
+        (ids[0], "end"),
+        (ids[1], "start"),
+        (ids[1], "fail"),
+        (ids[1], "start"),
+        (ids[1], "fail"),
+        (ids[1], "start"),
+        (ids[1], "end"),
+        (ids[2], "start"),
+        (ids[2], "end"),
+        (ids[3], "start"),
+        (ids[3], "fail"),
+        (ids[3], "start"),
+        (ids[3], "fail"),
+        (ids[3], "start"),
+        (ids[3], "fail"),
+        (ids[4], "start"),
+        (ids[4], "end"),
+    ]
+    dead = Task.objects.get(pk=tasks[3].pk)
+    assert "planned failure on attempt 3" in dead.error and dead.attempts == 3
+    letters = read_topic(f"{topic_name}.dlq", expected=1)
+    assert [dict(m.headers())["task_id"].decode() for m in letters] == [ids[3]]
+
+
+def test_sigterm_hands_the_lane_on_at_once(workers, topic_name):
+    make_topic(topic_name, slice_ms=20_000)
+    tasks = submit(topic_name, [{"sleep_ms": 20} for _ in range(400)])
+    holder = wait_for(
+        lambda: _holder_of(workers, topic_name),
+        timeout_s=30,
+        what="a worker to hold the lane",
+    )
+    workers.signal(workers.name_of(holder), signal.SIGTERM)
+    stopped_at = time.time()
+    workers.wait_exit(workers.name_of(holder))
+
+    nxt = wait_for(
+        lambda: (
+            Slice.objects.filter(
+                topic__name=topic_name, started_at__gt=_ts(stopped_at - 1)
+            )
+            .exclude(member=holder)
+            .first()
+        ),
+        timeout_s=10,
+        what="another member to take the lane",
+    )
+    ended = Slice.objects.get(topic__name=topic_name, member=holder)
+    assert ended.end_reason == "shutdown"
+    # The lease would have lasted 20.7 s; the hand-off must not wait for it.
+    assert nxt.started_at.timestamp() - stopped_at < 10
+    Task.objects.filter(topic__name=topic_name).count()
+    del tasks
+
+
+def _holder_of(cluster: Cluster, topic: str) -> str | None:
+    for member in cluster.members.describe():
+        if f"/{topic}/" in member.lane:
+            return member.name
+    return None
+
+
+def _ts(epoch_s: float):
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(epoch_s, UTC)
+
+
+def test_frozen_holder_is_fenced_out_and_the_lane_resumes_from_the_fence(
+    workers, topic_name
+):
+    from tasks_app.models import LaneState
+    from tests.kafka_read import commit_offset, committed_offset
+
+    make_topic(topic_name, slice_ms=300)  # lease TTL 1.0 s with the test grace
+    tasks = submit(topic_name, [{"sleep_ms": 100} for _ in range(40)])
+    holder = wait_for(
+        lambda: _holder_of(workers, topic_name),
+        timeout_s=30,
+        what="a worker to hold the lane",
+    )
+    name = workers.name_of(holder)
+    workers.signal(name, signal.SIGSTOP)
+    try:
+        stopped_at = time.time()
+        wait_for(
+            lambda: _slices_after(topic_name, stopped_at, exclude=holder),
+            timeout_s=30,
+            what="another member to take over the frozen lane",
+        )
+        commit_offset("default", topic_name, 0, 0)  # a late, regressed Kafka commit
+    finally:
+        workers.signal(name, signal.SIGCONT)
+    wait_all_finished(topic_name, len(tasks))
+
+    frozen = Slice.objects.filter(
+        topic__name=topic_name, member=holder, started_at__lt=_ts(stopped_at)
+    ).last()
+    wait_for(
+        lambda: (
+            Slice.objects.filter(
+                pk__gt=frozen.pk, member=holder, end_reason="lease_lost"
+            ).exists()
+            or Slice.objects.filter(pk=frozen.pk, end_reason="lease_lost").exists()
+        ),
+        timeout_s=10,
+        what="the frozen slice to be recorded as lease_lost",
+    )
+    assert succeeded_event_counts(topic_name) == {1}
+    lane = LaneState.objects.get(topic__name=topic_name)
+    assert lane.next_offset == len(tasks)
+    assert committed_offset("default", topic_name, 0) == len(tasks)
+
+
+def test_killed_holder_lane_resumes_after_its_lease_and_loses_nothing(
+    workers, topic_name
+):
+    make_topic(topic_name, slice_ms=1000)
+    tasks = submit(topic_name, [{"sleep_ms": 20} for _ in range(200)])
+    holder = wait_for(
+        lambda: _holder_of(workers, topic_name),
+        timeout_s=30,
+        what="a worker to hold the lane",
+    )
+    workers.signal(workers.name_of(holder), signal.SIGKILL)
+    killed_at = time.time()
+    workers.wait_exit(workers.name_of(holder))
+
+    taken = wait_for(
+        lambda: _slices_after(topic_name, killed_at, exclude=holder),
+        timeout_s=30,
+        what="another member to take the lane",
+    )
+    # Lease TTL 1.7 s plus a 0.5 s watchdog tick, with room for a loaded machine;
+    # without the watchdog the lane would wait for Redis' 1 h visibility timeout.
+    assert taken.started_at.timestamp() - killed_at < 1.7 + 0.5 + 8
+    wait_all_finished(topic_name, len(tasks))
+    assert succeeded_event_counts(topic_name) == {1}
+
+
+def _slices_after(topic: str, since: float, *, exclude: str) -> Slice | None:
+    return (
+        Slice.objects.filter(topic__name=topic, started_at__gt=_ts(since))
+        .exclude(member=exclude)
+        .order_by("started_at")
+        .first()
+    )
+
+
+def test_backlogged_topics_share_processing_time_equally(workers):
+    import uuid
+
+    from tasks_app.services.topics import topic_set_paused
+    from tests.rotation_support import busy_seconds
+
+    names = [f"fair-{uuid.uuid4().hex[:8]}-{i}" for i in range(4)]
+    topics = [make_topic(name, slice_ms=200) for name in names]
+    sizes = [400, 400, 400, 20_000]  # the last has 50x the backlog of the others
+    for name, size in zip(names, sizes, strict=True):
+        submit(name, [{"sleep_ms": 10}] * size)
+    wait_all_finished(names[0], 1, timeout_s=60)
+    wait_for(
+        lambda: Slice.objects.filter(
+            topic__name__in=names[:3], end_reason="drained"
+        ).exists(),
+        timeout_s=180,
+        what="a small topic to drain",
+    )
+    topic_set_paused(topic=topics[3], paused=True)
+
+    slices = {name: lane_slices(name) for name in names}
+    start = max(s[0].started_at.timestamp() for s in slices.values())
+    end = min(
+        s.ended_at.timestamp()
+        for name in names[:3]
+        for s in slices[name]
+        if s.end_reason == "drained"
+    )
+    busy = {name: busy_seconds(slices[name], start, end) for name in names}
+    mean = sum(busy.values()) / len(busy)
+    shares = {name: round(value / mean, 3) for name, value in busy.items()}
+    assert all(abs(share - 1) <= 0.15 for share in shares.values()), shares
+
+
+def test_sequential_group_walks_topics_one_member_slice_at_a_time(workers):
+    import uuid
+
+    from tasks_app.services.topics import group_create, group_default
+
+    names = [f"seq-{uuid.uuid4().hex[:8]}-{i}" for i in range(2)]
+    topics = [make_topic(name, slice_ms=150) for name in names]
+    group_default().topics.remove(*topics)
+    for name in names:
+        submit(name, [{"sleep_ms": 5}] * 300)
+    wait_for(
+        lambda: Task.objects.filter(topic__in=topics, status=TaskStatus.PUBLISHED)
+        .count() == 600,
+        timeout_s=30,
+        what="both topics to be published",
+    )
+    group = group_create(
+        group_id=f"seq-{uuid.uuid4().hex[:8]}",
+        topic_names=names,
+        walk_mode="sequential",
+    )
+    for name in names:
+        wait_all_finished(name, 300)
+
+    slices = list(Slice.objects.filter(group=group).order_by("started_at"))
+    for before, after in zip(slices, slices[1:], strict=False):
+        assert after.started_at >= before.ended_at  # one slice of the group at a time
+    first_drain = next(i for i, s in enumerate(slices) if s.end_reason == "drained")
+    runs_by_topic = _runs([s for s in slices[: first_drain + 1] if s.messages])
+    for run in runs_by_topic[:-1]:
+        assert len(run) == len(WORKERS), [(s.topic.name, s.member) for s in run]
+        assert len({s.member for s in run}) == len(run)
+
+
+def _runs(slices: list[Slice]) -> list[list[Slice]]:
+    """Split slices into maximal runs on the same topic."""
+    runs: list[list[Slice]] = []
+    for s in slices:
+        if runs and runs[-1][-1].topic_id == s.topic_id:
+            runs[-1].append(s)
+        else:
+            runs.append([s])
+    return runs

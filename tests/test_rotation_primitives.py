@@ -1,0 +1,121 @@
+"""The rotation's Redis primitives against a real Redis: leases, members, turns."""
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+import redis
+
+from rotation.lanes import Lane
+from rotation.lease import LeaseKeeper, LeaseManager
+from rotation.members import Members
+from rotation.turns import Turns
+
+
+@pytest.fixture
+def client() -> redis.Redis:
+    return redis.Redis.from_url(os.environ["REDIS_URL"])
+
+
+@pytest.fixture
+def lane() -> Lane:
+    return Lane(f"g-{uuid.uuid4().hex[:8]}", "topic", 0)
+
+
+def test_rotation_imports_no_django():
+    code = (
+        "import sys, rotation.slice, rotation.scheduler; print('django' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": ""},
+    )
+    assert out.stdout.strip() == "False"
+
+
+def test_lease_is_exclusive_until_released(client, lane):
+    leases = LeaseManager(client)
+    first = leases.acquire(lane, owner="a", ttl_ms=5000)
+    assert first is not None
+    assert leases.acquire(lane, owner="b", ttl_ms=5000) is None
+    assert leases.release(first)
+    assert leases.acquire(lane, owner="b", ttl_ms=5000) is not None
+
+
+def test_fencing_tokens_increase_with_each_acquire(client, lane):
+    leases = LeaseManager(client)
+    tokens = []
+    for owner in "abc":
+        lease = leases.acquire(lane, owner=owner, ttl_ms=5000)
+        tokens.append(lease.token)
+        leases.release(lease)
+    assert tokens == sorted(tokens) and len(set(tokens)) == 3
+
+
+def test_stale_holder_cannot_renew_or_release_a_newer_lease(client, lane):
+    leases = LeaseManager(client)
+    stale = leases.acquire(lane, owner="a", ttl_ms=50)
+    time.sleep(0.1)
+    fresh = leases.acquire(lane, owner="b", ttl_ms=5000)
+    assert fresh.token > stale.token
+    assert not leases.renew(stale)
+    assert not leases.release(stale)
+    assert leases.holder(lane) == fresh.value
+
+
+def test_keeper_renews_past_the_ttl_and_reports_a_stolen_lease(client, lane):
+    leases = LeaseManager(client)
+    lease = leases.acquire(lane, owner="a", ttl_ms=300)
+    with LeaseKeeper(leases, lease) as keeper:
+        time.sleep(0.8)
+        assert leases.holder(lane) == lease.value and not keeper.lost.is_set()
+        client.delete(lane.key("lease"))
+        assert keeper.lost.wait(2)
+
+
+def test_token_floor_moves_the_counter_past_a_database_epoch(client, lane):
+    leases = LeaseManager(client)
+    leases.raise_token_floor(lane, 41)
+    assert leases.acquire(lane, owner="a", ttl_ms=1000).token == 42
+
+
+def test_members_expire_after_missing_heartbeats(client):
+    now = [1000.0]
+    members = Members(client, heartbeat_s=1.0, clock=lambda: now[0])
+    name = f"m-{uuid.uuid4().hex[:8]}"
+    members.beat(name, hostname="h", pid=1)
+    assert name in members.live()
+    now[0] += 3.5
+    assert name not in members.live()
+
+
+def test_turn_goes_to_an_idle_member_other_than_the_last(client, lane):
+    sent = []
+    members = Members(client, heartbeat_s=60.0)
+    a, b = (f"m-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    for name in (a, b):
+        members.beat(name, hostname="h", pid=1)
+        members.mark_idle(name)
+    turns = Turns(client, members, lambda turn, delay: sent.append(turn))
+    turn = turns.enqueue(f"chain-{lane}", lane, exclude=[a])
+    assert turn.member == b and sent == [turn]
+    assert turns.enqueue(f"chain2-{lane}", lane, exclude=[a]).member == ""
+    members.leave(a)
+    members.leave(b)
+
+
+def test_a_replaced_turn_is_stale_and_does_not_start(client, lane):
+    members = Members(client, heartbeat_s=60.0)
+    turns = Turns(client, members, lambda turn, delay: None)
+    chain = f"chain-{uuid.uuid4().hex}"
+    old = turns.enqueue(chain, lane)
+    new = turns.enqueue(chain, lane)
+    assert not turns.start(old)
+    assert turns.start(new)
+    assert not turns.start(new)
