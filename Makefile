@@ -31,10 +31,10 @@ test: venv ## Check migrations, lint, and run every test against embedded servic
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-lint: venv ## ruff check, ruff format --check, mypy on rotation/
+lint: venv ## ruff check, ruff format --check, mypy on rotation/ and the services
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy rotation
+	$(VENV)/bin/mypy rotation tasks_app/services
 
 bench: venv ## Run bench/*.py against a fresh embedded stack
 	@set -- bench/*.py; if [ ! -e "$$1" ]; then echo "bench: no bench/*.py"; exit 0; fi; \

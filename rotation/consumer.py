@@ -2,6 +2,7 @@
 
 import logging
 import os
+from dataclasses import dataclass
 
 from confluent_kafka import (
     Consumer,
@@ -21,6 +22,38 @@ logger = logging.getLogger(__name__)
 FETCH_WAIT_MAX_MS = 10
 COMMIT_TIMEOUT_S = 10.0
 METADATA_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class Record:
+    """One consumed message, with the fields the slice loop relies on."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+    headers: dict[str, bytes]
+    timestamp_ms: int
+
+    @classmethod
+    def from_message(cls, message: Message) -> "Record":
+        return cls(
+            topic=message.topic() or "",
+            partition=message.partition() or 0,
+            offset=message.offset() or 0,
+            value=message.value() or b"",
+            headers=_headers(message),
+            timestamp_ms=message.timestamp()[1],
+        )
+
+
+def _headers(message: Message) -> dict[str, bytes]:
+    """Return a message's headers as bytes by name (the last of repeated names)."""
+    pairs: list = list(message.headers() or [])
+    return {
+        name: value.encode() if isinstance(value, str) else value or b""
+        for name, value in pairs
+    }
 
 
 class KafkaUnavailable(RotationError):
@@ -67,7 +100,7 @@ class LaneConsumer:
     def unassign(self) -> None:
         self._consumer.unassign()
 
-    def poll_batch(self, max_messages: int, timeout_s: float) -> list[Message]:
+    def poll_batch(self, max_messages: int, timeout_s: float) -> list[Record]:
         """Return up to `max_messages` in offset order; raise on a broker error."""
         try:
             messages = self._consumer.consume(max_messages, timeout=timeout_s)
@@ -77,7 +110,7 @@ class LaneConsumer:
         for message in messages:
             error = message.error()
             if error is None:
-                good.append(message)
+                good.append(Record.from_message(message))
             elif error.code() != KafkaError._PARTITION_EOF:
                 raise self._unavailable("consume", KafkaException(error))
         return good

@@ -5,6 +5,11 @@ from dataclasses import dataclass
 KEY_PREFIX = "rot"
 
 
+def text(value: bytes | str) -> str:
+    """Return a Redis reply as text, whichever way the client decodes replies."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 @dataclass(frozen=True, order=True)
 class Lane:
     """One consumer group's view of one partition of one topic."""

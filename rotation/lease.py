@@ -10,11 +10,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
 from rotation.errors import RotationError
-from rotation.lanes import Lane
+from rotation.lanes import Lane, text
 
 logger = logging.getLogger(__name__)
 
@@ -99,14 +100,14 @@ class LeaseManager:
     def holder(self, lane: Lane) -> str | None:
         """Return the stored `token:owner` of the lane's holder, if any."""
         value = self.client.get(lane.key("lease"))
-        return value.decode() if value else None
+        return text(value) if value else None
 
     def raise_token_floor(self, lane: Lane, floor: int) -> None:
         """Make the next token exceed `floor` (after Redis lost its counters)."""
         self._call(lane, self._raise_floor, [lane.key("token")], [floor])
 
     @staticmethod
-    def _call(lane: Lane, script: Callable, keys: list, args: list):  # type: ignore[type-arg]
+    def _call(lane: Lane, script: Callable, keys: list, args: list) -> Any:
         try:
             return script(keys=keys, args=args)
         except redis.RedisError as exc:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import redis
 
-from rotation.lanes import KEY_PREFIX
+from rotation.lanes import KEY_PREFIX, text
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class Members:
         pipe.zremrangebyscore(IDLE_KEY, "-inf", cutoff - 3600)
         pipe.zrangebyscore(MEMBERS_KEY, cutoff, "+inf")
         names = pipe.execute()[-1]
-        return sorted(n.decode() for n in names)
+        return sorted(text(n) for n in names)
 
     def is_live(self, name: str) -> bool:
         """Tell whether `name` beat within the expiry."""
@@ -88,7 +88,7 @@ class Members:
         result = []
         for name in self.live():
             raw = self.client.hgetall(INFO_PREFIX + name)
-            info = {k.decode(): json.loads(v) for k, v in raw.items()}
+            info = {text(k): json.loads(v) for k, v in raw.items()}
             result.append(
                 MemberInfo(
                     name=name,

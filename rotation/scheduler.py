@@ -7,7 +7,7 @@ from enum import StrEnum
 
 import redis
 
-from rotation.lanes import KEY_PREFIX, Lane
+from rotation.lanes import KEY_PREFIX, Lane, text
 from rotation.lease import LeaseManager
 from rotation.members import Members
 from rotation.store import LaneStore, LaneView, SliceRecord
@@ -98,7 +98,7 @@ class Scheduler:
         chain = chain_of(lane, True)
         served_key = f"{KEY_PREFIX}:served:{lane.group}"
         self.client.sadd(served_key, record.member)
-        served = {m.decode() for m in self.client.smembers(served_key)}
+        served = {text(m) for m in self.client.smembers(served_key)}
         unserved = set(self.members.live()) - served
         if self._lane_has_more(record) and unserved:
             return self.turns.enqueue(
@@ -120,7 +120,8 @@ class Scheduler:
             if v.lane.group == lane.group and v.has_backlog and not v.policy.paused
         )
         later = [candidate for candidate in ready if candidate > lane]
-        return (later or ready or [None])[0]
+        candidates = later or ready
+        return candidates[0] if candidates else None
 
     def _chain_busy(self, chain: str, lanes: list[Lane]) -> bool:
         queued = self.turns.queued(chain)

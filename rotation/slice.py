@@ -78,12 +78,18 @@ class SliceRunner:
         """
         self.members.mark_busy(self.member)
         try:
-            return self._run(turn.lane) if self.turns.start(turn) else None
+            if not self.turns.start(turn):
+                return None
+            try:
+                return self._run(turn)
+            finally:
+                self.turns.finish(turn)
         finally:
             if not self.shutdown.is_set():
                 self.members.mark_idle(self.member)
 
-    def _run(self, lane: Lane) -> SliceRecord | None:
+    def _run(self, turn: Turn) -> SliceRecord | None:
+        lane = turn.lane
         policy = self.store.policy(lane)
         if policy is None or policy.paused:
             logger.info("Lane %s is paused or gone; its chain stops", lane)
@@ -94,7 +100,7 @@ class SliceRunner:
         if lease is None:
             return None  # another member holds it and will queue the next turn
         self.members.set_lane(self.member, str(lane))
-        record = self._slice_under_lease(lane, lease, policy)
+        record = self._slice_under_lease(turn, lease, policy)
         self.members.set_lane(self.member, "")
         self.store.record_slice(record)
         delay_s = (
@@ -106,8 +112,9 @@ class SliceRunner:
         return record
 
     def _slice_under_lease(
-        self, lane: Lane, lease: Lease, policy: LanePolicy
+        self, turn: Turn, lease: Lease, policy: LanePolicy
     ) -> SliceRecord:
+        lane = turn.lane
         started = self.wall_clock()
         progress = _Progress(next_offset=-1)
         with LeaseKeeper(self.leases, lease) as keeper:
@@ -121,6 +128,7 @@ class SliceRunner:
                 logger.error("Slice on lane %s failed: %s", lane, exc)
                 reason = EndReason.ERROR
         if reason != EndReason.LEASE_LOST:
+            self.turns.refresh(turn)  # the chain stays busy until the next turn
             self._release(lease)
         return SliceRecord(
             lane=lane,
@@ -189,7 +197,7 @@ class SliceRunner:
             messages = consumer.poll_batch(
                 self.config.batch_size, self.config.poll_timeout_ms / 1000
             )
-            messages = [m for m in messages if m.offset() >= progress.next_offset]
+            messages = [m for m in messages if m.offset >= progress.next_offset]
             if not messages:
                 continue
             outcome = self.store.process(
@@ -201,7 +209,7 @@ class SliceRunner:
             )
             if outcome.processed:
                 if progress.first_offset is None:
-                    progress.first_offset = messages[0].offset()
+                    progress.first_offset = messages[0].offset
                 progress.last_offset = outcome.next_offset - 1
                 progress.messages += outcome.processed
             if keeper.lost.is_set():

@@ -8,8 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from confluent_kafka import Message
-
+from rotation.consumer import Record
 from rotation.errors import RotationError
 from rotation.lanes import Lane, LanePolicy
 
@@ -83,7 +82,7 @@ class LaneStore(Protocol):
         self,
         lane: Lane,
         token: int,
-        messages: Sequence[Message],
+        messages: Sequence[Record],
         deadline: float,
         interrupted: Callable[[], bool],
     ) -> BatchOutcome:

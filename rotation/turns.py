@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import redis
 
-from rotation.lanes import KEY_PREFIX, Lane
+from rotation.lanes import KEY_PREFIX, Lane, text
 from rotation.members import IDLE_KEY, MEMBERS_KEY, Members
 
 # Take the longest-idle live member that is not excluded, and reserve it.
@@ -33,14 +33,34 @@ for _, name in ipairs(redis.call('zrange', KEYS[1], 0, -1)) do
 end
 return false
 """
+# Replace the queued turn by a short-lived "running" marker, so the chain is
+# never seen idle between a turn's start and its lease, or its lease's release
+# and the next turn.
 _START = """
 local raw = redis.call('get', KEYS[1])
-if raw and cjson.decode(raw)['id'] == ARGV[1] then
-  redis.call('del', KEYS[1])
-  return 1
-end
-return 0
+if not raw then return 0 end
+local turn = cjson.decode(raw)
+if turn['id'] ~= ARGV[1] or turn['running'] then return 0 end
+turn['running'] = true
+redis.call('set', KEYS[1], cjson.encode(turn), 'px', ARGV[2])
+return 1
 """
+_FINISH = """
+local raw = redis.call('get', KEYS[1])
+if raw and cjson.decode(raw)['id'] == ARGV[1] then redis.call('del', KEYS[1]) end
+return 1
+"""
+_REFRESH = """
+local raw = redis.call('get', KEYS[1])
+if raw and cjson.decode(raw)['id'] == ARGV[1] then
+  redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 1
+"""
+# The marker covers two short gaps (start -> lease, release -> next turn) and is
+# refreshed before the second; a member dying inside one delays its chain by at
+# most this long, well inside "one lease TTL plus one watchdog tick".
+RUNNING_MARKER_MS = 1000
 
 
 @dataclass(frozen=True)
@@ -52,6 +72,7 @@ class Turn:
     lane: Lane
     member: str  # "" when any member may take it
     queued_at: float
+    running: bool = False
 
     def to_message(self) -> dict:
         """Serialise to primitives for a Celery message."""
@@ -61,6 +82,7 @@ class Turn:
             "lane": self.lane.as_args(),
             "member": self.member,
             "queued_at": self.queued_at,
+            "running": self.running,
         }
 
     @classmethod
@@ -72,6 +94,7 @@ class Turn:
             Lane(group, topic, int(partition)),
             data["member"],
             float(data["queued_at"]),
+            bool(data.get("running", False)),
         )
 
 
@@ -100,6 +123,8 @@ class Turns:
         self.clock = clock
         self._pick = client.register_script(_PICK_IDLE)
         self._start = client.register_script(_START)
+        self._finish = client.register_script(_FINISH)
+        self._refresh = client.register_script(_REFRESH)
 
     def enqueue(
         self,
@@ -112,23 +137,36 @@ class Turns:
         """Queue the chain's next turn, to an idle member not excluded if any."""
         cutoff = self.clock() - self.members.expiry_s
         picked = self._pick(keys=[IDLE_KEY, MEMBERS_KEY], args=[cutoff, *exclude])
-        member = picked.decode() if picked else ""
+        member = text(picked) if picked else ""
         turn = Turn(chain, uuid.uuid4().hex, lane, member, self.clock())
         self.client.set(chain_key(chain), json.dumps(turn.to_message()))
         self.send(turn, delay_s)
         return turn
 
     def start(self, turn: Turn) -> bool:
-        """Consume the turn; False when a newer turn replaced it (do nothing)."""
-        return bool(self._start(keys=[chain_key(turn.chain)], args=[turn.id]))
+        """Mark the turn running; False when a newer turn replaced it (do nothing)."""
+        return bool(
+            self._start(keys=[chain_key(turn.chain)], args=[turn.id, RUNNING_MARKER_MS])
+        )
+
+    def refresh(self, turn: Turn) -> None:
+        """Extend the running marker before the lease is given up."""
+        self._refresh(keys=[chain_key(turn.chain)], args=[turn.id, RUNNING_MARKER_MS])
+
+    def finish(self, turn: Turn) -> None:
+        """Clear the running marker, unless the next turn has replaced it."""
+        self._finish(keys=[chain_key(turn.chain)], args=[turn.id])
 
     def queued(self, chain: str) -> Turn | None:
-        """Return the chain's queued turn, if one is waiting."""
+        """Return the chain's queued (or running) turn, if there is one."""
         raw = self.client.get(chain_key(chain))
         return Turn.from_message(json.loads(raw)) if raw else None
 
     def is_stuck(self, turn: Turn, *, max_wait_s: float) -> bool:
-        """A turn sent to a member that died, or waiting far too long, is stuck."""
+        """A queued turn sent to a member that died, or waiting far too long, is
+        stuck; a running one never is (its marker expires by itself)."""
+        if turn.running:
+            return False
         if turn.member and not self.members.is_live(turn.member):
             return True
         return self.clock() - turn.queued_at > max_wait_s

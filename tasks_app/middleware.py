@@ -3,7 +3,7 @@
 import logging
 from collections.abc import Callable
 
-from django.db import OperationalError
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 logger = logging.getLogger(__name__)
@@ -26,7 +26,8 @@ class DatabaseUnavailableMiddleware:
     def process_exception(
         self, request: HttpRequest, exception: Exception
     ) -> HttpResponse | None:
-        if isinstance(exception, OperationalError):
+        # InterfaceError: the connection itself is unusable (closed under us).
+        if isinstance(exception, OperationalError | InterfaceError):
             logger.error("PostgreSQL unreachable on %s: %s", request.path, exception)
             return database_unavailable_response()
         return None

@@ -53,9 +53,14 @@ class Runtime:
         self.leases = LeaseManager(client)
         self.store = DatabaseLaneStore(batch_process)
         self.turns = Turns(client, self.members, _send_turn)
-        self.scheduler = Scheduler(client=client, store=self.store, turns=self.turns,
-                                   leases=self.leases, members=self.members,
-                                   max_wait_s=TURN_MAX_WAIT_S)
+        self.scheduler = Scheduler(
+            client=client,
+            store=self.store,
+            turns=self.turns,
+            leases=self.leases,
+            members=self.members,
+            max_wait_s=TURN_MAX_WAIT_S,
+        )
         self.consumers = ConsumerCache(settings.KAFKA_BOOTSTRAP_SERVERS)
         self.config = RotationConfig(
             grace_ms=settings.SCHEDULER_LEASE_GRACE_MS,
@@ -66,10 +71,17 @@ class Runtime:
 
     def runner(self, member: str) -> SliceRunner:
         """Return a slice runner acting as `member`."""
-        return SliceRunner(member=member, config=self.config, store=self.store,
-                           leases=self.leases, consumers=self.consumers,
-                           members=self.members, turns=self.turns,
-                           scheduler=self.scheduler, shutdown=SHUTDOWN)
+        return SliceRunner(
+            member=member,
+            config=self.config,
+            store=self.store,
+            leases=self.leases,
+            consumers=self.consumers,
+            members=self.members,
+            turns=self.turns,
+            scheduler=self.scheduler,
+            shutdown=SHUTDOWN,
+        )
 
 
 @functools.cache
@@ -94,8 +106,9 @@ def _member_join(sender: object, **_: object) -> None:
         return
     state = runtime()
     name = sender.hostname  # type: ignore[attr-defined]
-    state.heartbeat = Heartbeat(state.members, name, hostname=socket.gethostname(),
-                                pid=os.getpid())
+    state.heartbeat = Heartbeat(
+        state.members, name, hostname=socket.gethostname(), pid=os.getpid()
+    )
     state.heartbeat.start()
     state.members.mark_idle(name)
     logger.info("Rotation member %s joined", name)

@@ -1,13 +1,36 @@
-"""Reads that are more than a filter: task lists, task history, the seed's queue."""
+"""Reads that are more than a filter: tasks, slices, live members, system stats."""
 
-from typing import Any
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
 from uuid import UUID
 
+import redis
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import QuerySet, prefetch_related_objects
+from django.db.models import Count, QuerySet, prefetch_related_objects
+from django.utils import timezone
 
-from tasks_app.models import Task, TaskStatus
+from rotation.members import MemberInfo
+from tasks_app.errors import ServiceUnavailable
+from tasks_app.models import (
+    ConsumerGroup,
+    LaneState,
+    OutboxEntry,
+    PartitionHead,
+    Slice,
+    Task,
+    TaskStatus,
+    Topic,
+)
+from tasks_app.rotation_runtime import runtime
 from tasks_app.services.tasks import task_get
+
+T = TypeVar("T")
+REDIS_DOWN_MESSAGE = (
+    "Redis is unreachable, so the live {what} cannot be read. Retry shortly; if it "
+    "persists, check the Redis server and REDIS_URL."
+)
 
 
 def task_list(
@@ -45,3 +68,169 @@ def tasks_pending_seed() -> list[dict[str, Any]]:
         .values_list("topic__name", "message")
     )
     return [{"topic": topic, "message": message} for topic, message in rows]
+
+
+def slice_list(
+    *,
+    topic: str | None = None,
+    group: str | None = None,
+    member: str | None = None,
+    end_reason: str | None = None,
+    partition: int | None = None,
+) -> QuerySet[Slice]:
+    """Return recorded slices matching every filter given, with lane names joined."""
+    filters = {
+        "topic__name": topic,
+        "group__group_id": group,
+        "member": member,
+        "end_reason": end_reason,
+        "partition": partition,
+    }
+    return Slice.objects.select_related("group", "topic").filter(
+        **{name: value for name, value in filters.items() if value is not None}
+    )
+
+
+def _from_redis(read: Callable[[], T], *, what: str) -> T:
+    """Run a Redis read; a lost Redis becomes a 503 that names it and what to do."""
+    try:
+        return read()
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise ServiceUnavailable(
+            REDIS_DOWN_MESSAGE.format(what=what), service="redis"
+        ) from exc
+
+
+def member_list() -> list[MemberInfo]:
+    """List the live rotation members (those that beat recently), by name."""
+    return _from_redis(runtime().members.describe, what="members")
+
+
+@dataclass(frozen=True)
+class TaskCounts:
+    """How many tasks are in each status; every status is present, zeros too."""
+
+    by_status: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_status.values())
+
+
+@dataclass(frozen=True)
+class TopicStats:
+    """One topic's task counts."""
+
+    topic: str
+    paused: bool
+    tasks: TaskCounts
+
+
+@dataclass(frozen=True)
+class LaneStats:
+    """Where one lane (group, topic, partition) stands against its log's end."""
+
+    group: str
+    topic: str
+    partition: int
+    next_offset: int
+    end_offset: int
+    paused: bool
+
+    @property
+    def lag(self) -> int:
+        """Messages published to the lane's partition that the group has not run."""
+        return self.end_offset - self.next_offset
+
+
+@dataclass(frozen=True)
+class StatsOverview:
+    """The whole system at a glance: tasks, outbox backlog, lanes, members."""
+
+    tasks: TaskCounts
+    topics: list[TopicStats]
+    outbox_due: int
+    lanes: list[LaneStats]
+    members: int
+
+
+def _task_counts(found: Mapping[str, int]) -> TaskCounts:
+    return TaskCounts({status: found.get(status, 0) for status in TaskStatus.values})
+
+
+def stats_overview() -> StatsOverview:
+    """Summarise the system in six queries and one Redis read, whatever its size."""
+    topics = {
+        row["id"]: row
+        for row in Topic.objects.order_by("name").values(
+            "id", "name", "paused", "partitions"
+        )
+    }
+    per_topic, overall = _task_counts_by_topic()
+    return StatsOverview(
+        tasks=_task_counts(overall),
+        topics=[
+            TopicStats(
+                topic=row["name"],
+                paused=row["paused"],
+                tasks=_task_counts(per_topic[pk]),
+            )
+            for pk, row in topics.items()
+        ],
+        outbox_due=OutboxEntry.objects.filter(available_at__lte=timezone.now()).count(),
+        lanes=_lane_stats(topics),
+        members=len(_from_redis(runtime().members.live, what="members")),
+    )
+
+
+def _task_counts_by_topic() -> tuple[dict[int, dict[str, int]], dict[str, int]]:
+    """Count tasks per (topic, status) in one GROUP BY; also sum them per status."""
+    per_topic: dict[int, dict[str, int]] = defaultdict(dict)
+    overall: dict[str, int] = defaultdict(int)
+    rows = Task.objects.order_by().values("topic_id", "status")
+    for row in rows.annotate(count=Count("id")):
+        per_topic[row["topic_id"]][row["status"]] = row["count"]
+        overall[row["status"]] += row["count"]
+    return per_topic, overall
+
+
+def _lane_stats(topics: Mapping[int, Mapping[str, Any]]) -> list[LaneStats]:
+    """List every partition of every group's topics, sorted by group, topic, partition.
+
+    A lane no slice has claimed yet has no LaneState row and resumes at 0.
+    """
+    pairs = ConsumerGroup.topics.through.objects.order_by(
+        "consumergroup__group_id", "topic__name"
+    ).values_list("consumergroup_id", "consumergroup__group_id", "topic_id")
+    resume, ends = _lane_offsets()
+    return [
+        LaneStats(
+            group=group_name,
+            topic=topics[topic_pk]["name"],
+            partition=partition,
+            next_offset=resume.get((group_pk, topic_pk, partition), 0),
+            end_offset=ends.get((topic_pk, partition), 0),
+            paused=topics[topic_pk]["paused"],
+        )
+        for group_pk, group_name, topic_pk in pairs
+        for partition in range(topics[topic_pk]["partitions"])
+    ]
+
+
+LaneKey = tuple[int, int, int]  # (group pk, topic pk, partition)
+PartitionKey = tuple[int, int]  # (topic pk, partition)
+
+
+def _lane_offsets() -> tuple[dict[LaneKey, int], dict[PartitionKey, int]]:
+    """Map each lane to its next_offset and each partition to its end offset."""
+    resume = LaneState.objects.values_list(
+        "group_id", "topic_id", "partition", "next_offset"
+    )
+    ends = PartitionHead.objects.values_list("topic_id", "partition", "end_offset")
+    return (
+        {
+            (group, topic, partition): offset
+            for group, topic, partition, offset in resume
+        },
+        {(topic, partition): offset for topic, partition, offset in ends},
+    )

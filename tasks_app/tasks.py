@@ -18,7 +18,7 @@ def publish_pending() -> int:
 
 
 @shared_task(bind=True, ignore_result=True, acks_late=True)
-def run_slice(self, turn: dict) -> int:  # type: ignore[no-untyped-def]
+def run_slice(self, turn: dict) -> int:
     """Run one turn on a lane; return how many messages it processed.
 
     Late acks with reject-on-worker-lost: a turn lost with its worker is

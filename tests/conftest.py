@@ -9,6 +9,22 @@ from rest_framework.test import APIClient
 from tests.factories import UserFactory
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Silence WhiteNoise's "No directory at" STATIC_ROOT warning.
+
+    Tests never run collectstatic, so STATIC_ROOT is absent and WhiteNoise says so
+    for every test client; tests that need collected files collect them into a
+    temporary STATIC_ROOT.
+    """
+    config.addinivalue_line("filterwarnings", "ignore:No directory at:UserWarning")
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Hash test passwords with MD5: PBKDF2's deliberate slowness buys tests nothing."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def user(db):
     """Return a regular user."""

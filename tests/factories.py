@@ -1,9 +1,13 @@
 """factory_boy factories for the models tests create directly."""
 
+from datetime import timedelta
+
 import factory
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
-from tasks_app.models import ConsumerGroup, Topic
+from rotation.scheduler import EndReason
+from tasks_app.models import ConsumerGroup, Slice, Topic
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -33,3 +37,22 @@ class GroupFactory(factory.django.DjangoModelFactory):
         model = ConsumerGroup
 
     group_id = factory.Sequence(lambda n: f"group-{n}")
+
+
+class SliceFactory(factory.django.DjangoModelFactory):
+    """A recorded slice of 1.5 s on partition 0 of a new topic, in a new group."""
+
+    class Meta:
+        model = Slice
+
+    group = factory.SubFactory(GroupFactory)
+    topic = factory.SubFactory(TopicFactory)
+    partition = 0
+    member = "celery@host-a"
+    token = factory.Sequence(lambda n: n + 1)
+    started_at = factory.LazyFunction(timezone.now)
+    ended_at = factory.LazyAttribute(lambda s: s.started_at + timedelta(seconds=1.5))
+    messages = 3
+    first_offset = 10
+    last_offset = 12
+    end_reason = EndReason.DRAINED.value

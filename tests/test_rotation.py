@@ -10,6 +10,7 @@ import time
 import pytest
 from django.db import connection
 
+from rotation.lanes import Lane
 from tasks_app.models import Slice, Task, TaskStatus
 from tests.cluster import Cluster, wait_for
 from tests.handlers import runs
@@ -192,10 +193,9 @@ def test_sigterm_hands_the_lane_on_at_once(workers, topic_name):
 
 
 def _holder_of(cluster: Cluster, topic: str) -> str | None:
-    for member in cluster.members.describe():
-        if f"/{topic}/" in member.lane:
-            return member.name
-    return None
+    """Return the member holding the topic's lane lease now (token:member:nonce)."""
+    value = cluster.members.client.get(Lane("default", topic, 0).key("lease"))
+    return value.decode().split(":")[1] if value else None
 
 
 def _ts(epoch_s: float):
@@ -211,7 +211,7 @@ def test_frozen_holder_is_fenced_out_and_the_lane_resumes_from_the_fence(
     from tests.kafka_read import commit_offset, committed_offset
 
     make_topic(topic_name, slice_ms=300)  # lease TTL 1.0 s with the test grace
-    tasks = submit(topic_name, [{"sleep_ms": 100} for _ in range(40)])
+    tasks = submit(topic_name, [{"sleep_ms": 200} for _ in range(30)])
     holder = wait_for(
         lambda: _holder_of(workers, topic_name),
         timeout_s=30,
@@ -231,19 +231,17 @@ def test_frozen_holder_is_fenced_out_and_the_lane_resumes_from_the_fence(
         workers.signal(name, signal.SIGCONT)
     wait_all_finished(topic_name, len(tasks))
 
-    frozen = Slice.objects.filter(
-        topic__name=topic_name, member=holder, started_at__lt=_ts(stopped_at)
-    ).last()
-    wait_for(
-        lambda: (
-            Slice.objects.filter(
-                pk__gt=frozen.pk, member=holder, end_reason="lease_lost"
-            ).exists()
-            or Slice.objects.filter(pk=frozen.pk, end_reason="lease_lost").exists()
-        ),
+    frozen = wait_for(
+        lambda: Slice.objects.filter(
+            topic__name=topic_name,
+            member=holder,
+            started_at__lt=_ts(stopped_at),
+            ended_at__gt=_ts(stopped_at),
+        ).first(),
         timeout_s=10,
-        what="the frozen slice to be recorded as lease_lost",
+        what="the frozen holder's slice to be recorded",
     )
+    assert frozen.end_reason == "lease_lost"
     assert succeeded_event_counts(topic_name) == {1}
     lane = LaneState.objects.get(topic__name=topic_name)
     assert lane.next_offset == len(tasks)
@@ -331,8 +329,10 @@ def test_sequential_group_walks_topics_one_member_slice_at_a_time(workers):
     for name in names:
         submit(name, [{"sleep_ms": 5}] * 300)
     wait_for(
-        lambda: Task.objects.filter(topic__in=topics, status=TaskStatus.PUBLISHED)
-        .count() == 600,
+        lambda: (
+            Task.objects.filter(topic__in=topics, status=TaskStatus.PUBLISHED).count()
+            == 600
+        ),
         timeout_s=30,
         what="both topics to be published",
     )

@@ -119,3 +119,26 @@ def test_a_replaced_turn_is_stale_and_does_not_start(client, lane):
     assert not turns.start(old)
     assert turns.start(new)
     assert not turns.start(new)
+
+
+def test_a_running_turn_keeps_its_chain_busy_until_finished(client, lane):
+    members = Members(client, heartbeat_s=60.0)
+    turns = Turns(client, members, lambda turn, delay: None)
+    chain = f"chain-{uuid.uuid4().hex}"
+    turn = turns.enqueue(chain, lane)
+    turns.start(turn)
+    running = turns.queued(chain)
+    assert running.running and not turns.is_stuck(running, max_wait_s=0)
+    turns.finish(turn)
+    assert turns.queued(chain) is None
+
+
+def test_finish_leaves_the_next_queued_turn_alone(client, lane):
+    members = Members(client, heartbeat_s=60.0)
+    turns = Turns(client, members, lambda turn, delay: None)
+    chain = f"chain-{uuid.uuid4().hex}"
+    first = turns.enqueue(chain, lane)
+    turns.start(first)
+    second = turns.enqueue(chain, lane)
+    turns.finish(first)
+    assert turns.queued(chain).id == second.id

@@ -13,14 +13,15 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
-from tasks_app.errors import SchedulerError
+from tasks_app.errors import SchedulerError, ServiceUnavailable
 from tasks_app.middleware import database_unavailable_response
 
 logger = logging.getLogger(__name__)
 
 # A bulk request can fail on every item; the summary names this many, then counts.
 MAX_MESSAGES_IN_DETAIL = 10
-REDIS_RETRY_AFTER_S = 5
+# A backing service that dropped out is usually back within seconds.
+SERVICE_RETRY_AFTER_S = 5
 REDIS_DOWN_MESSAGE = (
     "Redis is unreachable, so the request could not be checked against the rate "
     "limit. Retry shortly; if it persists, check the Redis server and REDIS_URL."
@@ -78,7 +79,7 @@ def _redis_unavailable(exc: Exception) -> Response:
             "service": "redis",
         },
         status=503,
-        headers={"Retry-After": str(REDIS_RETRY_AFTER_S)},
+        headers={"Retry-After": str(SERVICE_RETRY_AFTER_S)},
     )
 
 
@@ -87,7 +88,11 @@ def _scheduler_error(exc: SchedulerError) -> Response:
     body: dict[str, Any] = {"detail": exc.message, "code": exc.code}
     if exc.field:
         body["field"] = exc.field
-    return Response(body, status=exc.status_code)
+    headers: dict[str, str] = {}
+    if isinstance(exc, ServiceUnavailable):
+        body["service"] = exc.context.get("service", "")
+        headers["Retry-After"] = str(SERVICE_RETRY_AFTER_S)
+    return Response(body, status=exc.status_code, headers=headers)
 
 
 def _api_exception_body(exc: drf_exceptions.APIException) -> dict[str, Any]:

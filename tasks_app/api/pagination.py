@@ -1,4 +1,4 @@
-"""Cursor pagination: stable pages while tasks keep arriving."""
+"""Cursor pagination: stable pages while tasks and slices keep arriving."""
 
 from typing import Any
 
@@ -15,13 +15,22 @@ PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 
 
-class TaskCursorPagination(CursorPagination):
-    """Page tasks newest first by default; `?ordering=` picks id or created_at."""
+class SizedCursorPagination(CursorPagination):
+    """Page with PAGE_SIZE rows by default; `?page_size=` up to MAX_PAGE_SIZE."""
 
     page_size = PAGE_SIZE
     page_size_query_param = "page_size"
     max_page_size = MAX_PAGE_SIZE
+
+
+class NewestFirstCursorPagination(SizedCursorPagination):
+    """Page records newest first by their id (creation order, indexed)."""
+
     ordering = "-id"
+
+
+class TaskCursorPagination(NewestFirstCursorPagination):
+    """Page tasks newest first by default; `?ordering=` picks id or created_at."""
 
     def get_ordering(
         self, request: Request, queryset: QuerySet, view: APIView
@@ -51,12 +60,8 @@ class TaskCursorPagination(CursorPagination):
         ]
 
 
-class LookupCursorPagination(CursorPagination):
+class LookupCursorPagination(SizedCursorPagination):
     """Page by the view's lookup field, which is unique and never changes."""
-
-    page_size = PAGE_SIZE
-    page_size_query_param = "page_size"
-    max_page_size = MAX_PAGE_SIZE
 
     def get_ordering(
         self, request: Request, queryset: QuerySet, view: APIView

@@ -1,11 +1,18 @@
-"""Routes under /api/: tasks, topics, groups, the schema, its docs, browsable log-in."""
+"""Routes under /api/: tasks, topics, groups, slices, members, stats, schema, docs."""
 
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 from rest_framework.routers import DefaultRouter
 
-from tasks_app.api.views import GroupViewSet, TaskViewSet, TopicViewSet
+from tasks_app.api.views import (
+    GroupViewSet,
+    MemberViewSet,
+    SliceViewSet,
+    StatsViewSet,
+    TaskViewSet,
+    TopicViewSet,
+)
 
 router = DefaultRouter()
 # Topic names may contain dots, which the `.json` suffix routes would misread.
@@ -13,6 +20,9 @@ router.include_format_suffixes = False
 router.register("tasks", TaskViewSet, basename="task")
 router.register("topics", TopicViewSet, basename="topic")
 router.register("groups", GroupViewSet, basename="consumergroup")
+router.register("slices", SliceViewSet, basename="slice")
+router.register("members", MemberViewSet, basename="member")
+router.register("stats", StatsViewSet, basename="stats")
 
 urlpatterns = [
     path(

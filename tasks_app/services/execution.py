@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from confluent_kafka import Message
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from rotation.consumer import Record
 from rotation.lanes import Lane
 from rotation.producer import OutgoingMessage, shared_producer
 from rotation.scheduler import EndReason
@@ -141,7 +141,7 @@ def batch_process(
     *,
     lane: Lane,
     token: int,
-    messages: Sequence[Message],
+    messages: Sequence[Record],
     deadline: float,
     interrupted: Callable[[], bool],
     lane_ids: tuple[int, int],
@@ -150,10 +150,11 @@ def batch_process(
     recorder = _Recorder(*lane_ids, partition=lane.partition, token=token)
     tasks = _tasks_for(messages)
     topic = Topic.objects.get(pk=lane_ids[1])
-    next_offset, processed = messages[0].offset(), 0
+    next_offset, processed = messages[0].offset, 0
     for message in messages:
-        task = tasks.get(_task_id(message))
-        if _runnable(task, message):
+        task_id = _task_id(message)
+        task = tasks.get(task_id) if task_id else None
+        if task is not None and _runnable(task, message):
             stop = _run_task(
                 task, message, topic, recorder, deadline, interrupted, next_offset
             )
@@ -161,50 +162,45 @@ def batch_process(
                 recorder.flush(next_offset)
                 return BatchOutcome(next_offset, processed, stop)
             processed += 1
-        next_offset = message.offset() + 1
+        next_offset = message.offset + 1
     recorder.flush(next_offset)
     return BatchOutcome(next_offset, processed)
 
 
-def _task_id(message: Message) -> str | None:
+def _task_id(message: Record) -> str | None:
     """Read the task id from the headers (cheap) or, failing that, the envelope."""
-    for name, value in message.headers() or ():
-        if name == "task_id":
-            return value.decode()
+    if "task_id" in message.headers:
+        return message.headers["task_id"].decode()
     try:
-        return json.loads(message.value())["task_id"]
+        return json.loads(message.value)["task_id"]
     except (ValueError, KeyError, TypeError):
         logger.error(
             "Message at %s/%d/%d carries no task id; skipping it",
-            message.topic(),
-            message.partition(),
-            message.offset(),
+            message.topic,
+            message.partition,
+            message.offset,
         )
         return None
 
 
-def _tasks_for(messages: Sequence[Message]) -> dict[str, Task]:
+def _tasks_for(messages: Sequence[Record]) -> dict[str, Task]:
     ids = [task_id for task_id in map(_task_id, messages) if task_id]
     return {str(t.uuid): t for t in Task.objects.filter(uuid__in=ids)}
 
 
-def _runnable(task: Task | None, message: Message) -> bool:
-    """Skip unknown tasks, finished ones (redelivery) and stale copies.
+def _runnable(task: Task, message: Record) -> bool:
+    """Skip finished tasks (redelivery) and stale copies.
 
     A copy is stale when the task's recorded offset is elsewhere: a publisher
     that crashed after producing republishes, and the recorded copy is the one
     that runs.
     """
-    return (
-        task is not None
-        and task.status not in TERMINAL_STATUSES
-        and task.offset == message.offset()
-    )
+    return task.status not in TERMINAL_STATUSES and task.offset == message.offset
 
 
 def _run_task(
     task: Task,
-    message: Message,
+    message: Record,
     topic: Topic,
     recorder: _Recorder,
     deadline: float,
@@ -244,7 +240,7 @@ def _retry_due_in_s(task: Task, topic: Topic) -> float:
 
 
 def _attempt(
-    task: Task, message: Message, topic: Topic, recorder: _Recorder, next_offset: int
+    task: Task, message: Record, topic: Topic, recorder: _Recorder, next_offset: int
 ) -> bool:
     """Run the handler once; return True when the task is done with (either way).
 
@@ -266,16 +262,16 @@ def _attempt(
     return True
 
 
-def _call_handler(task: Task, message: Message, topic: Topic) -> Any:
+def _call_handler(task: Task, message: Record, topic: Topic) -> Any:
     handler = handler_resolve(topic.handler)
     context = TaskContext(
         task_id=str(task.uuid),
         topic=topic.name,
         key=task.key,
-        partition=message.partition(),
-        offset=message.offset(),
+        partition=message.partition,
+        offset=message.offset,
         attempt=task.attempts,
-        timestamp_ms=message.timestamp()[1],
+        timestamp_ms=message.timestamp_ms,
         worker=WORKER_NAME,
     )
     result = handler(task.message, context)
@@ -284,7 +280,7 @@ def _call_handler(task: Task, message: Message, topic: Topic) -> Any:
 
 
 def _failed(
-    task: Task, message: Message, topic: Topic, recorder: _Recorder, exc: Exception
+    task: Task, message: Record, topic: Topic, recorder: _Recorder, exc: Exception
 ) -> bool:
     task.finished_at = timezone.now()
     task.error = "".join(traceback.format_exception(exc))
@@ -304,7 +300,7 @@ def _failed(
         OutgoingMessage(
             topic=topic.dead_letter_topic,
             key=task.key,
-            value=message.value(),
+            value=message.value,
             headers=[
                 ("task_id", str(task.uuid)),
                 ("content-type", "application/json"),

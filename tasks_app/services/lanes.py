@@ -5,9 +5,9 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import redis
-from confluent_kafka import Message
 from django.db import DatabaseError, connection, transaction
 
+from rotation.consumer import Record
 from rotation.errors import RotationError
 from rotation.lanes import Lane, LanePolicy
 from rotation.store import BatchOutcome, Fenced, LaneView, SliceRecord, StoreUnavailable
@@ -39,10 +39,10 @@ SELECT g.group_id, t.name, p.partition, g.walk_mode, t.slice_ms * t.weight, t.pa
 """
 
 
-def _store_errors(method: Callable) -> Callable:  # type: ignore[type-arg]
+def _store_errors(method: Callable) -> Callable:
     """Turn database failures into StoreUnavailable naming PostgreSQL."""
 
-    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def wrapper(*args, **kwargs):
         try:
             return method(*args, **kwargs)
         except DatabaseError as exc:
@@ -121,7 +121,7 @@ class DatabaseLaneStore:
         self,
         lane: Lane,
         token: int,
-        messages: Sequence[Message],
+        messages: Sequence[Record],
         deadline: float,
         interrupted: Callable[[], bool],
     ) -> BatchOutcome:

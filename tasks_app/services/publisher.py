@@ -48,6 +48,9 @@ SEED_DELIVERY_LOG = "Future completed. Result: Ok((%d, %d)) topic=%s"
 
 # Plain FOR UPDATE, not SKIP LOCKED: an entry a cancel holds must not be
 # overtaken by later entries of its topic, so the publisher waits for the cancel.
+# `id = ANY(ARRAY(...))` here and below pins both statements to primary-key
+# lookups: with a join, a table without fresh statistics got a plan that scanned
+# every pending task once per batch (45 ms instead of 11 ms for 500 rows).
 TAKE_SQL = """
 WITH taken AS (
     DELETE FROM tasks_app_outboxentry
@@ -76,7 +79,8 @@ WITH delivered AS (
     SET status = 'published', "partition" = d.p, "offset" = d.o,
         published_at = statement_timestamp()
     FROM delivered d
-    WHERE task.id = d.id AND task.status = 'pending'
+    WHERE task.id = ANY(ARRAY(SELECT id FROM delivered)) AND task.id = d.id
+      AND task.status = 'pending'
     RETURNING task.id, task.attempts
 )
 INSERT INTO tasks_app_taskevent (task_id, status, at, worker, attempt, detail)

@@ -160,7 +160,7 @@ def _previous_tasks(
     for key, task in previous.items():
         if task.request_hash != keys[key].body_hash():
             raise _idempotency_conflict(key)
-    return previous  # type: ignore[return-value]
+    return previous
 
 
 def _idempotency_conflict(key: str) -> InvalidInput:

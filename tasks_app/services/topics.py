@@ -7,9 +7,10 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from rotation.kafka_admin import ensure_topics
+from rotation.kafka_admin import ensure_topics, grow_partitions
 from tasks_app.errors import InvalidInput, NotFound
 from tasks_app.models import ConsumerGroup, Topic, WalkMode
+from tasks_app.services.lanes import lanes_kick
 from tasks_app.validators import KAFKA_TOPIC_RULE, validate_kafka_topic_name
 
 TOPIC_POLICY_FIELDS = (
@@ -64,15 +65,20 @@ def topic_update(*, topic: Topic, **changes: Any) -> Topic:
         if field not in TOPIC_POLICY_FIELDS:
             raise InvalidInput(f"Unknown topic field {field!r}.", field=field)
         setattr(topic, field, value)
+    grown = topic.partitions > Topic.objects.get(pk=topic.pk).partitions
     _validated(topic)
     topic.save()
+    if grown:
+        topic_sync_kafka(topics=[topic])
     return topic
 
 
 def topic_set_paused(*, topic: Topic, paused: bool) -> Topic:
-    """Pause (no more turns) or resume a topic's lanes."""
+    """Pause (no more turns) or resume a topic's lanes; resumed lanes start at once."""
     Topic.objects.filter(pk=topic.pk).update(paused=paused)
     topic.paused = paused
+    if not paused:
+        transaction.on_commit(lambda: lanes_kick(topics=[topic.name]))
     return topic
 
 
@@ -116,6 +122,9 @@ def topic_sync_kafka(*, topics: Iterable[Topic]) -> dict[str, str]:
     wanted = {t.name: t.partitions for t in topics}
     wanted.update({t.dead_letter_topic: 1 for t in topics})
     errors = ensure_topics(settings.KAFKA_BOOTSTRAP_SERVERS, wanted)
+    grow = {t.name: t.partitions for t in topics if t.partitions > 1}
+    grow = {name: count for name, count in grow.items() if name not in errors}
+    errors.update(grow_partitions(settings.KAFKA_BOOTSTRAP_SERVERS, grow))
     for topic in topics:
         reason = errors.get(topic.name) or errors.get(topic.dead_letter_topic, "")
         if reason != topic.kafka_error:
@@ -152,12 +161,12 @@ def group_create(
     *,
     group_id: str,
     topic_names: Iterable[str] = (),
-    walk_mode: str = WalkMode.PARALLEL,
+    walk_mode: str | None = None,
 ) -> ConsumerGroup:
-    """Create a consumer group over existing topics."""
+    """Create a consumer group over existing topics (parallel walk by default)."""
     if ConsumerGroup.objects.filter(group_id=group_id).exists():
         raise InvalidInput(f"Group {group_id!r} already exists.", field="group_id")
-    group = ConsumerGroup(group_id=group_id, walk_mode=walk_mode)
+    group = ConsumerGroup(group_id=group_id, walk_mode=walk_mode or WalkMode.PARALLEL)
     _validated(group)
     topics = _existing_topics(topic_names)
     with transaction.atomic():

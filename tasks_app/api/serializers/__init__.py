@@ -1,6 +1,12 @@
 """Serializers: validate what clients send and shape what the API answers."""
 
 from tasks_app.api.serializers.base import ErrorSerializer, RejectUnknownFieldsMixin
+from tasks_app.api.serializers.rotation import (
+    MemberSerializer,
+    SliceListQuerySerializer,
+    SliceSerializer,
+    StatsSerializer,
+)
 from tasks_app.api.serializers.tasks import (
     TaskCreateSerializer,
     TaskDetailSerializer,
@@ -20,7 +26,11 @@ __all__ = [
     "ErrorSerializer",
     "GroupSerializer",
     "GroupUpdateSerializer",
+    "MemberSerializer",
     "RejectUnknownFieldsMixin",
+    "SliceListQuerySerializer",
+    "SliceSerializer",
+    "StatsSerializer",
     "TaskCreateSerializer",
     "TaskDetailSerializer",
     "TaskEventSerializer",

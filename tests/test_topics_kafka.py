@@ -1,0 +1,36 @@
+"""Topics follow their rows into Kafka: creation, partition growth, resume."""
+
+import os
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from rotation.kafka_admin import grow_partitions
+from tasks_app.services.topics import topic_create, topic_update
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _partitions(name: str) -> int:
+    admin = AdminClient({"bootstrap.servers": os.environ["KAFKA_BOOTSTRAP_SERVERS"]})
+    return len(admin.list_topics(name, timeout=10).topics[name].partitions)
+
+
+def test_topic_with_partitions_is_created_with_them_and_no_error(topic_name):
+    topic = topic_create(name=topic_name, partitions=3)
+    assert topic.kafka_error == ""
+    assert _partitions(topic_name) == 3
+
+
+def test_growing_partitions_asks_kafka_and_stores_its_answer(topic_name):
+    topic = topic_create(name=topic_name, partitions=1)
+    topic = topic_update(topic=topic, partitions=2)
+    if _partitions(topic_name) == 2:
+        assert topic.kafka_error == ""
+    else:  # a broker without CreatePartitions says so, and the topic shows it
+        assert "CreatePartitions" in topic.kafka_error
+
+
+def test_no_growth_needed_asks_kafka_nothing(topic_name):
+    topic_create(name=topic_name, partitions=2)
+    assert grow_partitions(os.environ["KAFKA_BOOTSTRAP_SERVERS"], {topic_name: 2}) == {}
