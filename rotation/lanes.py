@@ -35,5 +35,6 @@ class LanePolicy:
     """What the slice loop needs to know about a lane's topic, read at slice start."""
 
     slice_ms: int
+    weight: int
     paused: bool
     sequential: bool

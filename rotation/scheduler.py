@@ -7,7 +7,7 @@ from enum import StrEnum
 
 import redis
 
-from rotation.lanes import KEY_PREFIX, Lane, text
+from rotation.lanes import KEY_PREFIX, Lane, LanePolicy, text
 from rotation.lease import LeaseManager
 from rotation.members import Members
 from rotation.store import LaneStore, LaneView, SliceRecord
@@ -53,19 +53,25 @@ class Scheduler:
         self.max_wait_s = max_wait_s
 
     def after_slice(
-        self, record: SliceRecord, *, sequential: bool, delay_s: float = 0.0
+        self, record: SliceRecord, *, policy: LanePolicy, delay_s: float = 0.0
     ) -> Turn | None:
-        """Queue the chain's next turn after `record`, or end an idle chain."""
+        """Charge the slice to its chain and queue the next turn, or let an idle
+        chain end (new work or the watchdog starts it again)."""
+        chain = chain_of(record.lane, policy.sequential)
+        self.turns.charge(
+            chain, seconds=record.ended_at - record.started_at, weight=policy.weight
+        )
         if record.end_reason in (EndReason.LEASE_LOST, EndReason.PAUSED):
             return None
-        if sequential:
+        if policy.sequential:
             return self._after_sequential(record, delay_s)
         if not self._lane_has_more(record):
             return None
         return self.turns.enqueue(
-            chain_of(record.lane, False),
+            chain,
             record.lane,
             exclude=[record.member],
+            last_member=record.member,
             delay_s=delay_s,
         )
 
@@ -102,14 +108,22 @@ class Scheduler:
         unserved = set(self.members.live()) - served
         if self._lane_has_more(record) and unserved:
             return self.turns.enqueue(
-                chain, lane, exclude=sorted(served), delay_s=delay_s
+                chain,
+                lane,
+                exclude=sorted(served),
+                last_member=record.member,
+                delay_s=delay_s,
             )
         self.client.delete(served_key)
         following = self._next_lane(lane)
         if following is None:
             return None
         return self.turns.enqueue(
-            chain, following, exclude=[record.member], delay_s=delay_s
+            chain,
+            following,
+            exclude=[record.member],
+            last_member=record.member,
+            delay_s=delay_s,
         )
 
     def _next_lane(self, lane: Lane) -> Lane | None:

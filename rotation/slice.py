@@ -70,15 +70,16 @@ class SliceRunner:
         self.clock = clock
         self.wall_clock = wall_clock
 
-    def run(self, turn: Turn) -> SliceRecord | None:
-        """Take the turn if it is still current; return the slice's record.
+    def run(self, wake: Turn) -> SliceRecord | None:
+        """Claim the most deserving ready chain and run its turn; return the record.
 
         The member goes back to the idle pool afterwards in every case, also
-        when the turn was stale: a turn sent to it reserved it.
+        when nothing was claimed: the wake-up sent to it reserved it.
         """
         self.members.mark_busy(self.member)
         try:
-            if not self.turns.start(turn):
+            turn = self.turns.claim(wake, self.member)
+            if turn is None:
                 return None
             try:
                 return self._run(turn)
@@ -106,9 +107,7 @@ class SliceRunner:
         delay_s = (
             self.config.error_backoff_s if record.end_reason == EndReason.ERROR else 0
         )
-        self.scheduler.after_slice(
-            record, sequential=policy.sequential, delay_s=delay_s
-        )
+        self.scheduler.after_slice(record, policy=policy, delay_s=delay_s)
         return record
 
     def _slice_under_lease(

@@ -92,5 +92,5 @@ class LaneStore(Protocol):
     def record_slice(self, record: SliceRecord) -> None:
         """Store the slice's record."""
 
-    def overview(self, topics: Sequence[str] | None = None) -> list[LaneView]:
-        """Return every lane (of `topics`, if given) with policy and backlog."""
+    def overview(self) -> list[LaneView]:
+        """Return every lane with its policy and whether it has a backlog."""

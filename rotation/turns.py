@@ -1,21 +1,31 @@
-"""Turns: who runs a lane next, queued promptly when a slice ends.
+"""Turns: which chain runs next, decided by weighted virtual time.
 
 A chain is the sequence of turns of one lane (parallel walk) or of one group
-(sequential walk). Each queued turn gets a fresh id stored under the chain's
-key; a turn whose id is no longer the stored one is stale and does nothing, so
-a chain never runs twice at once however often it is re-queued.
+(sequential walk). A chain with work waits in a ready set scored by its virtual
+time: the processing time it has had divided by its weight. Queueing a turn
+also sends a wake-up message (to an idle member other than the last one, if
+any); the member that takes a wake-up claims the ready chain with the lowest
+virtual time. That is start-time fair queueing: while they have a backlog,
+chains get processing time in proportion to their weights, whatever their
+backlogs and however many members there are. A claimed chain's key holds a
+short "running" marker, so a chain never runs twice at once.
 """
 
 import json
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import redis
 
 from rotation.lanes import KEY_PREFIX, Lane, text
 from rotation.members import IDLE_KEY, MEMBERS_KEY, Members
+
+READY_KEY = f"{KEY_PREFIX}:ready"  # zset chain -> virtual time
+PASS_KEY = f"{KEY_PREFIX}:pass"  # hash chain -> virtual time after its last slice
+VTIME_KEY = f"{KEY_PREFIX}:vtime"  # virtual time of the latest claimed chain
+TURN_PREFIX = f"{KEY_PREFIX}:turn:"
 
 # Take the longest-idle live member that is not excluded, and reserve it.
 _PICK_IDLE = """
@@ -33,22 +43,48 @@ for _, name in ipairs(redis.call('zrange', KEYS[1], 0, -1)) do
 end
 return false
 """
-# Replace the queued turn by a short-lived "running" marker, so the chain is
-# never seen idle between a turn's start and its lease, or its lease's release
-# and the next turn.
-_START = """
-local raw = redis.call('get', KEYS[1])
-if not raw then return 0 end
-local turn = cjson.decode(raw)
-if turn['id'] ~= ARGV[1] or turn['running'] then return 0 end
-turn['running'] = true
-redis.call('set', KEYS[1], cjson.encode(turn), 'px', ARGV[2])
+# Store the queued turn; a chain that was idle starts at the current virtual
+# time, so it cannot bank credit while it had nothing to do.
+_ENQUEUE = """
+redis.call('set', KEYS[1], ARGV[1])
+local own = tonumber(redis.call('hget', KEYS[3], ARGV[2]) or '0')
+local now = tonumber(redis.call('get', KEYS[4]) or '0')
+redis.call('zadd', KEYS[2], math.max(own, now), ARGV[2])
 return 1
 """
-_FINISH = """
-local raw = redis.call('get', KEYS[1])
-if raw and cjson.decode(raw)['id'] == ARGV[1] then redis.call('del', KEYS[1]) end
-return 1
+# Claim the ready chain with the lowest virtual time, preferring one this member
+# did not run last; mark it running for ARGV[3] ms. With nothing due yet, answer
+# when the earliest delayed chain will be due, so the wake-up can come back then.
+_CLAIM = """
+local choice = nil
+local fallback = nil
+local next_due = nil
+for _, chain in ipairs(redis.call('zrange', KEYS[1], 0, -1)) do
+  local raw = redis.call('get', ARGV[4] .. chain)
+  if not raw then
+    redis.call('zrem', KEYS[1], chain)
+  else
+    local turn = cjson.decode(raw)
+    local due = tonumber(turn['not_before'])
+    if not turn['running'] and due <= tonumber(ARGV[2]) then
+      if turn['last_member'] ~= ARGV[1] then choice = chain break end
+      fallback = fallback or chain
+    elseif not turn['running'] then
+      next_due = math.min(next_due or due, due)
+    end
+  end
+end
+choice = choice or fallback
+if not choice then return next_due and tostring(next_due) or false end
+local key = ARGV[4] .. choice
+local turn = cjson.decode(redis.call('get', key))
+local vtime = redis.call('zscore', KEYS[1], choice)
+redis.call('zrem', KEYS[1], choice)
+redis.call('set', KEYS[2], vtime)
+redis.call('hset', KEYS[3], choice, vtime)
+turn['running'] = true
+redis.call('set', key, cjson.encode(turn), 'px', ARGV[3])
+return cjson.encode(turn)
 """
 _REFRESH = """
 local raw = redis.call('get', KEYS[1])
@@ -57,58 +93,53 @@ if raw and cjson.decode(raw)['id'] == ARGV[1] then
 end
 return 1
 """
-# The marker covers two short gaps (start -> lease, release -> next turn) and is
-# refreshed before the second; a member dying inside one delays its chain by at
-# most this long, well inside "one lease TTL plus one watchdog tick".
+_FINISH = """
+local raw = redis.call('get', KEYS[1])
+if raw and cjson.decode(raw)['id'] == ARGV[1] then redis.call('del', KEYS[1]) end
+return 1
+"""
+# The running marker covers two short gaps (claim -> lease, and release -> next
+# turn; it is refreshed before the second). A member dying inside one delays its
+# chain by at most this long, well inside "one lease TTL plus one watchdog tick".
 RUNNING_MARKER_MS = 1000
 
 
 @dataclass(frozen=True)
 class Turn:
-    """One queued turn: the chain it belongs to, its id, its lane and target."""
+    """One turn of a chain: its lane, who it was sent to, who ran the last one."""
 
     chain: str
     id: str
     lane: Lane
-    member: str  # "" when any member may take it
+    member: str  # the member the wake-up went to; "" for the shared queue
     queued_at: float
+    last_member: str = ""
+    not_before: float = 0.0
     running: bool = False
 
     def to_message(self) -> dict:
-        """Serialise to primitives for a Celery message."""
-        return {
-            "chain": self.chain,
-            "id": self.id,
-            "lane": self.lane.as_args(),
-            "member": self.member,
-            "queued_at": self.queued_at,
-            "running": self.running,
-        }
+        """Serialise to primitives for Redis and Celery messages."""
+        data = asdict(self)
+        data["lane"] = self.lane.as_args()
+        return data
 
     @classmethod
     def from_message(cls, data: dict) -> "Turn":
         group, topic, partition = data["lane"]
-        return cls(
-            data["chain"],
-            data["id"],
-            Lane(group, topic, int(partition)),
-            data["member"],
-            float(data["queued_at"]),
-            bool(data.get("running", False)),
-        )
+        return cls(**{**data, "lane": Lane(group, topic, int(partition))})
 
 
 SendTurn = Callable[[Turn, float], None]
-"""Deliver a turn: to `turn.member`'s own queue, or the shared one; after a delay."""
+"""Deliver a wake-up: to `turn.member`'s own queue, or the shared one; delayed."""
 
 
 def chain_key(chain: str) -> str:
-    """Name the Redis key holding a chain's queued turn."""
-    return f"{KEY_PREFIX}:turn:{chain}"
+    """Name the Redis key holding a chain's queued or running turn."""
+    return TURN_PREFIX + chain
 
 
 class Turns:
-    """Queue, start and inspect turns."""
+    """Queue, claim and inspect turns."""
 
     def __init__(
         self,
@@ -122,9 +153,10 @@ class Turns:
         self.send = send
         self.clock = clock
         self._pick = client.register_script(_PICK_IDLE)
-        self._start = client.register_script(_START)
-        self._finish = client.register_script(_FINISH)
+        self._enqueue = client.register_script(_ENQUEUE)
+        self._claim = client.register_script(_CLAIM)
         self._refresh = client.register_script(_REFRESH)
+        self._finish = client.register_script(_FINISH)
 
     def enqueue(
         self,
@@ -132,22 +164,51 @@ class Turns:
         lane: Lane,
         *,
         exclude: Sequence[str] = (),
+        last_member: str = "",
         delay_s: float = 0.0,
     ) -> Turn:
-        """Queue the chain's next turn, to an idle member not excluded if any."""
+        """Make the chain ready and wake an idle member not excluded, if any."""
         cutoff = self.clock() - self.members.expiry_s
         picked = self._pick(keys=[IDLE_KEY, MEMBERS_KEY], args=[cutoff, *exclude])
-        member = text(picked) if picked else ""
-        turn = Turn(chain, uuid.uuid4().hex, lane, member, self.clock())
-        self.client.set(chain_key(chain), json.dumps(turn.to_message()))
+        now = self.clock()
+        turn = Turn(
+            chain=chain,
+            id=uuid.uuid4().hex,
+            lane=lane,
+            member=text(picked) if picked else "",
+            queued_at=now,
+            last_member=last_member,
+            not_before=now + delay_s,
+        )
+        self._enqueue(
+            keys=[chain_key(chain), READY_KEY, PASS_KEY, VTIME_KEY],
+            args=[json.dumps(turn.to_message()), chain],
+        )
         self.send(turn, delay_s)
         return turn
 
-    def start(self, turn: Turn) -> bool:
-        """Mark the turn running; False when a newer turn replaced it (do nothing)."""
-        return bool(
-            self._start(keys=[chain_key(turn.chain)], args=[turn.id, RUNNING_MARKER_MS])
+    def claim(self, wake: Turn, member: str) -> Turn | None:
+        """Take the ready chain with the lowest virtual time for `member`.
+
+        None means nothing is due: the wake-up was spare (another member took
+        the chain), or only delayed chains wait, and the wake-up is sent again
+        for when the first of them is due.
+        """
+        raw = self._claim(
+            keys=[READY_KEY, VTIME_KEY, PASS_KEY],
+            args=[member, self.clock(), RUNNING_MARKER_MS, TURN_PREFIX],
         )
+        if raw is None:
+            return None
+        reply = text(raw)
+        if reply.startswith("{"):
+            return Turn.from_message(json.loads(reply))
+        self.send(wake, max(0.0, float(reply) - self.clock()))
+        return None
+
+    def charge(self, chain: str, *, seconds: float, weight: int) -> None:
+        """Advance the chain's virtual time by the processing time it just had."""
+        self.client.hincrbyfloat(PASS_KEY, chain, seconds / max(weight, 1))
 
     def refresh(self, turn: Turn) -> None:
         """Extend the running marker before the lease is given up."""
@@ -163,7 +224,7 @@ class Turns:
         return Turn.from_message(json.loads(raw)) if raw else None
 
     def is_stuck(self, turn: Turn, *, max_wait_s: float) -> bool:
-        """A queued turn sent to a member that died, or waiting far too long, is
+        """A queued turn woken on a member that died, or waiting far too long, is
         stuck; a running one never is (its marker expires by itself)."""
         if turn.running:
             return False

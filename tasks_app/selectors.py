@@ -27,6 +27,8 @@ from tasks_app.rotation_runtime import runtime
 from tasks_app.services.tasks import task_get
 
 T = TypeVar("T")
+LaneKey = tuple[int, int, int]  # (group pk, topic pk, partition)
+PartitionKey = tuple[int, int]  # (topic pk, partition)
 REDIS_DOWN_MESSAGE = (
     "Redis is unreachable, so the live {what} cannot be read. Retry shortly; if it "
     "persists, check the Redis server and REDIS_URL."
@@ -215,10 +217,6 @@ def _lane_stats(topics: Mapping[int, Mapping[str, Any]]) -> list[LaneStats]:
         for group_pk, group_name, topic_pk in pairs
         for partition in range(topics[topic_pk]["partitions"])
     ]
-
-
-LaneKey = tuple[int, int, int]  # (group pk, topic pk, partition)
-PartitionKey = tuple[int, int]  # (topic pk, partition)
 
 
 def _lane_offsets() -> tuple[dict[LaneKey, int], dict[PartitionKey, int]]:

@@ -283,39 +283,65 @@ def _slices_after(topic: str, since: float, *, exclude: str) -> Slice | None:
     )
 
 
-def test_backlogged_topics_share_processing_time_equally(workers):
-    import uuid
-
+def _shares_while_backlogged(
+    names: list[str], sizes: list[int], weights: list[int], drainers: list[str]
+) -> dict[str, float]:
+    """Run backlogs on fresh topics; return each topic's busy time per unit of
+    weight, relative to the mean, over the window in which all were backlogged."""
     from tasks_app.services.topics import topic_set_paused
     from tests.rotation_support import busy_seconds
 
-    names = [f"fair-{uuid.uuid4().hex[:8]}-{i}" for i in range(4)]
-    topics = [make_topic(name, slice_ms=200) for name in names]
-    sizes = [400, 400, 400, 20_000]  # the last has 50x the backlog of the others
+    topics = [
+        make_topic(name, slice_ms=200, weight=weight)
+        for name, weight in zip(names, weights, strict=True)
+    ]
     for name, size in zip(names, sizes, strict=True):
         submit(name, [{"sleep_ms": 10}] * size)
-    wait_all_finished(names[0], 1, timeout_s=60)
     wait_for(
         lambda: Slice.objects.filter(
-            topic__name__in=names[:3], end_reason="drained"
+            topic__name__in=drainers, end_reason="drained"
         ).exists(),
         timeout_s=180,
         what="a small topic to drain",
     )
-    topic_set_paused(topic=topics[3], paused=True)
+    for topic in topics:
+        topic_set_paused(topic=topic, paused=True)
 
     slices = {name: lane_slices(name) for name in names}
     start = max(s[0].started_at.timestamp() for s in slices.values())
     end = min(
         s.ended_at.timestamp()
-        for name in names[:3]
+        for name in drainers
         for s in slices[name]
         if s.end_reason == "drained"
     )
-    busy = {name: busy_seconds(slices[name], start, end) for name in names}
-    mean = sum(busy.values()) / len(busy)
-    shares = {name: round(value / mean, 3) for name, value in busy.items()}
+    per_weight = {
+        name: busy_seconds(slices[name], start, end) / weight
+        for name, weight in zip(names, weights, strict=True)
+    }
+    mean = sum(per_weight.values()) / len(per_weight)
+    return {name: round(value / mean, 3) for name, value in per_weight.items()}
+
+
+def test_backlogged_topics_share_processing_time_equally(workers):
+    import uuid
+
+    names = [f"fair-{uuid.uuid4().hex[:8]}-{i}" for i in range(4)]
+    sizes = [400, 400, 400, 20_000]  # the last has 50x the backlog of the others
+    shares = _shares_while_backlogged(names, sizes, [1, 1, 1, 1], names[:3])
     assert all(abs(share - 1) <= 0.15 for share in shares.values()), shares
+
+
+def test_backlogged_topics_share_processing_time_by_weight(workers):
+    import uuid
+
+    names = [f"weight-{uuid.uuid4().hex[:8]}-{i}" for i in range(6)]
+    weights = [1, 1, 1, 1, 1, 2]
+    sizes = [300] * 5 + [5_000]
+    shares = _shares_while_backlogged(names, sizes, weights, names[:5])
+    assert all(abs(share - 1) <= 0.15 for share in shares.values()), list(
+        shares.values()
+    )
 
 
 def test_sequential_group_walks_topics_one_member_slice_at_a_time(workers):

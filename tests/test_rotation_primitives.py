@@ -17,7 +17,10 @@ from rotation.turns import Turns
 
 @pytest.fixture
 def client() -> redis.Redis:
-    return redis.Redis.from_url(os.environ["REDIS_URL"])
+    """A private Redis database: the ready set is global to a database."""
+    connection = redis.Redis.from_url(os.environ["REDIS_URL"], db=14)
+    connection.flushdb()
+    return connection
 
 
 @pytest.fixture
@@ -110,35 +113,73 @@ def test_turn_goes_to_an_idle_member_other_than_the_last(client, lane):
     members.leave(b)
 
 
-def test_a_replaced_turn_is_stale_and_does_not_start(client, lane):
-    members = Members(client, heartbeat_s=60.0)
-    turns = Turns(client, members, lambda turn, delay: None)
-    chain = f"chain-{uuid.uuid4().hex}"
-    old = turns.enqueue(chain, lane)
-    new = turns.enqueue(chain, lane)
-    assert not turns.start(old)
-    assert turns.start(new)
-    assert not turns.start(new)
+@pytest.fixture
+def turns(client) -> Turns:
+    woken: list = []
+    turns = Turns(
+        client,
+        Members(client, heartbeat_s=60.0),
+        lambda turn, delay: woken.append((turn, delay)),
+    )
+    turns.woken = woken  # type: ignore[attr-defined]
+    return turns
 
 
-def test_a_running_turn_keeps_its_chain_busy_until_finished(client, lane):
-    members = Members(client, heartbeat_s=60.0)
-    turns = Turns(client, members, lambda turn, delay: None)
-    chain = f"chain-{uuid.uuid4().hex}"
-    turn = turns.enqueue(chain, lane)
-    turns.start(turn)
-    running = turns.queued(chain)
+def _lane(topic: str) -> Lane:
+    return Lane("g", topic, 0)
+
+
+def test_claim_takes_the_chain_with_the_lowest_virtual_time(turns):
+    first = turns.enqueue("a", _lane("a"))
+    claimed = turns.claim(first, "m1")
+    turns.charge("a", seconds=1.0, weight=1)
+    turns.finish(claimed)
+    turns.enqueue("a", _lane("a"))
+    wake = turns.enqueue("b", _lane("b"))
+    assert turns.claim(wake, "m1").chain == "b"
+
+
+def test_weight_divides_the_charge(turns):
+    for chain, weight in (("heavy", 2), ("light", 1)):
+        claimed = turns.claim(turns.enqueue(chain, _lane(chain)), "m")
+        turns.charge(chain, seconds=1.0, weight=weight)
+        turns.finish(claimed)
+    wake = turns.enqueue("light", _lane("light"))
+    turns.enqueue("heavy", _lane("heavy"))
+    assert turns.claim(wake, "m").chain == "heavy"
+
+
+def test_a_claimed_chain_is_not_claimed_twice(turns):
+    wake = turns.enqueue("a", _lane("a"))
+    assert turns.claim(wake, "m1").chain == "a"
+    assert turns.claim(wake, "m2") is None
+
+
+def test_claim_prefers_a_chain_the_member_did_not_run_last(turns):
+    wake = turns.enqueue("a", _lane("a"), last_member="m1")
+    turns.enqueue("b", _lane("b"), last_member="m2")
+    assert turns.claim(wake, "m1").chain == "b"
+    assert turns.claim(wake, "m1").chain == "a"  # nothing else: it may run again
+
+
+def test_a_wake_up_before_a_delayed_chain_is_due_comes_back_later(turns):
+    wake = turns.enqueue("a", _lane("a"), delay_s=30)
+    turns.woken.clear()
+    assert turns.claim(wake, "m1") is None
+    [(again, delay)] = turns.woken
+    assert again == wake and 25 < delay <= 30
+
+
+def test_a_running_turn_keeps_its_chain_busy_until_finished(turns):
+    turn = turns.claim(turns.enqueue("a", _lane("a")), "m1")
+    running = turns.queued("a")
     assert running.running and not turns.is_stuck(running, max_wait_s=0)
     turns.finish(turn)
-    assert turns.queued(chain) is None
+    assert turns.queued("a") is None
 
 
-def test_finish_leaves_the_next_queued_turn_alone(client, lane):
-    members = Members(client, heartbeat_s=60.0)
-    turns = Turns(client, members, lambda turn, delay: None)
-    chain = f"chain-{uuid.uuid4().hex}"
-    first = turns.enqueue(chain, lane)
-    turns.start(first)
-    second = turns.enqueue(chain, lane)
+def test_finish_leaves_the_next_queued_turn_alone(turns):
+    first = turns.claim(turns.enqueue("a", _lane("a")), "m1")
+    second = turns.enqueue("a", _lane("a"))
     turns.finish(first)
-    assert turns.queued(chain).id == second.id
+    assert turns.queued("a").id == second.id

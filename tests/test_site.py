@@ -38,6 +38,14 @@ def test_whitenoise_serves_every_docs_asset_after_collectstatic(db, settings, tm
             assert response["Content-Encoding"] == "gzip", asset
 
 
+def test_in_debug_whitenoise_serves_docs_assets_without_collectstatic(db, settings):
+    settings.DEBUG = True  # as `make dev` runs
+    client = APIClient()
+
+    for asset in _docs_assets(client):
+        assert client.get(asset).status_code == 200, asset
+
+
 def test_drf_has_no_global_page_size_to_warn_about():
     found = {message.id for message in checks.run_checks()}
 

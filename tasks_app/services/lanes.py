@@ -25,7 +25,7 @@ ON CONFLICT (group_id, topic_id, partition) DO UPDATE
 RETURNING next_offset
 """
 _OVERVIEW_SQL = """
-SELECT g.group_id, t.name, p.partition, g.walk_mode, t.slice_ms * t.weight, t.paused,
+SELECT g.group_id, t.name, p.partition, g.walk_mode, t.slice_ms, t.weight, t.paused,
        COALESCE(h.end_offset, 0) > COALESCE(s.next_offset, 0)
   FROM tasks_app_consumergroup g
   JOIN tasks_app_consumergroup_topics gt ON gt.consumergroup_id = g.id
@@ -76,7 +76,7 @@ class DatabaseLaneStore:
 
     @_store_errors
     def policy(self, lane: Lane) -> LanePolicy | None:
-        """Read the topic's slice (times its weight), pause flag and walk mode."""
+        """Read the topic's slice, weight, pause flag and the group's walk mode."""
         row = (
             ConsumerGroup.objects.filter(group_id=lane.group, topics__name=lane.topic)
             .values_list(
@@ -88,7 +88,8 @@ class DatabaseLaneStore:
             return None
         walk_mode, slice_ms, weight, paused = row
         return LanePolicy(
-            slice_ms=slice_ms * weight,
+            slice_ms=slice_ms,
+            weight=weight,
             paused=paused,
             sequential=walk_mode == WalkMode.SEQUENTIAL,
         )
@@ -154,24 +155,31 @@ class DatabaseLaneStore:
         )
 
     @_store_errors
-    def overview(self, topics: Sequence[str] | None = None) -> list[LaneView]:
+    def overview(self) -> list[LaneView]:
         """List every lane with its policy and whether it has a backlog."""
         with connection.cursor() as cursor:
             cursor.execute(_OVERVIEW_SQL)
             rows = cursor.fetchall()
-        return [
-            LaneView(
-                lane=Lane(group, topic, partition),
-                policy=LanePolicy(
-                    slice_ms=slice_ms,
-                    paused=paused,
-                    sequential=walk_mode == WalkMode.SEQUENTIAL,
-                ),
-                has_backlog=backlog,
-            )
-            for group, topic, partition, walk_mode, slice_ms, paused, backlog in rows
-            if topics is None or topic in topics
-        ]
+        return [_lane_view(*row) for row in rows]
+
+
+def _lane_view(
+    group: str,
+    topic: str,
+    partition: int,
+    walk_mode: str,
+    slice_ms: int,
+    weight: int,
+    paused: bool,
+    has_backlog: bool,
+) -> LaneView:
+    policy = LanePolicy(
+        slice_ms=slice_ms,
+        weight=weight,
+        paused=paused,
+        sequential=walk_mode == WalkMode.SEQUENTIAL,
+    )
+    return LaneView(Lane(group, topic, partition), policy, has_backlog)
 
 
 def lane_fence_check(
