@@ -5,16 +5,15 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from rotation.errors import RotationError
 
 logger = logging.getLogger(__name__)
-# librdkafka reports each refused connection; callers log one clear line instead.
 CLIENT_LOGGER = logging.getLogger(__name__ + ".librdkafka")
 
 # A batch whose deliveries are not confirmed within this time fails, so a dead or
@@ -65,7 +64,12 @@ class Delivery(NamedTuple):
     offset: int
 
 
-DeliveryCallback = Callable[[KafkaError | None, Message], None]
+class _ClientLog:
+    """Pass librdkafka's own lines on at debug level: while the broker is down it
+    reports every reconnect attempt, and callers log one clear line instead."""
+
+    def log(self, level: int, message: str, *args: Any) -> None:
+        CLIENT_LOGGER.debug(message, *args)
 
 
 class _Reports:
@@ -81,9 +85,9 @@ class _Reports:
             return
         # A delivered message always has its topic, partition and offset.
         self.deliveries[index] = Delivery(
-            cast(str, message.topic()),
-            cast(int, message.partition()),
-            cast(int, message.offset()),
+            message.topic(),  # type: ignore[arg-type]
+            message.partition(),  # type: ignore[arg-type]
+            message.offset(),  # type: ignore[arg-type]
         )
 
 
@@ -109,7 +113,7 @@ class BatchProducer:
             "acks": "all",
             "linger.ms": LINGER_MS,
             "message.timeout.ms": int(delivery_timeout_s * 1000),
-            "logger": CLIENT_LOGGER,
+            "logger": _ClientLog(),
             "error_cb": self._on_client_error,
         }
         self._producer = Producer(self._config)
@@ -140,8 +144,7 @@ class BatchProducer:
         failed, so the caller can keep the whole batch for a later retry."""
         reports = _Reports(len(messages))
         try:
-            for index, message in enumerate(messages):
-                self._produce(message, partial(reports.record, index))
+            self._produce_all(messages, reports)
         except KafkaException as exc:  # a fatal producer state refuses new records
             self._replace_producer()
             raise self._error(_describe(exc.args[0]), len(messages)) from exc
@@ -159,22 +162,27 @@ class BatchProducer:
     def _error(self, reason: str, failed: int) -> ProduceError:
         return ProduceError(self.bootstrap_servers, reason, failed=failed)
 
-    def _produce(self, message: OutgoingMessage, on_delivery: DeliveryCallback) -> None:
-        """Hand one record to librdkafka, waiting out a full local queue."""
-        while True:
-            try:
-                self._producer.produce(
-                    message.topic,
-                    value=message.value,
-                    key=message.key,
-                    headers=message.headers,
-                    on_delivery=on_delivery,
-                )
-            except BufferError:
-                self._producer.poll(QUEUE_FULL_POLL_S)
-                continue
-            self._producer.poll(0)
-            return
+    def _produce_all(
+        self, messages: Sequence[OutgoingMessage], reports: _Reports
+    ) -> None:
+        """Hand the records to librdkafka, waiting out a full local queue.
+
+        The loop is the hot path of publishing, hence the local names.
+        """
+        produce, poll, record = (
+            self._producer.produce,
+            self._producer.poll,
+            reports.record,
+        )
+        for index, (topic, key, value, headers) in enumerate(messages):
+            on_delivery = partial(record, index)
+            while True:
+                try:
+                    produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+                    break
+                except BufferError:
+                    poll(QUEUE_FULL_POLL_S)
+            poll(0)
 
     def _replace_producer(self) -> None:
         """Drop whatever the old producer still holds and start a fresh one."""

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rotation.consumer import ConsumerCache, KafkaUnavailable, LaneConsumer
+from rotation.consumer import ConsumerCache, KafkaUnavailable, LaneConsumer, Record
 from rotation.lanes import Lane, LanePolicy
 from rotation.lease import Lease, LeaseError, LeaseKeeper, LeaseManager
 from rotation.members import Members
@@ -18,6 +18,9 @@ logger = logging.getLogger(__name__)
 
 # How often a running slice re-reads its topic's policy (to notice a pause).
 POLICY_CHECK_S = 0.25
+# A slice's first batch is small so its first handler starts sooner: a batch's
+# tasks are loaded before any runs, at ~50 us each (200: 11 ms; 20: 1.6 ms).
+FIRST_BATCH = 20
 
 
 @dataclass(frozen=True)
@@ -193,10 +196,10 @@ class SliceRunner:
                 end = self.store.end_offset(lane)
                 if progress.next_offset >= end:
                     return EndReason.DRAINED
-            messages = consumer.poll_batch(
-                self.config.batch_size, self.config.poll_timeout_ms / 1000
-            )
+            size = self.config.batch_size if progress.messages else FIRST_BATCH
+            messages = consumer.poll_batch(size, self.config.poll_timeout_ms / 1000)
             messages = [m for m in messages if m.offset >= progress.next_offset]
+            messages, end = self._published(lane, consumer, messages, end)
             if not messages:
                 continue
             outcome = self.store.process(
@@ -220,6 +223,24 @@ class SliceRunner:
                 return self._interruption(keeper, deadline) or EndReason(
                     outcome.stop_reason
                 )
+
+    def _published(
+        self, lane: Lane, consumer: LaneConsumer, messages: list[Record], end: int
+    ) -> tuple[list[Record], int]:
+        """Keep the messages the database records as published; return the new end.
+
+        The publisher produces a batch before it commits the batch's offsets, so
+        a message at or past the recorded end may have no offset on its task yet
+        and would be skipped as a stale copy, its task never run. Such messages
+        are read again later: the consumer is moved back to the first of them.
+        """
+        if not messages or messages[-1].offset < end:
+            return messages, end
+        end = self.store.end_offset(lane)
+        ready = [m for m in messages if m.offset < end]
+        if len(ready) < len(messages):
+            consumer.assign(lane, messages[len(ready)].offset)
+        return ready, end
 
     def _interruption(self, keeper: LeaseKeeper, deadline: float) -> EndReason | None:
         if keeper.lost.is_set():

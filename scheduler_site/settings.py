@@ -240,6 +240,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Longer than the longest slice, so Redis never redelivers a turn still running.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Celery's Django fixup closes every database connection around every task
+# unless this is set; a rotation turn then reconnects to PostgreSQL (3-10 ms of
+# each hand-off, measured by bench/rotation.py). Set high, connections are kept
+# and Django's CONN_MAX_AGE and health checks decide (see scheduler_site/celery.py).
+CELERY_DB_REUSE_MAX = 1_000_000
 # Each worker also consumes its own queue, so a lane's next turn can go to a
 # member other than the last one (DESIGN invariant 5, "take turns").
 CELERY_WORKER_DIRECT = True

@@ -63,9 +63,12 @@ def task_idempotency_key_used(*, user: AbstractBaseUser, key: str) -> bool:
 
 
 def tasks_pending_seed() -> list[dict[str, Any]]:
-    """List unpublished tasks oldest first, as the seed's `GET /tasks` did."""
+    """List unpublished tasks oldest first, as the seed's `GET /tasks` did.
+
+    The outbox holds exactly the tasks not yet published, and is small.
+    """
     rows = (
-        Task.objects.filter(status=TaskStatus.PENDING)
+        Task.objects.filter(pk__in=OutboxEntry.objects.values("task_id"))
         .order_by("id")
         .values_list("topic__name", "message")
     )

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from rotation.producer import BatchProducer, ProduceError
+from rotation.producer import BatchProducer, OutgoingMessage, ProduceError
 from scheduler_site.devstack.process import free_port
 from tasks_app.errors import Conflict
 from tasks_app.models import OutboxEntry, Task, TaskStatus
@@ -48,11 +48,14 @@ def test_unreachable_broker_keeps_tasks_pending_and_logs_its_address(
     settings.KAFKA_BOOTSTRAP_SERVERS = address
     _submit(topic_name, 3)  # the API side keeps accepting tasks
 
-    with caplog.at_level(logging.ERROR, logger="tasks_app.services.publisher"):
+    with caplog.at_level(logging.WARNING):
+        assert publish_pending_run() == 0
         assert publish_pending_run() == 0
 
-    assert f"Kafka at {address} is unreachable" in caplog.text
-    assert "3 tasks stay pending" in caplog.text
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) == 2, "one line per attempt"
+    assert all(f"Kafka at {address} is unreachable" in line for line in lines)
+    assert all("3 tasks stay pending" in line for line in lines)
     assert (_pending(), OutboxEntry.objects.count()) == (3, 3)
     settings.KAFKA_BOOTSTRAP_SERVERS = broker
     assert publish_pending_run() == 3
@@ -74,6 +77,15 @@ def test_failed_delivery_returns_the_whole_batch_to_the_outbox(
     assert (_pending(), OutboxEntry.objects.count()) == (5, 5)
     assert publish_pending_run() == 5
     assert_published_once_in_order(topic_name, 1)
+
+
+def test_a_dead_broker_does_not_flood_the_log_with_client_lines(caplog):
+    dead = BatchProducer(f"127.0.0.1:{free_port()}", delivery_timeout_s=1.0)
+
+    with caplog.at_level(logging.WARNING), pytest.raises(ProduceError):
+        dead.produce_batch([OutgoingMessage("any-topic", "key", "value")])
+
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 def test_broker_frozen_mid_publish_loses_and_duplicates_nothing(

@@ -335,10 +335,12 @@ def test_backlogged_topics_share_processing_time_equally(workers):
 def test_backlogged_topics_share_processing_time_by_weight(workers):
     import uuid
 
-    names = [f"weight-{uuid.uuid4().hex[:8]}-{i}" for i in range(6)]
-    weights = [1, 1, 1, 1, 1, 2]
-    sizes = [300] * 5 + [5_000]
-    shares = _shares_while_backlogged(names, sizes, weights, names[:5])
+    # The heavy lane's fair share is 2/8 of 3 workers: under one worker, which
+    # is all a lane can use (one holder at a time).
+    names = [f"weight-{uuid.uuid4().hex[:8]}-{i}" for i in range(7)]
+    weights = [1, 1, 1, 1, 1, 1, 2]
+    sizes = [300] * 6 + [5_000]
+    shares = _shares_while_backlogged(names, sizes, weights, names[:6])
     assert all(abs(share - 1) <= 0.15 for share in shares.values()), list(
         shares.values()
     )
@@ -373,7 +375,8 @@ def test_sequential_group_walks_topics_one_member_slice_at_a_time(workers):
     slices = list(Slice.objects.filter(group=group).order_by("started_at"))
     for before, after in zip(slices, slices[1:], strict=False):
         assert after.started_at >= before.ended_at  # one slice of the group at a time
-    first_drain = next(i for i, s in enumerate(slices) if s.end_reason == "drained")
+    drains = [i for i, s in enumerate(slices) if s.end_reason == "drained"]
+    first_drain = drains[0] if drains else len(slices) - 1  # may not be recorded yet
     runs_by_topic = _runs([s for s in slices[: first_drain + 1] if s.messages])
     for run in runs_by_topic[:-1]:
         assert len(run) == len(WORKERS), [(s.topic.name, s.member) for s in run]

@@ -37,15 +37,20 @@ def test_list_answers_pending_tasks_oldest_first_as_topic_and_message(
     ]
 
 
+@pytest.mark.django_db(transaction=True)
 def test_list_omits_published_and_cancelled_tasks(api_client, topic_name):
+    from tasks_app.services.publisher import publish_pending_run
+
     def submit(message: str) -> Task:
         return task_submit(
             submitted_by=None, spec=TaskSpec(topic=topic_name, message=message)
         )
 
+    published = submit("published")
+    publish_pending_run()
     submit("waiting")
-    Task.objects.filter(pk=submit("published").pk).update(status=TaskStatus.PUBLISHED)
     task_cancel(task_id=submit("cancelled").uuid)
+    assert Task.objects.get(pk=published.pk).status == TaskStatus.PUBLISHED
 
     response = api_client.get("/tasks")
 

@@ -1,0 +1,157 @@
+"""A publisher run: one active publisher at a time, batches until nothing is due."""
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import redis
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection
+from django.db.models import QuerySet
+from django.db.models.functions import Now
+
+from rotation.producer import BatchProducer, Delivery, ProduceError, shared_producer
+from tasks_app.models import OutboxEntry
+from tasks_app.services.lanes import lanes_kick
+from tasks_app.services.publish_nudge import publish_nudge_clear
+from tasks_app.services.publisher.batch import (
+    TopicsNotReady,
+    publish_batch,
+    topics_prepare,
+)
+from tasks_app.services.publisher.pipeline import publish_overlapped
+
+logger = logging.getLogger(__name__)
+
+# Key of the session advisory lock held by the one active publisher.
+PUBLISHER_LOCK_KEY = 0x5C4ED_0B0C
+# A run that finds the lock taken keeps trying this long: the holder may be just
+# finishing and would then miss the task whose nudge queued this run.
+LOCK_WAIT_S = 0.1
+LOCK_RETRY_S = 0.005
+# During a long run, start idle lanes of newly published topics this often.
+KICK_INTERVAL_S = 0.1
+
+
+def publish_pending_run() -> int:
+    """Publish due tasks until none is left or the time budget is spent.
+
+    Return how many were published. Only one run is active at a time (a
+    PostgreSQL advisory lock); a concurrent run returns 0 at once.
+    """
+    _nudge_clear()
+    try:
+        with _publisher_lock() as held:
+            return _publish_until_done() if held else 0
+    except (OperationalError, InterfaceError) as exc:
+        logger.error(
+            "The publisher could not use PostgreSQL (%s); due tasks stay pending "
+            "and the next run (within SCHEDULER_PUBLISH_INTERVAL) tries again.",
+            exc,
+        )
+        return 0
+
+
+def _nudge_clear() -> None:
+    """Let the next commit queue a new run; beat covers for a Redis outage."""
+    try:
+        publish_nudge_clear()
+    except redis.RedisError as exc:
+        logger.warning("Could not clear the publisher nudge in Redis: %s", exc)
+
+
+@contextmanager
+def _publisher_lock() -> Iterator[bool]:
+    """Hold the publisher's session advisory lock for the block, if it is free."""
+    deadline = time.monotonic() + LOCK_WAIT_S
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [PUBLISHER_LOCK_KEY])
+            held = bool(cursor.fetchone()[0])
+            if held or time.monotonic() >= deadline:
+                break
+            time.sleep(LOCK_RETRY_S)
+    try:
+        yield held
+    finally:
+        if held:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [PUBLISHER_LOCK_KEY])
+
+
+class _Progress:
+    """What a run has published, and the topics whose idle lanes still need a start.
+
+    Lanes are kicked after the first batch and then at most every KICK_INTERVAL_S
+    (and at the end of the run): asking the scheduler after every batch cost
+    about a fifth of a batch's time, and a running lane needs no kick.
+    """
+
+    def __init__(self) -> None:
+        self.published = 0
+        self._unkicked: set[str] = set()
+        self._kicked_at = -KICK_INTERVAL_S
+        self._lock = threading.Lock()
+
+    def add(self, deliveries: list[Delivery]) -> None:
+        with self._lock:
+            self.published += len(deliveries)
+            self._unkicked.update(d.topic for d in deliveries)
+            due = time.monotonic() - self._kicked_at >= KICK_INTERVAL_S
+        if due:
+            self.kick()
+
+    def kick(self) -> None:
+        with self._lock:
+            topics, self._unkicked = sorted(self._unkicked), set()
+            self._kicked_at = time.monotonic()
+        if topics:
+            lanes_kick(topics=topics)
+
+
+def _publish_until_done() -> int:
+    """Publish batches until nothing is due, a batch fails or the budget is spent."""
+    if not _due().exists():
+        return 0
+    producer = shared_producer(settings.KAFKA_BOOTSTRAP_SERVERS)
+    progress = _Progress()
+    try:
+        producer.probe()
+        _publish_batches(producer, progress)
+    except ProduceError as exc:
+        logger.error(
+            "%s; %d tasks stay pending and will be published when it answers.",
+            exc,
+            _due().count(),
+        )
+    progress.kick()
+    return progress.published
+
+
+def _publish_batches(producer: BatchProducer, progress: _Progress) -> None:
+    """Publish lone batches while they come out short; overlap them for a backlog."""
+    deadline = time.monotonic() + settings.SCHEDULER_PUBLISH_BUDGET_S
+    blocked: set[str] = set()
+    while time.monotonic() < deadline:
+        try:
+            deliveries = publish_batch(producer=producer, blocked=blocked)
+            if not deliveries:
+                return
+            progress.add(deliveries)
+            if len(deliveries) == settings.SCHEDULER_PUBLISH_BATCH:
+                publish_overlapped(
+                    producer=producer,
+                    blocked=blocked,
+                    deadline=deadline,
+                    on_published=progress.add,
+                )
+                return
+        except TopicsNotReady as exc:
+            blocked |= topics_prepare(names=exc.names)
+
+
+def _due() -> QuerySet[OutboxEntry]:
+    """Select the outbox entries whose time has come (by the database's clock)."""
+    return OutboxEntry.objects.filter(available_at__lte=Now())
