@@ -255,7 +255,7 @@ def test_example_config_declares_the_seed_topics_and_group():
     assert config.topics[0].policy["slice_ms"] == 2000
     (group,) = config.groups
     assert (group.group_id, group.topics) == ("default", ("A", "B", "C", "D"))
-    assert group.walk_mode == "sequential"
+    assert group.walk_mode == "parallel"  # the file shows the switch to "sequential"
 
 
 @pytest.mark.django_db

@@ -10,7 +10,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -19,163 +18,554 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='ConsumerGroup',
+            name="ConsumerGroup",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('group_id', models.CharField(help_text='Kafka group.id; same character rules as topic names.', max_length=249, unique=True, validators=[tasks_app.validators.validate_kafka_topic_name])),
-                ('walk_mode', models.CharField(choices=[('parallel', 'Parallel: lanes of different topics run at once'), ('sequential', 'Sequential: one topic at a time, a slice per member')], default='parallel', help_text='Parallel (default) or sequential, as the Rust scheduler walked.', max_length=16)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "group_id",
+                    models.CharField(
+                        help_text="Kafka group.id; same character rules as topic names.",
+                        max_length=249,
+                        unique=True,
+                        validators=[tasks_app.validators.validate_kafka_topic_name],
+                    ),
+                ),
+                (
+                    "walk_mode",
+                    models.CharField(
+                        choices=[
+                            (
+                                "parallel",
+                                "Parallel: lanes of different topics run at once",
+                            ),
+                            (
+                                "sequential",
+                                "Sequential: one topic at a time, a slice per member",
+                            ),
+                        ],
+                        default="parallel",
+                        help_text="Parallel (default) or sequential, as the Rust scheduler walked.",
+                        max_length=16,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['group_id'],
+                "ordering": ["group_id"],
             },
         ),
         migrations.CreateModel(
-            name='Topic',
+            name="Topic",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text="Kafka topic name: 1-249 of [a-zA-Z0-9._-], not '.' or '..'.", max_length=249, unique=True, validators=[tasks_app.validators.validate_kafka_topic_name])),
-                ('partitions', models.PositiveIntegerField(default=1, help_text='Kafka partitions; each (group, topic, partition) is one lane.', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(1000)])),
-                ('slice_ms', models.PositiveIntegerField(default=tasks_app.models.topic.default_slice_ms, help_text="Length of one worker's turn on a lane of this topic, in ms.", validators=[django.core.validators.MinValueValidator(10), django.core.validators.MaxValueValidator(600000)])),
-                ('weight', models.PositiveIntegerField(default=1, help_text='Share of processing time relative to other backlogged topics.', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(1000)])),
-                ('handler', models.CharField(default='tasks_app.handlers.log_message', help_text='Dotted path of the Python callable that runs each task.', max_length=255, validators=[tasks_app.validators.validate_dotted_path])),
-                ('max_attempts', models.PositiveIntegerField(default=3, help_text='Attempts before a failing task is dead and sent to <topic>.dlq.', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(100)])),
-                ('retry_backoff_ms', models.PositiveIntegerField(default=1000, help_text='Wait before the first retry, in ms; doubles on each attempt.', validators=[django.core.validators.MaxValueValidator(3600000)])),
-                ('paused', models.BooleanField(default=False, help_text="A paused topic's lanes get no turns.")),
-                ('kafka_error', models.TextField(blank=True, default='', help_text="The broker's reason when creating the topic in Kafka failed.")),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        help_text="Kafka topic name: 1-249 of [a-zA-Z0-9._-], not '.' or '..'.",
+                        max_length=249,
+                        unique=True,
+                        validators=[tasks_app.validators.validate_kafka_topic_name],
+                    ),
+                ),
+                (
+                    "partitions",
+                    models.PositiveIntegerField(
+                        default=1,
+                        help_text="Kafka partitions; each (group, topic, partition) is one lane.",
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(1000),
+                        ],
+                    ),
+                ),
+                (
+                    "slice_ms",
+                    models.PositiveIntegerField(
+                        default=tasks_app.models.topic.default_slice_ms,
+                        help_text="Length of one worker's turn on a lane of this topic, in ms.",
+                        validators=[
+                            django.core.validators.MinValueValidator(10),
+                            django.core.validators.MaxValueValidator(600000),
+                        ],
+                    ),
+                ),
+                (
+                    "weight",
+                    models.PositiveIntegerField(
+                        default=1,
+                        help_text="Share of processing time relative to other backlogged topics.",
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(1000),
+                        ],
+                    ),
+                ),
+                (
+                    "handler",
+                    models.CharField(
+                        default="tasks_app.handlers.log_message",
+                        help_text="Dotted path of the Python callable that runs each task.",
+                        max_length=255,
+                        validators=[tasks_app.validators.validate_dotted_path],
+                    ),
+                ),
+                (
+                    "max_attempts",
+                    models.PositiveIntegerField(
+                        default=3,
+                        help_text="Attempts before a failing task is dead and sent to <topic>.dlq.",
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(100),
+                        ],
+                    ),
+                ),
+                (
+                    "retry_backoff_ms",
+                    models.PositiveIntegerField(
+                        default=1000,
+                        help_text="Wait before the first retry, in ms; doubles on each attempt.",
+                        validators=[django.core.validators.MaxValueValidator(3600000)],
+                    ),
+                ),
+                (
+                    "paused",
+                    models.BooleanField(
+                        default=False, help_text="A paused topic's lanes get no turns."
+                    ),
+                ),
+                (
+                    "kafka_error",
+                    models.TextField(
+                        blank=True,
+                        default="",
+                        help_text="The broker's reason when creating the topic in Kafka failed.",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Task',
+            name="Task",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('uuid', models.UUIDField(default=uuid.uuid4, editable=False, help_text='Public task id.', unique=True)),
-                ('key', models.CharField(help_text='Kafka message key; tasks with one key run in submission order.', max_length=255)),
-                ('message', models.JSONField(help_text='The JSON payload handed to the handler.')),
-                ('run_at', models.DateTimeField(blank=True, help_text='Not published before this time.', null=True)),
-                ('idempotency_key', models.CharField(blank=True, help_text='Client-chosen key; a repeat with the same body returns this task.', max_length=255, null=True)),
-                ('request_hash', models.CharField(blank=True, default='', help_text='Hash of the submitted body, to tell a repeat from a conflict.', max_length=64)),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('published', 'Published'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('dead', 'Dead'), ('cancelled', 'Cancelled')], default='pending', help_text='Where the task is in its life cycle.', max_length=16)),
-                ('attempts', models.PositiveIntegerField(default=0, help_text='Handler runs started so far.')),
-                ('created_at', models.DateTimeField(auto_now_add=True, help_text='Accepted at.')),
-                ('published_at', models.DateTimeField(blank=True, null=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('partition', models.IntegerField(blank=True, help_text='Kafka partition.', null=True)),
-                ('offset', models.BigIntegerField(blank=True, help_text='Kafka offset.', null=True)),
-                ('worker', models.CharField(blank=True, default='', help_text='Member that ran it last.', max_length=255)),
-                ('result', models.JSONField(blank=True, help_text="Handler's return.", null=True)),
-                ('error', models.TextField(blank=True, default='', help_text='Last failure.')),
-                ('submitted_by', models.ForeignKey(blank=True, help_text='User who submitted the task.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('topic', models.ForeignKey(help_text='Topic.', on_delete=django.db.models.deletion.PROTECT, related_name='tasks', to='tasks_app.topic')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "uuid",
+                    models.UUIDField(
+                        default=uuid.uuid4,
+                        editable=False,
+                        help_text="Public task id.",
+                        unique=True,
+                    ),
+                ),
+                (
+                    "key",
+                    models.CharField(
+                        help_text="Kafka message key; tasks with one key run in submission order.",
+                        max_length=255,
+                    ),
+                ),
+                (
+                    "message",
+                    models.JSONField(
+                        help_text="The JSON payload handed to the handler."
+                    ),
+                ),
+                (
+                    "run_at",
+                    models.DateTimeField(
+                        blank=True,
+                        help_text="Not published before this time.",
+                        null=True,
+                    ),
+                ),
+                (
+                    "idempotency_key",
+                    models.CharField(
+                        blank=True,
+                        help_text="Client-chosen key; a repeat with the same body returns this task.",
+                        max_length=255,
+                        null=True,
+                    ),
+                ),
+                (
+                    "request_hash",
+                    models.CharField(
+                        blank=True,
+                        default="",
+                        help_text="Hash of the submitted body, to tell a repeat from a conflict.",
+                        max_length=64,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("published", "Published"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("dead", "Dead"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="pending",
+                        help_text="Where the task is in its life cycle.",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "attempts",
+                    models.PositiveIntegerField(
+                        default=0, help_text="Handler runs started so far."
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(auto_now_add=True, help_text="Accepted at."),
+                ),
+                ("published_at", models.DateTimeField(blank=True, null=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "partition",
+                    models.IntegerField(
+                        blank=True, help_text="Kafka partition.", null=True
+                    ),
+                ),
+                (
+                    "offset",
+                    models.BigIntegerField(
+                        blank=True, help_text="Kafka offset.", null=True
+                    ),
+                ),
+                (
+                    "worker",
+                    models.CharField(
+                        blank=True,
+                        default="",
+                        help_text="Member that ran it last.",
+                        max_length=255,
+                    ),
+                ),
+                (
+                    "result",
+                    models.JSONField(
+                        blank=True, help_text="Handler's return.", null=True
+                    ),
+                ),
+                (
+                    "error",
+                    models.TextField(blank=True, default="", help_text="Last failure."),
+                ),
+                (
+                    "submitted_by",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="User who submitted the task.",
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "topic",
+                    models.ForeignKey(
+                        help_text="Topic.",
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="tasks",
+                        to="tasks_app.topic",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-id'],
+                "ordering": ["-id"],
             },
         ),
         migrations.CreateModel(
-            name='TaskEvent',
+            name="TaskEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('published', 'Published'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('dead', 'Dead'), ('cancelled', 'Cancelled')], max_length=16)),
-                ('at', models.DateTimeField(help_text='When the transition happened.')),
-                ('worker', models.CharField(blank=True, default='', max_length=255)),
-                ('attempt', models.PositiveIntegerField(default=0)),
-                ('detail', models.TextField(blank=True, default='', help_text='Error or reason.')),
-                ('task', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='tasks_app.task')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("published", "Published"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("dead", "Dead"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("at", models.DateTimeField(help_text="When the transition happened.")),
+                ("worker", models.CharField(blank=True, default="", max_length=255)),
+                ("attempt", models.PositiveIntegerField(default=0)),
+                (
+                    "detail",
+                    models.TextField(
+                        blank=True, default="", help_text="Error or reason."
+                    ),
+                ),
+                (
+                    "task",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="tasks_app.task",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='Slice',
+            name="Slice",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('partition', models.IntegerField()),
-                ('member', models.CharField(help_text='hostname:pid of the worker.', max_length=255)),
-                ('token', models.BigIntegerField(help_text='Fencing token of the lease.')),
-                ('started_at', models.DateTimeField()),
-                ('ended_at', models.DateTimeField()),
-                ('messages', models.PositiveIntegerField(default=0)),
-                ('first_offset', models.BigIntegerField(blank=True, null=True)),
-                ('last_offset', models.BigIntegerField(blank=True, null=True)),
-                ('end_reason', models.CharField(choices=[('deadline', 'deadline'), ('drained', 'drained'), ('error', 'error'), ('lease_lost', 'lease_lost'), ('shutdown', 'shutdown'), ('paused', 'paused')], max_length=16)),
-                ('group', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='tasks_app.consumergroup')),
-                ('topic', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='tasks_app.topic')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("partition", models.IntegerField()),
+                (
+                    "member",
+                    models.CharField(
+                        help_text="hostname:pid of the worker.", max_length=255
+                    ),
+                ),
+                (
+                    "token",
+                    models.BigIntegerField(help_text="Fencing token of the lease."),
+                ),
+                ("started_at", models.DateTimeField()),
+                ("ended_at", models.DateTimeField()),
+                ("messages", models.PositiveIntegerField(default=0)),
+                ("first_offset", models.BigIntegerField(blank=True, null=True)),
+                ("last_offset", models.BigIntegerField(blank=True, null=True)),
+                (
+                    "end_reason",
+                    models.CharField(
+                        choices=[
+                            ("deadline", "deadline"),
+                            ("drained", "drained"),
+                            ("error", "error"),
+                            ("lease_lost", "lease_lost"),
+                            ("shutdown", "shutdown"),
+                            ("paused", "paused"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "group",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        to="tasks_app.consumergroup",
+                    ),
+                ),
+                (
+                    "topic",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        to="tasks_app.topic",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-id'],
+                "ordering": ["-id"],
             },
         ),
         migrations.CreateModel(
-            name='PartitionHead',
+            name="PartitionHead",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('partition', models.IntegerField()),
-                ('end_offset', models.BigIntegerField(default=0)),
-                ('topic', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='tasks_app.topic')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("partition", models.IntegerField()),
+                ("end_offset", models.BigIntegerField(default=0)),
+                (
+                    "topic",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        to="tasks_app.topic",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='LaneState',
+            name="LaneState",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('partition', models.IntegerField()),
-                ('epoch', models.BigIntegerField(default=0, help_text='Newest fencing token.')),
-                ('next_offset', models.BigIntegerField(default=0, help_text='Offset the next holder starts at.')),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('group', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='tasks_app.consumergroup')),
-                ('topic', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='tasks_app.topic')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("partition", models.IntegerField()),
+                (
+                    "epoch",
+                    models.BigIntegerField(
+                        default=0, help_text="Newest fencing token."
+                    ),
+                ),
+                (
+                    "next_offset",
+                    models.BigIntegerField(
+                        default=0, help_text="Offset the next holder starts at."
+                    ),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "group",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        to="tasks_app.consumergroup",
+                    ),
+                ),
+                (
+                    "topic",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        to="tasks_app.topic",
+                    ),
+                ),
             ],
         ),
         migrations.AddField(
-            model_name='consumergroup',
-            name='topics',
-            field=models.ManyToManyField(blank=True, help_text='Topics this group consumes.', related_name='groups', to='tasks_app.topic'),
+            model_name="consumergroup",
+            name="topics",
+            field=models.ManyToManyField(
+                blank=True,
+                help_text="Topics this group consumes.",
+                related_name="groups",
+                to="tasks_app.topic",
+            ),
         ),
         migrations.CreateModel(
-            name='OutboxEntry',
+            name="OutboxEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('topic_name', models.CharField(max_length=249)),
-                ('key', models.CharField(max_length=255)),
-                ('envelope', models.TextField(help_text='The JSON envelope produced to Kafka.')),
-                ('available_at', models.DateTimeField(help_text='Not produced before this time.')),
-                ('task', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tasks_app.task')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("topic_name", models.CharField(max_length=249)),
+                ("key", models.CharField(max_length=255)),
+                (
+                    "envelope",
+                    models.TextField(help_text="The JSON envelope produced to Kafka."),
+                ),
+                (
+                    "available_at",
+                    models.DateTimeField(help_text="Not produced before this time."),
+                ),
+                (
+                    "task",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="tasks_app.task",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
-                'indexes': [models.Index(fields=['available_at'], name='outbox_available')],
+                "ordering": ["id"],
+                "indexes": [
+                    models.Index(fields=["available_at"], name="outbox_available")
+                ],
             },
         ),
         migrations.AddIndex(
-            model_name='task',
-            index=models.Index(fields=['topic', 'id'], name='task_topic_id'),
+            model_name="task",
+            index=models.Index(fields=["topic", "id"], name="task_topic_id"),
         ),
         migrations.AddIndex(
-            model_name='task',
-            index=models.Index(fields=['key', 'id'], name='task_key_id'),
+            model_name="task",
+            index=models.Index(fields=["key", "id"], name="task_key_id"),
         ),
         migrations.AddConstraint(
-            model_name='task',
-            constraint=models.UniqueConstraint(condition=models.Q(('idempotency_key__isnull', False)), fields=('submitted_by', 'idempotency_key'), name='task_idempotency_key_per_user'),
+            model_name="task",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("idempotency_key__isnull", False)),
+                fields=("submitted_by", "idempotency_key"),
+                name="task_idempotency_key_per_user",
+            ),
         ),
         migrations.AddIndex(
-            model_name='slice',
-            index=models.Index(fields=['topic', 'partition', 'id'], name='slice_lane_id'),
+            model_name="slice",
+            index=models.Index(
+                fields=["topic", "partition", "id"], name="slice_lane_id"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='partitionhead',
-            constraint=models.UniqueConstraint(fields=('topic', 'partition'), name='head_unique'),
+            model_name="partitionhead",
+            constraint=models.UniqueConstraint(
+                fields=("topic", "partition"), name="head_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='lanestate',
-            constraint=models.UniqueConstraint(fields=('group', 'topic', 'partition'), name='lane_unique'),
+            model_name="lanestate",
+            constraint=models.UniqueConstraint(
+                fields=("group", "topic", "partition"), name="lane_unique"
+            ),
         ),
     ]

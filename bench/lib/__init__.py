@@ -1,0 +1,1 @@
+"""Helpers for the bench scripts (kept out of bench/*.py, which `make bench` runs)."""

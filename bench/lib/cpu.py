@@ -1,0 +1,76 @@
+"""CPU seconds per process of the stack during a benchmark phase: where time goes.
+
+The embedded services are found by the ports in DATABASE_URL, REDIS_URL and
+KAFKA_BOOTSTRAP_SERVERS; a process's CPU includes its children (PostgreSQL
+backends), live or already reaped.
+"""
+
+from urllib.parse import urlsplit
+
+import psutil
+
+
+def _port(url: str) -> int | None:
+    return urlsplit(url if "://" in url else f"kafka://{url}").port
+
+
+def service_pids(env: dict[str, str]) -> dict[str, int]:
+    """Return {service: pid} for the services of `env` running on this machine."""
+    wanted = {
+        "postgres": ("postgres", f"-p {_port(env['DATABASE_URL'])} "),
+        "redis": ("redis-server", f":{_port(env['REDIS_URL'])}"),
+        "kafka": ("tansu", f":{_port(env['KAFKA_BOOTSTRAP_SERVERS'].split(',')[0])} "),
+    }
+    found: dict[str, int] = {}
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or ()) + " "
+        for name, (program, port) in wanted.items():
+            if name not in found and program in cmdline and port in cmdline:
+                found[name] = process.info["pid"]
+    return found
+
+
+def cpu_seconds(pid: int, *, children: bool = True) -> float:
+    """Return the CPU seconds of a process so far, with its children's unless told
+    otherwise (0 if it is gone)."""
+    try:
+        root = psutil.Process(pid)
+        times = root.cpu_times()
+        total = times.user + times.system
+        if not children:
+            return total
+        total += times.children_user + times.children_system
+        for child in root.children(recursive=True):
+            try:
+                child_times = child.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += child_times.user + child_times.system
+        return total
+    except psutil.NoSuchProcess:
+        return 0.0
+
+
+class CpuMeter:
+    """Measure CPU seconds per named process between `start()` and `stop()`.
+
+    `own` names processes counted without their children (the bench process,
+    whose children are the Celery processes measured on their own).
+    """
+
+    def __init__(self, pids: dict[str, int], *, own: frozenset[str] = frozenset()):
+        self.pids = pids
+        self.own = own
+        self._before: dict[str, float] = {}
+
+    def _sample(self) -> dict[str, float]:
+        return {
+            name: cpu_seconds(pid, children=name not in self.own)
+            for name, pid in self.pids.items()
+        }
+
+    def start(self) -> None:
+        self._before = self._sample()
+
+    def stop(self) -> dict[str, float]:
+        return {name: s - self._before[name] for name, s in self._sample().items()}

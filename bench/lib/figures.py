@@ -1,0 +1,144 @@
+"""Figures for bench/rotation.py from recorded tasks and slices (plain data, no I/O).
+
+Times are epoch seconds. A lane is (topic, partition); a member is a worker.
+"""
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    """What the benchmark needs of one finished task."""
+
+    topic: str
+    id: int
+    partition: int
+    offset: int
+    created: float
+    published: float
+    started: float
+    finished: float
+    succeeded: bool
+
+
+@dataclass(frozen=True)
+class SliceRow:
+    """What the benchmark needs of one recorded slice."""
+
+    topic: str
+    partition: int
+    member: str
+    started: float
+    ended: float
+    messages: int
+    first_offset: int | None
+    end_reason: str
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """One lane passing from a slice to the next slice that ran messages.
+
+    `gap_s` runs from the previous slice's end to the first handler's start;
+    `delay_s` from the moment both the lane and the taking member were free
+    (so it leaves out waiting for a member busy on another lane).
+    """
+
+    gap_s: float
+    delay_s: float
+    previous_end_reason: str
+
+
+def percentile(values: Iterable[float], pct: float) -> float:
+    """Return the nearest-rank percentile (`pct` in 0..100) of `values`."""
+    ordered = sorted(values)
+    if not ordered:
+        return math.nan
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def jain(values: Iterable[float]) -> float:
+    """Jain's fairness index: 1 when all are equal, 1/n when one takes all."""
+    xs = list(values)
+    squares = sum(x * x for x in xs)
+    return sum(xs) ** 2 / (len(xs) * squares) if squares else math.nan
+
+
+def order_held(tasks: Iterable[TaskRow]) -> bool:
+    """Tell whether, per topic, every task succeeded and each one started only
+    after the task submitted before it had finished."""
+    by_topic: dict[str, list[TaskRow]] = defaultdict(list)
+    for task in tasks:
+        by_topic[task.topic].append(task)
+    for rows in by_topic.values():
+        rows.sort(key=lambda t: t.id)
+        if not all(t.succeeded for t in rows):
+            return False
+        if any(b.started < a.finished for a, b in zip(rows, rows[1:], strict=False)):
+            return False
+    return True
+
+
+def _grouped(
+    slices: Iterable[SliceRow], key: Callable[[SliceRow], object]
+) -> dict[object, list[SliceRow]]:
+    groups: dict[object, list[SliceRow]] = defaultdict(list)
+    for s in slices:
+        groups[key(s)].append(s)
+    for rows in groups.values():
+        rows.sort(key=lambda s: s.started)
+    return groups
+
+
+def handoffs(slices: list[SliceRow], tasks: Iterable[TaskRow]) -> list[Handoff]:
+    """Measure every hand-off of a lane to a slice that ran messages."""
+    first_start = {(t.topic, t.partition, t.offset): t.started for t in tasks}
+    member_free: dict[int, float] = {}
+    for rows in _grouped(slices, lambda s: s.member).values():
+        for before, after in zip(rows, rows[1:], strict=False):
+            member_free[id(after)] = before.ended
+    result = []
+    for rows in _grouped(slices, lambda s: (s.topic, s.partition)).values():
+        for before, after in zip(rows, rows[1:], strict=False):
+            if not after.messages or after.first_offset is None:
+                continue
+            began = first_start[after.topic, after.partition, after.first_offset]
+            free = max(before.ended, member_free.get(id(after), before.ended))
+            result.append(
+                Handoff(began - before.ended, began - free, before.end_reason)
+            )
+    return result
+
+
+def backlogged_window(tasks: Iterable[TaskRow], since: float) -> tuple[float, float]:
+    """Return (start, end) of the span after `since` in which every topic had
+    published work: until the first topic's last task finished."""
+    first_published: dict[str, float] = {}
+    last_finished: dict[str, float] = {}
+    for t in tasks:
+        first = first_published.get(t.topic, t.published)
+        first_published[t.topic] = min(t.published, first)
+        last_finished[t.topic] = max(t.finished, last_finished.get(t.topic, 0.0))
+    start = max(since, *first_published.values())
+    return start, min(last_finished.values())
+
+
+def busy_shares(
+    slices: Iterable[SliceRow],
+    window: tuple[float, float],
+    key: Callable[[SliceRow], str],
+    names: Iterable[str],
+) -> dict[str, float]:
+    """Return each name's share of the slice time spent inside `window`
+    (a name without slices there gets 0)."""
+    start, end = window
+    busy = dict.fromkeys(names, 0.0)
+    for s in slices:
+        inside = max(0.0, min(s.ended, end) - max(s.started, start))
+        busy[key(s)] = busy.get(key(s), 0.0) + inside
+    total = sum(busy.values())
+    return {name: seconds / total for name, seconds in busy.items()} if total else {}

@@ -1,0 +1,159 @@
+"""Drive the real stack for bench/rotation.py: processes, API submission, waiting.
+
+Import after django.setup(); the bench script does that first.
+"""
+
+import socket
+import sys
+import time
+from collections.abc import Callable
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import connection
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from bench.lib.figures import SliceRow, TaskRow
+from bench.lib.processes import Processes
+from rotation.lanes import KEY_PREFIX
+from rotation.members import Members
+from tasks_app.models import Slice, Task, TaskStatus
+from tasks_app.redis_client import redis_client
+
+APP = "scheduler_site"
+TASKS_URL = "/api/tasks/"
+JOIN_TIMEOUT_S = 60.0
+WATCH_S = 0.2
+# A phase that makes no progress for this long has stalled.
+STALL_S = 60.0
+FINISHED = (TaskStatus.SUCCEEDED, TaskStatus.DEAD)
+
+
+def api_client() -> APIClient:
+    """Return an in-process API client signed in with a bench user's token."""
+    user, _ = get_user_model().objects.get_or_create(username="bench-rotation")
+    token, _ = Token.objects.get_or_create(user=user)
+    client = APIClient(SERVER_NAME="localhost")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+def start_stack(processes: Processes, workers: int) -> dict[str, int]:
+    """Start publisher, beat and rotation workers; return {member: pid} once joined."""
+    processes.worker("publisher", APP, "publish")
+    schedule = str(processes.log_dir / "beat-schedule")
+    processes.celery("beat", APP, "beat", "--schedule", schedule)
+    pids = {
+        f"w{n}@{socket.gethostname()}": processes.worker(f"w{n}", APP, "rotation")
+        for n in range(1, workers + 1)
+    }
+    registry = Members(redis_client(), heartbeat_s=settings.SCHEDULER_HEARTBEAT_S)
+    deadline = time.monotonic() + JOIN_TIMEOUT_S
+    while not set(pids) <= set(registry.live()):
+        processes.check_alive()
+        if time.monotonic() > deadline:
+            sys.exit(f"rotation workers did not join; see {processes.log_dir}")
+        time.sleep(0.1)
+    return pids
+
+
+def submit(client: APIClient, topics: list[str], count: int) -> float:
+    """POST the tasks as bulk lists, round-robin over topics; return seconds."""
+    chunk = settings.SCHEDULER_MAX_BULK_TASKS
+    started = time.monotonic()
+    for first in range(0, count, chunk):
+        body = [
+            {"topic": topics[n % len(topics)], "message": {"n": n}}
+            for n in range(first, min(first + chunk, count))
+        ]
+        response = client.post(TASKS_URL, body, format="json")
+        if response.status_code != 201:
+            sys.exit(f"submit failed: {response.status_code} {response.data}")
+    return time.monotonic() - started
+
+
+def wait_until(
+    processes: Processes, done: Callable[[], int], count: int, what: str
+) -> None:
+    """Wait until `done()` reaches `count`; fail, describing the lanes, if a
+    process died or nothing moved for STALL_S."""
+    reached, moved_at = -1, time.monotonic()
+    while True:
+        now_reached = done()
+        if now_reached >= count:
+            return
+        processes.check_alive()
+        if now_reached != reached:
+            reached, moved_at = now_reached, time.monotonic()
+        elif time.monotonic() - moved_at > STALL_S:
+            describe_stall()
+            sys.exit(f"stalled: {reached} of {count} tasks {what}; see above")
+        time.sleep(WATCH_S)
+
+
+_STALL_SQL = """
+SELECT t.name, s.epoch, s.next_offset, h.end_offset,
+       count(*) FILTER (WHERE k.status NOT IN ('succeeded', 'dead')) AS unfinished,
+       min(k."offset") FILTER (WHERE k.status NOT IN ('succeeded', 'dead')),
+       string_agg(DISTINCT k.status, ',')
+  FROM tasks_app_topic t
+  JOIN tasks_app_task k ON k.topic_id = t.id
+  LEFT JOIN tasks_app_lanestate s ON s.topic_id = t.id
+  LEFT JOIN tasks_app_partitionhead h ON h.topic_id = t.id
+ GROUP BY 1, 2, 3, 4
+HAVING count(*) FILTER (WHERE k.status NOT IN ('succeeded', 'dead')) > 0
+"""
+
+
+def describe_stall() -> None:
+    """Print, per topic with unfinished tasks, its lane's state and the rotation's
+    Redis keys: enough to tell a lost task from a lane nobody runs."""
+    with connection.cursor() as cursor:
+        cursor.execute(_STALL_SQL)
+        for row in cursor.fetchall():
+            print("topic, epoch, next_offset, end_offset, unfinished, first, statuses:")
+            print("  ", row)
+    client = redis_client()
+    readers = {
+        "string": client.get,
+        "zset": lambda k: client.zrange(k, 0, -1, withscores=True),
+        "hash": client.hgetall,
+    }
+    for key in sorted(client.scan_iter(f"{KEY_PREFIX}:*")):
+        kind = client.type(key).decode()
+        value = readers[kind](key) if kind in readers else kind
+        print("  ", key.decode(), value)
+
+
+def count_in(topics: list[str], statuses: tuple[str, ...]) -> Callable[[], int]:
+    """Return a counter of the topics' tasks in `statuses`."""
+    rows = Task.objects.filter(topic__name__in=topics, status__in=statuses)
+    return rows.count
+
+
+def collect(topics: list[str]) -> tuple[list[TaskRow], list[SliceRow]]:
+    """Read the topics' tasks and slices back as plain rows (epoch seconds)."""
+    tasks = [
+        TaskRow(
+            topic, pk, partition, offset, created.timestamp(), published.timestamp(),
+            started.timestamp(), finished.timestamp(), status == TaskStatus.SUCCEEDED,
+        )
+        for topic, pk, partition, offset, created, published, started, finished, status
+        in Task.objects.filter(topic__name__in=topics).values_list(
+            "topic__name", "id", "partition", "offset", "created_at", "published_at",
+            "started_at", "finished_at", "status",
+        )
+    ]  # fmt: skip
+    slices = [
+        SliceRow(
+            topic, partition, member, started.timestamp(), ended.timestamp(),
+            messages, first_offset, end_reason,
+        )
+        for topic, partition, member, started, ended, messages, first_offset, end_reason
+        in Slice.objects.filter(topic__name__in=topics).values_list(
+            "topic__name", "partition", "member", "started_at", "ended_at",
+            "messages", "first_offset", "end_reason",
+        )
+    ]  # fmt: skip
+    return tasks, slices
