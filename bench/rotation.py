@@ -47,7 +47,6 @@ from bench.lib import report  # noqa: E402
 from bench.lib.celery_noop import celery_noop_rates  # noqa: E402
 from bench.lib.cpu import CpuMeter, service_pids  # noqa: E402
 from bench.lib.kafka_bare import bare_kafka_rate  # noqa: E402
-from bench.lib.processes import Processes  # noqa: E402
 from bench.lib.rotation_run import (  # noqa: E402
     FINISHED,
     api_client,
@@ -58,6 +57,7 @@ from bench.lib.rotation_run import (  # noqa: E402
     wait_until,
 )
 from bench.publish import clean_up  # noqa: E402
+from scheduler_site.devstack.celery_processes import CeleryProcesses as Processes  # noqa: E402
 from tasks_app.models import Task, TaskStatus, Topic  # noqa: E402
 from tasks_app.services.tasks import task_envelope  # noqa: E402
 from tasks_app.services.topics import topic_create, topic_set_paused  # noqa: E402
@@ -165,7 +165,7 @@ def run_phases(
     stream_topics = make_topics(f"{prefix}-a", args.topics, args, paused=False)
     backlog_topics = make_topics(f"{prefix}-b", args.topics, args, paused=True)
     single_topic = make_topics(f"{prefix}-c", 1, args, paused=True)
-    processes = Processes(log_dir, dict(os.environ))
+    processes = Processes(log_dir, dict(os.environ), loglevel="WARNING")
     try:
         bench = Bench(args, processes)
         print(f"{len(bench.members)} rotation workers joined; phase A ...")

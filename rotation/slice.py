@@ -205,6 +205,7 @@ class SliceRunner:
             outcome = self.store.process(
                 lane,
                 lease.token,
+                self.member,
                 messages,
                 deadline,
                 lambda: keeper.lost.is_set() or self.shutdown.is_set(),

@@ -82,6 +82,7 @@ class LaneStore(Protocol):
         self,
         lane: Lane,
         token: int,
+        member: str,
         messages: Sequence[Record],
         deadline: float,
         interrupted: Callable[[], bool],

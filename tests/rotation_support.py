@@ -1,7 +1,5 @@
 """Helpers for the end-to-end rotation tests: topics, submissions, waiting, slices."""
 
-import time
-
 from django.db.models import Count, Q
 
 from tasks_app.models import Slice, Task, TaskEvent, TaskStatus, Topic
@@ -65,8 +63,3 @@ def busy_seconds(slices: list[Slice], start: float, end: float) -> float:
         hi = min(s.ended_at.timestamp(), end)
         total += max(0.0, hi - lo)
     return total
-
-
-def pause_briefly() -> None:
-    """Give the workers a moment (used where the test must show nothing happens)."""
-    time.sleep(2.0)

@@ -17,7 +17,7 @@ from tasks_app.models import LaneState, OutboxEntry, Task, TaskStatus
 from tasks_app.services.lanes import lanes_kick, partition_heads_advance
 from tasks_app.services.tasks import TaskSpec, task_envelope, task_submit
 from tasks_app.services.topics import topic_set_paused
-from tests.cluster import Cluster, wait_for
+from tests.cluster import Cluster, settle, wait_for
 from tests.rotation_support import make_topic, submit, wait_all_finished
 from tests.test_rotation import _test_database_url
 
@@ -36,6 +36,13 @@ def worker(django_db_setup, django_db_blocker, tmp_path_factory):
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(autouse=True)
+def _settled(worker):
+    """Let the worker leave its slice before the tables are emptied."""
+    yield
+    settle(worker)
 
 
 def _produce_unrecorded(topic: str, tasks: list[Task]) -> list[int]:

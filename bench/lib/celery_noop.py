@@ -14,7 +14,7 @@ import redis
 from celery import Celery
 from celery.signals import worker_ready
 
-from bench.lib.processes import Processes
+from scheduler_site.devstack.celery_processes import CeleryProcesses as Processes
 
 QUEUE = "bench-noop"
 DONE_KEY = "bench:noop:done"
@@ -75,7 +75,7 @@ def celery_noop_rates(
     """
     client = _redis()
     client.delete(DONE_KEY, READY_KEY)
-    processes = Processes(log_dir, dict(os.environ))
+    processes = Processes(log_dir, dict(os.environ), loglevel="WARNING")
     try:
         for n in range(workers):
             processes.worker(f"noop{n + 1}", "bench.lib.celery_noop", QUEUE)

@@ -15,9 +15,9 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from bench.lib.figures import SliceRow, TaskRow
-from bench.lib.processes import Processes
 from rotation.lanes import KEY_PREFIX
 from rotation.members import Members
+from scheduler_site.devstack.celery_processes import CeleryProcesses as Processes
 from tasks_app.models import Slice, Task, TaskStatus
 from tasks_app.redis_client import redis_client
 

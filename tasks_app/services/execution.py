@@ -7,8 +7,6 @@ fencing token is still the lane's epoch, so a stale holder writes nothing.
 
 import json
 import logging
-import os
-import socket
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -37,7 +35,6 @@ logger = logging.getLogger(__name__)
 FLUSH_INTERVAL_S = 0.1
 # Granularity of a retry wait, so a pause, shutdown or lost lease is noticed.
 WAIT_STEP_S = 0.05
-WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
 
 
 _OUTCOMES_SQL = """
@@ -76,8 +73,9 @@ class _Recorder:
 
     group_pk: int
     topic_pk: int
-    partition: int
+    lane: Lane
     token: int
+    member: str  # recorded as each task's worker
     changed: dict[int, Task] = field(default_factory=dict)
     events: list[tuple] = field(default_factory=list)
     dead_letters: list[OutgoingMessage] = field(default_factory=list)
@@ -101,9 +99,9 @@ class _Recorder:
         """
         with transaction.atomic(), connection.cursor() as cursor:
             lane_fence_check(
+                lane=self.lane,
                 group_pk=self.group_pk,
                 topic_pk=self.topic_pk,
-                partition=self.partition,
                 token=self.token,
             )
             if self.dead_letters:
@@ -117,7 +115,7 @@ class _Recorder:
                 cursor.execute(_EVENTS_SQL, _columns(self.events))
             cursor.execute(
                 _RESUME_SQL,
-                [next_offset, self.group_pk, self.topic_pk, self.partition],
+                [next_offset, self.group_pk, self.topic_pk, self.lane.partition],
             )
         self.changed, self.events, self.dead_letters = {}, [], []
         self.last_flush = time.monotonic()
@@ -141,13 +139,14 @@ def batch_process(
     *,
     lane: Lane,
     token: int,
+    member: str,
     messages: Sequence[Record],
     deadline: float,
     interrupted: Callable[[], bool],
     lane_ids: tuple[int, int],
 ) -> BatchOutcome:
     """Run the messages' tasks in order; see the module docstring."""
-    recorder = _Recorder(*lane_ids, partition=lane.partition, token=token)
+    recorder = _Recorder(*lane_ids, lane, token, member)
     tasks = _tasks_for(messages)
     topic = Topic.objects.get(pk=lane_ids[1])
     next_offset, processed = messages[0].offset, 0
@@ -248,7 +247,7 @@ def _attempt(
     write is a while ago, so a slow handler shows as running while it runs.
     """
     task.attempts += 1
-    task.worker = WORKER_NAME
+    task.worker = recorder.member
     task.started_at = timezone.now()
     recorder.note(task, TaskStatus.RUNNING)
     if recorder.due():
@@ -272,7 +271,7 @@ def _call_handler(task: Task, message: Record, topic: Topic) -> Any:
         offset=message.offset,
         attempt=task.attempts,
         timestamp_ms=message.timestamp_ms,
-        worker=WORKER_NAME,
+        worker=task.worker,
     )
     result = handler(task.message, context)
     json.dumps(result)  # a result that cannot be stored fails the task, visibly

@@ -1,11 +1,12 @@
 """The database side of the rotation: policies, fenced claims, backlog, slices."""
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import redis
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection
 
 from rotation.consumer import Record
 from rotation.errors import RotationError
@@ -42,6 +43,7 @@ SELECT g.group_id, t.name, p.partition, g.walk_mode, t.slice_ms, t.weight, t.pau
 def _store_errors(method: Callable) -> Callable:
     """Turn database failures into StoreUnavailable naming PostgreSQL."""
 
+    @functools.wraps(method)
     def wrapper(*args, **kwargs):
         try:
             return method(*args, **kwargs)
@@ -51,8 +53,6 @@ def _store_errors(method: Callable) -> Callable:
                 "database server"
             ) from exc
 
-    wrapper.__name__ = method.__name__
-    wrapper.__doc__ = method.__doc__
     return wrapper
 
 
@@ -122,6 +122,7 @@ class DatabaseLaneStore:
         self,
         lane: Lane,
         token: int,
+        member: str,
         messages: Sequence[Record],
         deadline: float,
         interrupted: Callable[[], bool],
@@ -130,6 +131,7 @@ class DatabaseLaneStore:
         return self._process_batch(
             lane=lane,
             token=token,
+            member=member,
             messages=messages,
             deadline=deadline,
             interrupted=interrupted,
@@ -182,27 +184,22 @@ def _lane_view(
     return LaneView(Lane(group, topic, partition), policy, has_backlog)
 
 
-def lane_fence_check(
-    *, group_pk: int, topic_pk: int, partition: int, token: int
-) -> None:
+def lane_fence_check(*, lane: Lane, group_pk: int, topic_pk: int, token: int) -> None:
     """Lock the lane's row and refuse the write unless `token` is its epoch.
 
     Call inside the transaction that records outcomes: the row lock makes the
     check and the writes one atomic step against a newer holder's claim.
     """
-    assert transaction.get_connection().in_atomic_block
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT epoch FROM tasks_app_lanestate WHERE group_id = %s AND "
             "topic_id = %s AND partition = %s FOR UPDATE",
-            [group_pk, topic_pk, partition],
+            [group_pk, topic_pk, lane.partition],
         )
         row = cursor.fetchone()
-    epoch = row[0] if row else 0
+    epoch = row[0] if row else 0  # a lane whose row is gone fences everyone
     if epoch != token:
-        group = ConsumerGroup.objects.get(pk=group_pk).group_id
-        topic = Topic.objects.get(pk=topic_pk).name
-        raise Fenced(Lane(group, topic, partition), token, epoch)
+        raise Fenced(lane, token, epoch)
 
 
 _HEADS_SQL = """

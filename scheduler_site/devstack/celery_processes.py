@@ -1,6 +1,9 @@
-"""Start Celery processes for a benchmark and stop every one of them by PID."""
+"""Start named Celery processes, each with its own log, and stop them by PID.
 
-import os
+The end-to-end tests (tests/cluster.py) and the benchmarks (bench/) run real
+workers and beat this way; `make dev` supervises its children in supervise.py.
+"""
+
 import signal
 import subprocess
 import sys
@@ -11,19 +14,24 @@ CELERY = str(Path(sys.executable).parent / "celery")
 STOP_TIMEOUT_S = 20.0
 
 
-class Processes:
-    """Celery worker and beat processes started by one benchmark run."""
+class ProcessExited(RuntimeError):
+    """A process started here exited while it should still be running."""
 
-    def __init__(self, log_dir: Path, env: dict[str, str]):
+
+class CeleryProcesses:
+    """The Celery worker and beat processes one test module or benchmark started."""
+
+    def __init__(self, log_dir: Path, env: dict[str, str], *, loglevel: str = "INFO"):
         self.log_dir = log_dir
         self.env = env
+        self.loglevel = loglevel
         self.running: dict[str, subprocess.Popen[bytes]] = {}
 
     def celery(self, name: str, app: str, *args: str) -> int:
         """Start `celery -A app ARGS` logging to LOG_DIR/name.log; return its PID."""
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by Popen
         self.running[name] = subprocess.Popen(
-            [CELERY, "-A", app, *args],
+            [CELERY, "-A", app, *args, "--loglevel", self.loglevel],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -34,45 +42,46 @@ class Processes:
     def worker(self, name: str, app: str, queue: str) -> int:
         """Start a one-process (solo pool) worker on `queue`, node name name@host."""
         return self.celery(
-            name,
-            app,
-            "worker",
-            "-Q",
-            queue,
-            "--pool",
-            "solo",
-            "-c",
-            "1",
-            "-n",
-            f"{name}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "WARNING",
-        )
+            name, app, "worker", "-Q", queue, "--pool", "solo", "-c", "1",
+            "-n", f"{name}@%h", "--without-gossip", "--without-mingle",
+        )  # fmt: skip
+
+    def alive(self, name: str) -> bool:
+        """Tell whether `name` was started and has not exited."""
+        process = self.running.get(name)
+        return process is not None and process.poll() is None
 
     def pids(self) -> dict[str, int]:
         """Return {name: pid} of the processes started so far."""
         return {name: process.pid for name, process in self.running.items()}
 
+    def signal(self, name: str, sig: signal.Signals) -> None:
+        """Send `sig` to one process (SIGSTOP, SIGTERM, SIGKILL in tests)."""
+        self.running[name].send_signal(sig)
+
+    def wait_exit(self, name: str, timeout_s: float = STOP_TIMEOUT_S) -> int:
+        """Wait for `name` to exit, forget it, and return its exit code."""
+        return self.running.pop(name).wait(timeout=timeout_s)
+
     def check_alive(self) -> None:
-        """Fail naming the process and its log when one has exited early."""
+        """Raise ProcessExited, naming the process and its log, if one has exited."""
         for name, process in self.running.items():
             if process.poll() is not None:
-                sys.exit(
+                raise ProcessExited(
                     f"{name} exited with code {process.returncode}; "
                     f"see {self.log_dir / name}.log"
                 )
 
     def stop(self) -> None:
-        """SIGTERM each process we started, then SIGKILL those that hang."""
+        """Resume and SIGTERM each process still running, then SIGKILL stragglers."""
         for process in self.running.values():
             if process.poll() is None:
+                process.send_signal(signal.SIGCONT)  # a test may have frozen it
                 process.terminate()
         for process in self.running.values():
             try:
                 process.wait(timeout=STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
-                os.kill(process.pid, signal.SIGKILL)
+                process.kill()
                 process.wait()
         self.running.clear()
