@@ -6,7 +6,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rotation.consumer import ConsumerCache, KafkaUnavailable, LaneConsumer, Record
+import redis
+
+from rotation.consumer import ConsumerCache, LaneConsumer, Record
+from rotation.errors import RotationError
 from rotation.lanes import Lane, LanePolicy
 from rotation.lease import Lease, LeaseError, LeaseKeeper, LeaseManager
 from rotation.members import Members
@@ -79,7 +82,7 @@ class SliceRunner:
         The member goes back to the idle pool afterwards in every case, also
         when nothing was claimed: the wake-up sent to it reserved it.
         """
-        self.members.mark_busy(self.member)
+        self._best_effort("mark itself busy", self.members.mark_busy, self.member)
         try:
             turn = self.turns.claim(wake, self.member)
             if turn is None:
@@ -87,14 +90,22 @@ class SliceRunner:
             try:
                 return self._run(turn)
             finally:
-                self.turns.finish(turn)
+                self._best_effort("finish its turn", self.turns.finish, turn)
         finally:
             if not self.shutdown.is_set():
-                self.members.mark_idle(self.member)
+                self._best_effort(
+                    "mark itself idle",
+                    self.members.mark_idle,
+                    self.member,
+                )
 
     def _run(self, turn: Turn) -> SliceRecord | None:
         lane = turn.lane
-        policy = self.store.policy(lane)
+        try:
+            policy = self.store.policy(lane)
+        except StoreUnavailable as exc:
+            self._retry_later(turn, exc)
+            return None
         if policy is None or policy.paused:
             logger.info("Lane %s is paused or gone; its chain stops", lane)
             return None
@@ -103,15 +114,50 @@ class SliceRunner:
         )
         if lease is None:
             return None  # another member holds it and will queue the next turn
-        self.members.set_lane(self.member, str(lane))
-        record = self._slice_under_lease(turn, lease, policy)
-        self.members.set_lane(self.member, "")
-        self.store.record_slice(record)
-        delay_s = (
-            self.config.error_backoff_s if record.end_reason == EndReason.ERROR else 0
+        self._best_effort(
+            "show its lane", self.members.set_lane, self.member, f"{lane}"
         )
-        self.scheduler.after_slice(record, policy=policy, delay_s=delay_s)
+        record = self._slice_under_lease(turn, lease, policy)
+        self._best_effort("clear its lane", self.members.set_lane, self.member, "")
+        self._hand_on(record, policy)
         return record
+
+    def _retry_later(self, turn: Turn, exc: Exception) -> None:
+        """Queue the chain's turn again after the error back-off."""
+        delay_s = self.config.error_backoff_s
+        logger.error("Lane %s: %s; trying again in %.1f s", turn.lane, exc, delay_s)
+        self.turns.enqueue(
+            turn.chain, turn.lane, last_member=self.member, delay_s=delay_s
+        )
+
+    def _hand_on(self, record: SliceRecord, policy: LanePolicy) -> None:
+        """Record the slice and queue the lane's next turn.
+
+        Either may fail when a service is down; neither failure may skip the
+        other, and an unqueued turn is queued again by the watchdog.
+        """
+        try:
+            self.store.record_slice(record)
+        except StoreUnavailable as exc:
+            logger.error("Slice on lane %s was not recorded: %s", record.lane, exc)
+        error = record.end_reason == EndReason.ERROR
+        delay_s = self.config.error_backoff_s if error else 0
+        try:
+            self.scheduler.after_slice(record, policy=policy, delay_s=delay_s)
+        except (redis.RedisError, RotationError) as exc:
+            logger.error(
+                "Lane %s: its next turn was not queued (%s); the watchdog will",
+                record.lane,
+                exc,
+            )
+
+    def _best_effort(self, what: str, action: Callable[..., object], *args) -> None:
+        """Run member and turn bookkeeping in Redis; a failure only delays the
+        rotation (the watchdog repairs it), so it is logged, not raised."""
+        try:
+            action(*args)
+        except redis.RedisError as exc:
+            logger.warning("%s could not %s in Redis: %s", self.member, what, exc)
 
     def _slice_under_lease(
         self, turn: Turn, lease: Lease, policy: LanePolicy
@@ -126,11 +172,16 @@ class SliceRunner:
             except Fenced as exc:
                 logger.warning("%s; stopping without writing", exc)
                 reason = EndReason.LEASE_LOST
-            except (KafkaUnavailable, StoreUnavailable, LeaseError) as exc:
+            except (RotationError, redis.RedisError) as exc:
                 logger.error("Slice on lane %s failed: %s", lane, exc)
                 reason = EndReason.ERROR
+            except Exception:
+                # A bug or an unexpected library error: the lane must move on.
+                logger.exception("Slice on lane %s failed unexpectedly", lane)
+                reason = EndReason.ERROR
         if reason != EndReason.LEASE_LOST:
-            self.turns.refresh(turn)  # the chain stays busy until the next turn
+            # The chain stays busy until the next turn is queued.
+            self._best_effort("keep its turn", self.turns.refresh, turn)
             self._release(lease)
         return SliceRecord(
             lane=lane,

@@ -1,12 +1,15 @@
 """Shared fixtures: users, authenticated API clients, unique topic names."""
 
 import uuid
+from collections.abc import Callable, Iterator
 
 import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from rotation.store import LaneStore
 from tests.factories import UserFactory
+from tests.lane_harness import Harness, harness
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -50,3 +53,17 @@ def anon_client() -> APIClient:
 def topic_name() -> str:
     """Return a topic name no other test uses (the broker never forgets topics)."""
     return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def slice_harness() -> Iterator[Callable[..., Harness]]:
+    """Build in-process slice runners (tests/lane_harness.py); close them after."""
+    built: list[Harness] = []
+
+    def build(store: LaneStore | None = None, *, member: str = "m1") -> Harness:
+        built.append(harness(store, member=member))
+        return built[-1]
+
+    yield build
+    for made in built:
+        made.close()

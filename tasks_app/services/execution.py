@@ -9,6 +9,7 @@ import json
 import logging
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -147,11 +148,11 @@ def batch_process(
 ) -> BatchOutcome:
     """Run the messages' tasks in order; see the module docstring."""
     recorder = _Recorder(*lane_ids, lane, token, member)
-    tasks = _tasks_for(messages)
+    task_ids = [_task_id(message) for message in messages]
+    tasks = _tasks_for(task_ids)
     topic = Topic.objects.get(pk=lane_ids[1])
     next_offset, processed = messages[0].offset, 0
-    for message in messages:
-        task_id = _task_id(message)
+    for message, task_id in zip(messages, task_ids, strict=True):
         task = tasks.get(task_id) if task_id else None
         if task is not None and _runnable(task, message):
             stop = _run_task(
@@ -167,23 +168,32 @@ def batch_process(
 
 
 def _task_id(message: Record) -> str | None:
-    """Read the task id from the headers (cheap) or, failing that, the envelope."""
-    if "task_id" in message.headers:
-        return message.headers["task_id"].decode()
+    """Return the message's task id, from its headers or else its envelope.
+
+    Anything else on the topic (another producer's message, a malformed header)
+    is passed over with a log line: it must never wedge the lane.
+    """
+    raw: Any = message.headers.get("task_id")
+    if raw is None:
+        try:
+            raw = json.loads(message.value)["task_id"]
+        except (ValueError, KeyError, TypeError):
+            raw = None
     try:
-        return json.loads(message.value)["task_id"]
-    except (ValueError, KeyError, TypeError):
-        logger.error(
-            "Message at %s/%d/%d carries no task id; skipping it",
+        return str(uuid.UUID(raw.decode() if isinstance(raw, bytes) else raw))
+    except (ValueError, TypeError, AttributeError):  # UnicodeDecodeError included
+        logger.warning(
+            "Message at %s/%d/%d carries no valid task id (%r); skipping it",
             message.topic,
             message.partition,
             message.offset,
+            raw if raw is None else raw[:64],
         )
         return None
 
 
-def _tasks_for(messages: Sequence[Record]) -> dict[str, Task]:
-    ids = [task_id for task_id in map(_task_id, messages) if task_id]
+def _tasks_for(task_ids: Sequence[str | None]) -> dict[str, Task]:
+    ids = [task_id for task_id in task_ids if task_id]
     return {str(t.uuid): t for t in Task.objects.filter(uuid__in=ids)}
 
 

@@ -6,7 +6,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import redis
-from django.db import DatabaseError, connection
+from django.db import Error as DjangoDatabaseError
+from django.db import connection
 
 from rotation.consumer import Record
 from rotation.errors import RotationError
@@ -41,13 +42,21 @@ SELECT g.group_id, t.name, p.partition, g.walk_mode, t.slice_ms, t.weight, t.pau
 
 
 def _store_errors(method: Callable) -> Callable:
-    """Turn database failures into StoreUnavailable naming PostgreSQL."""
+    """Turn database failures into StoreUnavailable naming PostgreSQL.
+
+    `django.db.Error` covers both a failed statement (DatabaseError) and a
+    connection that is unusable (InterfaceError, e.g. after a server restart).
+    A broken connection is dropped at once, so the slice's remaining writes
+    (its record, the next turn) reconnect instead of failing too.
+    """
 
     @functools.wraps(method)
     def wrapper(*args, **kwargs):
         try:
             return method(*args, **kwargs)
-        except DatabaseError as exc:
+        except DjangoDatabaseError as exc:
+            if not connection.in_atomic_block:
+                connection.close_if_unusable_or_obsolete()
             raise StoreUnavailable(
                 f"PostgreSQL failed during {method.__name__}: {exc}; check the "
                 "database server"
