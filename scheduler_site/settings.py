@@ -138,9 +138,30 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL (postgres://...)")
-DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
-    "DATABASE_CONNECT_TIMEOUT_S", 3
+_DB_OPTIONS = DATABASES["default"].setdefault("OPTIONS", {})
+_DB_OPTIONS["connect_timeout"] = env_int("DATABASE_CONNECT_TIMEOUT_S", 3)
+# TCP keepalives both ways, so a vanished peer is noticed in ~15 s instead of the
+# kernel's two hours: the client side lets a worker give up on a dead database
+# host; the server side ends the session of a worker that vanished (a crash, a
+# network split), freeing the lane rows it had locked.
+# https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-KEEPALIVES
+DATABASE_KEEPALIVE = {"idle": 5, "interval": 2, "count": 3, "user_timeout_ms": 15000}
+_DB_OPTIONS.update(
+    keepalives=1,
+    keepalives_idle=DATABASE_KEEPALIVE["idle"],
+    keepalives_interval=DATABASE_KEEPALIVE["interval"],
+    keepalives_count=DATABASE_KEEPALIVE["count"],
+    tcp_user_timeout=DATABASE_KEEPALIVE["user_timeout_ms"],
 )
+_DB_OPTIONS["options"] = " ".join(
+    [
+        _DB_OPTIONS.get("options", ""),
+        f"-c tcp_keepalives_idle={DATABASE_KEEPALIVE['idle']}",
+        f"-c tcp_keepalives_interval={DATABASE_KEEPALIVE['interval']}",
+        f"-c tcp_keepalives_count={DATABASE_KEEPALIVE['count']}",
+        f"-c tcp_user_timeout={DATABASE_KEEPALIVE['user_timeout_ms']}",
+    ]
+).strip()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL")

@@ -132,3 +132,83 @@ def test_a_lost_database_connection_mid_slice_ends_it_and_the_next_slice_resumes
         str(t.uuid) for t in tasks
     ]
     assert LaneState.objects.get(topic__name=lane.topic).next_offset == 3
+
+
+def test_a_task_dying_while_kafka_is_down_is_recorded_and_its_dead_letter_sent_later(
+    slice_harness, settings
+):
+    from tasks_app.services.publisher import publish_pending_run
+    from tests.kafka_read import read_topic
+
+    lane, [task] = published_topic(1, handler="tests.handlers.record", max_attempts=1)
+    Task.objects.filter(pk=task.pk).update(message={"fail_attempts": 1})
+    broker = settings.KAFKA_BOOTSTRAP_SERVERS
+    settings.KAFKA_BOOTSTRAP_SERVERS = "127.0.0.1:1"  # Kafka down for producers
+
+    record = slice_harness().run_turn(lane)
+
+    assert record.end_reason == EndReason.DRAINED
+    assert Task.objects.get(pk=task.pk).status == TaskStatus.DEAD
+    settings.KAFKA_BOOTSTRAP_SERVERS = broker
+    publish_pending_run()
+    [letter] = read_topic(f"{lane.topic}.dlq", expected=1)
+    assert dict(letter.headers())["task_id"].decode() == str(task.uuid)
+    assert "planned failure" in dict(letter.headers())["error"].decode()
+
+
+def test_a_holder_frozen_inside_its_fenced_write_blocks_the_next_claim_only_briefly(
+    settings,
+):
+    import threading
+
+    from django.db import transaction
+
+    from tasks_app.services.lanes import lane_fenced
+
+    settings.SCHEDULER_LEASE_GRACE_MS = 500
+    lane, _ = published_topic(1)
+    store = DatabaseLaneStore(batch_process)
+    store.claim(lane, 1)
+    group_pk, topic_pk = store.ids(lane)
+    frozen, thaw = threading.Event(), threading.Event()
+    outcome: list[str] = []
+
+    def holder_freezes_mid_write() -> None:
+        try:
+            with lane_fenced(
+                lane=lane, group_pk=group_pk, topic_pk=topic_pk, token=1
+            ) as cursor:
+                frozen.set()
+                thaw.wait(60)  # SIGSTOP between the fence check and COMMIT
+                cursor.execute("SELECT 1")
+            outcome.append("committed")
+        except Exception as exc:  # noqa: BLE001 - the test reports what happened
+            outcome.append(type(exc).__name__)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=holder_freezes_mid_write)
+    thread.start()
+    try:
+        assert frozen.wait(10)
+        with transaction.atomic():  # the next holder's claim
+            resumed_at = store.claim(lane, 2)
+        assert not thaw.is_set(), "the claim went through while the holder was frozen"
+    finally:
+        thaw.set()
+        thread.join(30)
+    assert resumed_at == 0
+    assert outcome and outcome[0] != "committed", "the frozen holder wrote late"
+
+
+def test_database_sessions_use_tcp_keepalives_on_both_ends(db):
+    from django.conf import settings
+
+    wanted = settings.DATABASE_KEEPALIVE
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW tcp_keepalives_idle")
+        server_idle = cursor.fetchone()[0]
+    client_dsn = connection.connection.info.dsn
+    assert server_idle in (f"{wanted['idle']}", f"{wanted['idle']}s")
+    assert "keepalives=1" in client_dsn
+    assert f"keepalives_idle={wanted['idle']}" in client_dsn

@@ -149,3 +149,27 @@ class OutboxEntry(models.Model):
 
     def __str__(self) -> str:
         return f"outbox {self.id} -> {self.topic_name}"
+
+
+class DeadLetter(models.Model):
+    """A dead task's envelope waiting to be produced to its topic's `.dlq`.
+
+    Written in the same fenced transaction that records the task `dead`, and
+    produced by the publisher afterwards: no Kafka call happens while a lane's
+    row is locked, and a dead letter survives a Kafka outage.
+    """
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="+")
+    topic = models.ForeignKey(
+        Topic, on_delete=models.CASCADE, related_name="+", help_text="Source topic."
+    )
+    key = models.CharField(max_length=255)
+    envelope = models.TextField(help_text="The envelope the task was consumed with.")
+    error = models.TextField(help_text="Why the task died (first 1,000 characters).")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"dead letter {self.id} of task {self.task_id}"

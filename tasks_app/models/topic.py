@@ -15,6 +15,11 @@ def default_slice_ms() -> int:
     return settings.SCHEDULER_DEFAULT_SLICE_MS
 
 
+def dead_letter_topic_for(name: str) -> str:
+    """Name the topic that receives the dead letters of topic `name`."""
+    return f"{name}.dlq"
+
+
 class Topic(models.Model):
     """A Kafka topic and the policy its tasks run under."""
 
@@ -75,7 +80,7 @@ class Topic(models.Model):
     @property
     def dead_letter_topic(self) -> str:
         """Name the topic that receives envelopes of tasks that are dead."""
-        return f"{self.name}.dlq"
+        return dead_letter_topic_for(self.name)
 
 
 class WalkMode(models.TextChoices):

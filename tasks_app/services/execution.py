@@ -15,25 +15,24 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
-from django.db import connection, transaction
 from django.utils import timezone
 
 from rotation.consumer import Record
 from rotation.lanes import Lane
-from rotation.producer import OutgoingMessage, shared_producer
 from rotation.scheduler import EndReason
 from rotation.store import BatchOutcome
 from tasks_app.handlers import HandlerNotFound, TaskContext, handler_resolve
-from tasks_app.models import Task, TaskStatus, Topic
+from tasks_app.models import DeadLetter, Task, TaskStatus, Topic
 from tasks_app.models.task import TERMINAL_STATUSES
-from tasks_app.services.lanes import lane_fence_check
+from tasks_app.services.lanes import lane_fenced
 
 logger = logging.getLogger(__name__)
 
 # Outcomes are written at least this often while handlers keep running, so a
 # long batch shows progress; fast batches are written once, at their end.
 FLUSH_INTERVAL_S = 0.1
+# A dead letter's `error` header carries this much of the error message.
+DEAD_LETTER_ERROR_CHARS = 1000
 # Granularity of a retry wait, so a pause, shutdown or lost lease is noticed.
 WAIT_STEP_S = 0.05
 
@@ -79,7 +78,7 @@ class _Recorder:
     member: str  # recorded as each task's worker
     changed: dict[int, Task] = field(default_factory=dict)
     events: list[tuple] = field(default_factory=list)
-    dead_letters: list[OutgoingMessage] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
     last_flush: float = 0.0  # the first task of a batch shows as running
 
     def note(self, task: Task, status: str, *, detail: str = "") -> None:
@@ -93,27 +92,20 @@ class _Recorder:
         return time.monotonic() - self.last_flush >= FLUSH_INTERVAL_S
 
     def flush(self, next_offset: int) -> None:
-        """Write outcomes and the resume point if the fence still holds.
-
-        The fence check locks the lane's row first; only then are dead letters
-        sent, so a stale holder neither writes rows nor produces dead letters.
-        """
-        with transaction.atomic(), connection.cursor() as cursor:
-            lane_fence_check(
-                lane=self.lane,
-                group_pk=self.group_pk,
-                topic_pk=self.topic_pk,
-                token=self.token,
-            )
-            if self.dead_letters:
-                shared_producer(settings.KAFKA_BOOTSTRAP_SERVERS).produce_batch(
-                    self.dead_letters
-                )
+        """Write outcomes, dead letters and the resume point if the fence holds."""
+        with lane_fenced(
+            lane=self.lane,
+            group_pk=self.group_pk,
+            topic_pk=self.topic_pk,
+            token=self.token,
+        ) as cursor:
             if self.changed:
                 rows = [_row(task) for task in self.changed.values()]
                 cursor.execute(_OUTCOMES_SQL, _columns(rows))
             if self.events:
                 cursor.execute(_EVENTS_SQL, _columns(self.events))
+            if self.dead_letters:
+                DeadLetter.objects.bulk_create(self.dead_letters)
             cursor.execute(
                 _RESUME_SQL,
                 [next_offset, self.group_pk, self.topic_pk, self.lane.partition],
@@ -306,15 +298,12 @@ def _failed(
         return False
     recorder.note(task, TaskStatus.DEAD, detail=str(exc))
     recorder.dead_letters.append(
-        OutgoingMessage(
-            topic=topic.dead_letter_topic,
+        DeadLetter(
+            task=task,
+            topic=topic,
             key=task.key,
-            value=message.value,
-            headers=[
-                ("task_id", str(task.uuid)),
-                ("content-type", "application/json"),
-                ("error", str(exc)[:1000]),
-            ],
+            envelope=message.value.decode(errors="replace"),
+            error=str(exc)[:DEAD_LETTER_ERROR_CHARS],
         )
     )
     return True

@@ -2,12 +2,15 @@
 
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import redis
+from django.conf import settings
 from django.db import Error as DjangoDatabaseError
-from django.db import connection
+from django.db import connection, transaction
+from django.db.backends.utils import CursorWrapper
 
 from rotation.consumer import Record
 from rotation.errors import RotationError
@@ -107,7 +110,8 @@ class DatabaseLaneStore:
     def claim(self, lane: Lane, token: int) -> int:
         """Make `token` the lane's epoch and return the fenced resume offset."""
         group_pk, topic_pk = self.ids(lane)
-        with connection.cursor() as cursor:
+        with transaction.atomic(), connection.cursor() as cursor:
+            _limit_transaction(cursor)
             cursor.execute(_CLAIM_SQL, [group_pk, topic_pk, lane.partition, token])
             row = cursor.fetchone()
             if row is not None:
@@ -193,22 +197,51 @@ def _lane_view(
     return LaneView(Lane(group, topic, partition), policy, has_backlog)
 
 
-def lane_fence_check(*, lane: Lane, group_pk: int, topic_pk: int, token: int) -> None:
-    """Lock the lane's row and refuse the write unless `token` is its epoch.
+# Limits for the lane's fenced transactions, as SET LOCAL values (ms). A holder
+# that freezes (SIGSTOP, network split) between its fence check and COMMIT keeps
+# the lane's row locked; PostgreSQL ends its transaction once it has been idle
+# for the lease grace, so the next holder waits for about that long, not for as
+# long as the frozen process stays frozen. The claim waits for the row lock a
+# little longer than that, so it normally goes through on its first try.
+_LIMITS_SQL = """
+SELECT set_config('idle_in_transaction_session_timeout', %s, true),
+       set_config('lock_timeout', %s, true),
+       set_config('statement_timeout', %s, true)
+"""
+# A fenced statement moves at most a batch of rows; far longer means trouble.
+STATEMENT_LIMIT_MS = 10_000
+_FENCE_SQL = """
+SELECT epoch FROM tasks_app_lanestate
+ WHERE group_id = %s AND topic_id = %s AND partition = %s
+   FOR UPDATE
+"""
 
-    Call inside the transaction that records outcomes: the row lock makes the
-    check and the writes one atomic step against a newer holder's claim.
+
+def _limit_transaction(cursor: CursorWrapper) -> None:
+    """Bound how long this transaction may idle, wait for locks, or run a statement."""
+    grace_ms = settings.SCHEDULER_LEASE_GRACE_MS
+    limits = (grace_ms, 2 * grace_ms, max(STATEMENT_LIMIT_MS, 2 * grace_ms))
+    cursor.execute(_LIMITS_SQL, [str(limit) for limit in limits])
+
+
+@contextmanager
+def lane_fenced(
+    *, lane: Lane, group_pk: int, topic_pk: int, token: int
+) -> Iterator[CursorWrapper]:
+    """Open a transaction in which `token` holds the lane; yield its cursor.
+
+    The lane's row is locked first and the block runs only while `token` is its
+    epoch, so the check and the writes are one atomic step against a newer
+    holder's claim; otherwise Fenced is raised and nothing is written.
     """
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT epoch FROM tasks_app_lanestate WHERE group_id = %s AND "
-            "topic_id = %s AND partition = %s FOR UPDATE",
-            [group_pk, topic_pk, lane.partition],
-        )
+    with transaction.atomic(), connection.cursor() as cursor:
+        _limit_transaction(cursor)
+        cursor.execute(_FENCE_SQL, [group_pk, topic_pk, lane.partition])
         row = cursor.fetchone()
-    epoch = row[0] if row else 0  # a lane whose row is gone fences everyone
-    if epoch != token:
-        raise Fenced(lane, token, epoch)
+        epoch = row[0] if row else 0  # a lane whose row is gone fences everyone
+        if epoch != token:
+            raise Fenced(lane, token, epoch)
+        yield cursor
 
 
 _HEADS_SQL = """

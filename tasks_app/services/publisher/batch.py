@@ -129,10 +129,15 @@ def take(
 
 def produce(*, producer: BatchProducer, rows: list[OutboxRow]) -> list[Delivery]:
     """Send the rows to Kafka once their topics are confirmed there."""
-    unready = {row.topic for row in rows} - _ready_topics
+    topics_check_ready(names={row.topic for row in rows})
+    return producer.produce_batch([_message(row) for row in rows])
+
+
+def topics_check_ready(*, names: set[str]) -> None:
+    """Raise TopicsNotReady for the topics this process has not confirmed in Kafka."""
+    unready = names - _ready_topics
     if unready:
         raise TopicsNotReady(unready)
-    return producer.produce_batch([_message(row) for row in rows])
 
 
 def _message(row: OutboxRow) -> OutgoingMessage:

@@ -13,7 +13,7 @@ from django.db.models import QuerySet
 from django.db.models.functions import Now
 
 from rotation.producer import BatchProducer, Delivery, ProduceError, shared_producer
-from tasks_app.models import OutboxEntry
+from tasks_app.models import DeadLetter, OutboxEntry
 from tasks_app.services.lanes import lanes_kick
 from tasks_app.services.publish_nudge import publish_nudge_clear
 from tasks_app.services.publisher.batch import (
@@ -21,6 +21,7 @@ from tasks_app.services.publisher.batch import (
     publish_batch,
     topics_prepare,
 )
+from tasks_app.services.publisher.dead_letters import dead_letters_publish
 from tasks_app.services.publisher.pipeline import publish_overlapped
 
 logger = logging.getLogger(__name__)
@@ -112,22 +113,37 @@ class _Progress:
 
 
 def _publish_until_done() -> int:
-    """Publish batches until nothing is due, a batch fails or the budget is spent."""
-    if not _due().exists():
+    """Publish batches until nothing is due, a batch fails or the budget is spent;
+    then send the dead letters lanes recorded."""
+    has_letters = DeadLetter.objects.exists()
+    if not has_letters and not _due().exists():
         return 0
     producer = shared_producer(settings.KAFKA_BOOTSTRAP_SERVERS)
     progress = _Progress()
     try:
         producer.probe()
         _publish_batches(producer, progress)
+        if has_letters:
+            _publish_dead_letters(producer)
     except ProduceError as exc:
         logger.error(
-            "%s; %d tasks stay pending and will be published when it answers.",
+            "%s; %d tasks and %d dead letters stay stored and will be sent when "
+            "it answers.",
             exc,
             _due().count(),
+            DeadLetter.objects.count(),
         )
     progress.kick()
     return progress.published
+
+
+def _publish_dead_letters(producer: BatchProducer) -> None:
+    """Send the waiting dead letters, creating their topics first if needed."""
+    try:
+        dead_letters_publish(producer=producer)
+    except TopicsNotReady as exc:
+        if not topics_prepare(names=exc.names):
+            dead_letters_publish(producer=producer)
 
 
 def _publish_batches(producer: BatchProducer, progress: _Progress) -> None:
