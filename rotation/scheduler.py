@@ -43,14 +43,14 @@ class Scheduler:
         turns: Turns,
         leases: LeaseManager,
         members: Members,
-        max_wait_s: float,
+        stuck_after_s: float,
     ):
         self.client = client
         self.store = store
         self.turns = turns
         self.leases = leases
         self.members = members
-        self.max_wait_s = max_wait_s
+        self.stuck_after_s = stuck_after_s
 
     def after_slice(
         self, record: SliceRecord, *, policy: LanePolicy, delay_s: float = 0.0
@@ -140,7 +140,7 @@ class Scheduler:
     def _chain_busy(self, chain: str, lanes: list[Lane]) -> bool:
         queued = self.turns.queued(chain)
         if queued is not None and not self.turns.is_stuck(
-            queued, max_wait_s=self.max_wait_s
+            queued, after_s=self.stuck_after_s
         ):
             return True
         return any(self.leases.holder(lane) for lane in lanes)

@@ -65,7 +65,7 @@ def harness(store: LaneStore | None = None, *, member: str = "m1") -> Harness:
         turns=turns,
         leases=leases,
         members=members,
-        max_wait_s=3600,
+        stuck_after_s=2.0,
     )
     runner = SliceRunner(
         member=member,
