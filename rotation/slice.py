@@ -14,7 +14,13 @@ from rotation.lanes import Lane, LanePolicy
 from rotation.lease import Lease, LeaseError, LeaseKeeper, LeaseManager
 from rotation.members import Members
 from rotation.scheduler import EndReason, Scheduler
-from rotation.store import Fenced, LaneStore, SliceRecord, StoreUnavailable
+from rotation.store import (
+    Fenced,
+    LaneClaim,
+    LaneStore,
+    SliceRecord,
+    StoreUnavailable,
+)
 from rotation.turns import Turn, Turns
 
 logger = logging.getLogger(__name__)
@@ -41,6 +47,7 @@ class _Progress:
     """What a slice has done so far."""
 
     next_offset: int
+    careful_until: int = 0
     messages: int = 0
     first_offset: int | None = None
     last_offset: int | None = None
@@ -167,7 +174,8 @@ class SliceRunner:
         progress = _Progress(next_offset=-1)
         with LeaseKeeper(self.leases, lease) as keeper:
             try:
-                progress.next_offset = self._claim(lane, lease)
+                claim = self._claim(lane, lease)
+                progress.next_offset, progress.careful_until = claim
                 reason = self._consume(lane, lease, keeper, policy, progress)
             except Fenced as exc:
                 logger.warning("%s; stopping without writing", exc)
@@ -196,7 +204,7 @@ class SliceRunner:
             end_reason=reason,
         )
 
-    def _claim(self, lane: Lane, lease: Lease) -> int:
+    def _claim(self, lane: Lane, lease: Lease) -> LaneClaim:
         """Raise the lane's fenced epoch to our token; repair a reset Redis counter."""
         try:
             return self.store.claim(lane, lease.token)
@@ -260,6 +268,7 @@ class SliceRunner:
                 messages,
                 deadline,
                 lambda: keeper.lost.is_set() or self.shutdown.is_set(),
+                careful_until=progress.careful_until,
             )
             if outcome.processed:
                 if progress.first_offset is None:

@@ -2,7 +2,8 @@
 
 Each run appends `start` and `end` entries to the list `test:runs:<topic>`, so a
 test can check order, overlap and which member ran what. The message may ask
-for a sleep (`sleep_ms`) or for its first attempts to fail (`fail_attempts`).
+for a sleep (`sleep_ms`), for its first attempts to fail (`fail_attempts`), or
+for its worker to die mid-handler (`die`).
 """
 
 import json
@@ -42,8 +43,10 @@ def _note(context: TaskContext, phase: str) -> None:
 
 
 def record(message: Any, context: TaskContext) -> Any:
-    """Record start and end around an optional sleep or planned failure."""
+    """Record start and end around an optional sleep, planned failure or death."""
     _note(context, "start")
+    if isinstance(message, dict) and message.get("die"):
+        os._exit(1)  # the worker dies mid-handler: a segfault, an OOM kill
     if isinstance(message, dict) and message.get("sleep_ms"):
         time.sleep(message["sleep_ms"] / 1000)
     if isinstance(message, dict) and context.attempt <= message.get("fail_attempts", 0):

@@ -192,7 +192,7 @@ def test_a_holder_frozen_inside_its_fenced_write_blocks_the_next_claim_only_brie
     try:
         assert frozen.wait(10)
         with transaction.atomic():  # the next holder's claim
-            resumed_at = store.claim(lane, 2)
+            resumed_at = store.claim(lane, 2).next_offset
         assert not thaw.is_set(), "the claim went through while the holder was frozen"
     finally:
         thaw.set()

@@ -392,3 +392,32 @@ def _runs(slices: list[Slice]) -> list[list[Slice]]:
         else:
             runs.append([s])
     return runs
+
+
+def test_a_task_whose_handler_kills_its_worker_ends_dead_after_max_attempts(
+    workers, topic_name
+):
+    make_topic(topic_name, slice_ms=500, max_attempts=2)
+    tasks = submit(topic_name, [{"n": 0}, {"n": 1}, {"die": True}, {"n": 3}])
+    poison = tasks[2]
+
+    def dead_or_restart() -> bool:
+        for name in WORKERS:  # a supervisor restarts what the handler killed
+            if not workers.alive(name):
+                workers.running.pop(name, None)
+                workers.start_worker(name)
+        return Task.objects.filter(pk=poison.pk, status=TaskStatus.DEAD).exists()
+
+    wait_for(dead_or_restart, timeout_s=120, what="the poison task to end dead")
+    wait_all_finished(topic_name, len(tasks))
+
+    dead = Task.objects.get(pk=poison.pk)
+    assert "did not finish" in dead.error and dead.attempts == 2
+    poison_runs = [r for r in runs(topic_name) if r["task"] == str(poison.uuid)]
+    # Each run is counted before it starts, except possibly the very first one
+    # (no per-task write happens until a crash was seen): see docs/handlers.md.
+    assert 2 <= len(poison_runs) <= 3, [r["attempt"] for r in poison_runs]
+    statuses = [Task.objects.get(pk=t.pk).status for t in tasks]
+    assert statuses == ["succeeded", "succeeded", "dead", "succeeded"]
+    ends = [r["task"] for r in runs(topic_name) if r["phase"] == "end"]
+    assert ends[-1] == str(tasks[3].uuid)

@@ -21,6 +21,14 @@ class LaneState(models.Model):
     next_offset = models.BigIntegerField(
         default=0, help_text="Offset the next holder starts at."
     )
+    settled = models.BooleanField(
+        default=True, help_text="The last holder lived to record its slice's end."
+    )
+    careful_until = models.BigIntegerField(
+        default=0,
+        help_text="A holder died before this offset: each task below it is counted "
+        "as running before its handler starts (the handler may kill workers).",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -76,6 +76,7 @@ class _Recorder:
     lane: Lane
     token: int
     member: str  # recorded as each task's worker
+    careful_until: int = 0  # below it, write each task's running state first
     changed: dict[int, Task] = field(default_factory=dict)
     events: list[tuple] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
@@ -88,8 +89,10 @@ class _Recorder:
             (task.pk, status, timezone.now(), task.worker, task.attempts, detail)
         )
 
-    def due(self) -> bool:
-        return time.monotonic() - self.last_flush >= FLUSH_INTERVAL_S
+    def due(self, offset: int) -> bool:
+        """Tell whether to write the running state before the handler at `offset`."""
+        careful = offset < self.careful_until
+        return careful or time.monotonic() - self.last_flush >= FLUSH_INTERVAL_S
 
     def flush(self, next_offset: int) -> None:
         """Write outcomes, dead letters and the resume point if the fence holds."""
@@ -137,9 +140,15 @@ def batch_process(
     deadline: float,
     interrupted: Callable[[], bool],
     lane_ids: tuple[int, int],
+    careful_until: int = 0,
 ) -> BatchOutcome:
-    """Run the messages' tasks in order; see the module docstring."""
-    recorder = _Recorder(*lane_ids, lane, token, member)
+    """Run the messages' tasks in order; see the module docstring.
+
+    Below `careful_until` (a holder of the lane died there) each task's running
+    state, its attempt counted, is written before its handler starts: a task
+    that kills its worker is then known, and ends dead after `max_attempts` runs.
+    """
+    recorder = _Recorder(*lane_ids, lane, token, member, careful_until)
     task_ids = [_task_id(message) for message in messages]
     tasks = _tasks_for(task_ids)
     topic = Topic.objects.get(pk=lane_ids[1])
@@ -209,6 +218,10 @@ def _run_task(
     next_offset: int,
 ) -> str | None:
     """Run one task, retrying in place with backoff; return a stop reason or None."""
+    # Recorded running: its last attempt started and never ended.
+    lost = task.status == TaskStatus.RUNNING
+    if lost and _failed(task, message, topic, recorder, _attempt_lost(task)):
+        return None
     while True:
         stop = _wait_for_retry(task, topic, deadline, interrupted)
         if stop is not None:
@@ -252,7 +265,7 @@ def _attempt(
     task.worker = recorder.member
     task.started_at = timezone.now()
     recorder.note(task, TaskStatus.RUNNING)
-    if recorder.due():
+    if recorder.due(message.offset):
         recorder.flush(next_offset)
     try:
         result = _call_handler(task, message, topic)
@@ -261,6 +274,17 @@ def _attempt(
     task.result, task.error, task.finished_at = result, "", timezone.now()
     recorder.note(task, TaskStatus.SUCCEEDED)
     return True
+
+
+class AttemptLost(Exception):
+    """An attempt was recorded as started but never finished."""
+
+
+def _attempt_lost(task: Task) -> AttemptLost:
+    return AttemptLost(
+        f"Attempt {task.attempts} did not finish: its worker died or lost the lane "
+        "mid-handler (a crash, a kill, an out-of-memory kill or a hang)."
+    )
 
 
 def _call_handler(task: Task, message: Record, topic: Topic) -> Any:

@@ -15,19 +15,44 @@ from django.db.backends.utils import CursorWrapper
 from rotation.consumer import Record
 from rotation.errors import RotationError
 from rotation.lanes import Lane, LanePolicy
-from rotation.store import BatchOutcome, Fenced, LaneView, SliceRecord, StoreUnavailable
+from rotation.store import (
+    BatchOutcome,
+    Fenced,
+    LaneClaim,
+    LaneView,
+    SliceRecord,
+    StoreUnavailable,
+)
 from tasks_app.models import ConsumerGroup, PartitionHead, Slice, Topic, WalkMode
 
 logger = logging.getLogger(__name__)
 
+# Raise the lane's epoch to the new token and mark the lane unsettled until this
+# holder records the end of its slice. When the previous holder never got that
+# far it died mid-slice, maybe killed by a handler: the tasks it ran and did not
+# record lie within one batch of the resume point, so the lane is careful up to
+# there. Answer the resume point and that bound.
 _CLAIM_SQL = """
+WITH previous AS (
+    SELECT settled FROM tasks_app_lanestate
+     WHERE group_id = %(group)s AND topic_id = %(topic)s AND partition = %(partition)s
+)
 INSERT INTO tasks_app_lanestate (group_id, topic_id, partition, epoch, next_offset,
-                                 updated_at)
-VALUES (%s, %s, %s, %s, 0, now())
+                                 settled, careful_until, updated_at)
+VALUES (%(group)s, %(topic)s, %(partition)s, %(token)s, 0, false, 0, now())
 ON CONFLICT (group_id, topic_id, partition) DO UPDATE
-   SET epoch = EXCLUDED.epoch, updated_at = now()
+   SET epoch = EXCLUDED.epoch, settled = false, updated_at = now(),
+       careful_until = CASE
+           WHEN (SELECT settled FROM previous) THEN tasks_app_lanestate.careful_until
+           ELSE GREATEST(tasks_app_lanestate.careful_until,
+                         tasks_app_lanestate.next_offset + %(batch)s)
+       END
  WHERE tasks_app_lanestate.epoch < EXCLUDED.epoch
-RETURNING next_offset
+RETURNING next_offset, careful_until
+"""
+_SETTLE_SQL = """
+UPDATE tasks_app_lanestate SET settled = true
+ WHERE group_id = %s AND topic_id = %s AND partition = %s AND epoch = %s
 """
 _OVERVIEW_SQL = """
 SELECT g.group_id, t.name, p.partition, g.walk_mode, t.slice_ms, t.weight, t.paused,
@@ -107,15 +132,23 @@ class DatabaseLaneStore:
         )
 
     @_store_errors
-    def claim(self, lane: Lane, token: int) -> int:
-        """Make `token` the lane's epoch and return the fenced resume offset."""
+    def claim(self, lane: Lane, token: int) -> LaneClaim:
+        """Make `token` the lane's epoch; return the fenced resume offset and the
+        offset below which tasks run carefully (see _CLAIM_SQL)."""
         group_pk, topic_pk = self.ids(lane)
+        params = {
+            "group": group_pk,
+            "topic": topic_pk,
+            "partition": lane.partition,
+            "token": token,
+            "batch": settings.SCHEDULER_CONSUME_BATCH,
+        }
         with transaction.atomic(), connection.cursor() as cursor:
             _limit_transaction(cursor)
-            cursor.execute(_CLAIM_SQL, [group_pk, topic_pk, lane.partition, token])
+            cursor.execute(_CLAIM_SQL, params)
             row = cursor.fetchone()
             if row is not None:
-                return row[0]
+                return LaneClaim(*row)
             cursor.execute(
                 "SELECT epoch FROM tasks_app_lanestate WHERE group_id = %s AND "
                 "topic_id = %s AND partition = %s",
@@ -139,6 +172,7 @@ class DatabaseLaneStore:
         messages: Sequence[Record],
         deadline: float,
         interrupted: Callable[[], bool],
+        careful_until: int = 0,
     ) -> BatchOutcome:
         """Run the batch's tasks through tasks_app.services.execution."""
         return self._process_batch(
@@ -149,25 +183,33 @@ class DatabaseLaneStore:
             deadline=deadline,
             interrupted=interrupted,
             lane_ids=self.ids(lane),
+            careful_until=careful_until,
         )
 
     @_store_errors
     def record_slice(self, record: SliceRecord) -> None:
-        """Store a finished slice for /api/slices/ and the admin."""
+        """Store a finished slice for /api/slices/ and the admin, and mark the
+        lane settled: its holder lived to the end of the slice (fenced)."""
         group_pk, topic_pk = self.ids(record.lane)
-        Slice.objects.create(
-            group_id=group_pk,
-            topic_id=topic_pk,
-            partition=record.lane.partition,
-            member=record.member,
-            token=record.token,
-            started_at=datetime.fromtimestamp(record.started_at, UTC),
-            ended_at=datetime.fromtimestamp(record.ended_at, UTC),
-            messages=record.messages,
-            first_offset=record.first_offset,
-            last_offset=record.last_offset,
-            end_reason=record.end_reason,
-        )
+        with transaction.atomic():
+            Slice.objects.create(
+                group_id=group_pk,
+                topic_id=topic_pk,
+                partition=record.lane.partition,
+                member=record.member,
+                token=record.token,
+                started_at=datetime.fromtimestamp(record.started_at, UTC),
+                ended_at=datetime.fromtimestamp(record.ended_at, UTC),
+                messages=record.messages,
+                first_offset=record.first_offset,
+                last_offset=record.last_offset,
+                end_reason=record.end_reason,
+            )
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    _SETTLE_SQL,
+                    [group_pk, topic_pk, record.lane.partition, record.token],
+                )
 
     @_store_errors
     def overview(self) -> list[LaneView]:
