@@ -14,7 +14,7 @@ from django.utils import timezone
 from rotation.members import MemberInfo
 from tasks_app.errors import ServiceUnavailable
 from tasks_app.models import (
-    ConsumerGroup,
+    GroupTopic,
     LaneState,
     OutboxEntry,
     PartitionHead,
@@ -204,9 +204,9 @@ def _lane_stats(topics: Mapping[int, Mapping[str, Any]]) -> list[LaneStats]:
 
     A lane no slice has claimed yet has no LaneState row and resumes at 0.
     """
-    pairs = ConsumerGroup.topics.through.objects.order_by(
-        "consumergroup__group_id", "topic__name"
-    ).values_list("consumergroup_id", "consumergroup__group_id", "topic_id")
+    pairs = GroupTopic.objects.order_by("group__group_id", "topic__name").values_list(
+        "group_id", "group__group_id", "topic_id"
+    )
     resume, ends = _lane_offsets()
     return [
         LaneStats(

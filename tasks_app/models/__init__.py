@@ -8,11 +8,12 @@ from tasks_app.models.task import (
     TaskEvent,
     TaskStatus,
 )
-from tasks_app.models.topic import ConsumerGroup, Topic, WalkMode
+from tasks_app.models.topic import ConsumerGroup, GroupTopic, Topic, WalkMode
 
 __all__ = [
     "ConsumerGroup",
     "DeadLetter",
+    "GroupTopic",
     "LaneState",
     "OutboxEntry",
     "PartitionHead",

@@ -101,9 +101,10 @@ class ConsumerGroup(models.Model):
     )
     topics = models.ManyToManyField(
         Topic,
+        through="GroupTopic",
         related_name="groups",
         blank=True,
-        help_text="Topics this group consumes.",
+        help_text="Topics this group consumes; a topic belongs to one group.",
     )
     walk_mode = models.CharField(
         max_length=16,
@@ -118,3 +119,24 @@ class ConsumerGroup(models.Model):
 
     def __str__(self) -> str:
         return self.group_id
+
+
+class GroupTopic(models.Model):
+    """A topic's membership of the one consumer group that consumes it.
+
+    One group per topic: a task has one status, so two groups running the same
+    tasks would overwrite each other's outcomes.
+    """
+
+    group = models.ForeignKey(
+        ConsumerGroup, on_delete=models.CASCADE, db_column="consumergroup_id"
+    )
+    topic = models.OneToOneField(
+        Topic, on_delete=models.CASCADE, related_name="membership"
+    )
+
+    class Meta:
+        db_table = "tasks_app_consumergroup_topics"
+
+    def __str__(self) -> str:
+        return f"{self.topic_id} in {self.group_id}"

@@ -9,7 +9,7 @@ from django.db import transaction
 
 from rotation.kafka_admin import ensure_topics, grow_partitions
 from tasks_app.errors import InvalidInput, NotFound
-from tasks_app.models import ConsumerGroup, Topic, WalkMode
+from tasks_app.models import ConsumerGroup, GroupTopic, Topic, WalkMode
 from tasks_app.services.lanes import lanes_kick
 from tasks_app.validators import KAFKA_TOPIC_RULE, validate_kafka_topic_name
 
@@ -46,9 +46,10 @@ def topic_create(*, name: str, **policy: Any) -> Topic:
         raise InvalidInput(f"Topic {name!r} already exists.", field="name")
     topic = Topic(name=name, **policy)
     _validated(topic)
-    topic.save()
+    with transaction.atomic():
+        topic.save()
+        _default_group_add(topics=[topic])
     topic_sync_kafka(topics=[topic])
-    _default_group_add(topics=[topic])
     return topic
 
 
@@ -108,6 +109,7 @@ def topics_get_or_create(
         )
     Topic.objects.bulk_create([Topic(name=n) for n in missing], ignore_conflicts=True)
     created = list(Topic.objects.filter(name__in=missing))
+    _default_group_add(topics=created)
     found.update((t.name, t) for t in created)
     return found, created
 
@@ -142,19 +144,25 @@ def group_default() -> ConsumerGroup:
 
 
 def _default_group_add(*, topics: Iterable[Topic]) -> None:
-    """Let the default group consume new topics, so tasks run without set-up."""
-    group_default().topics.add(*topics)
+    """Let the default group consume new topics, so tasks run without set-up.
+
+    Call in the transaction that creates the topics: a topic is never without
+    a group, even for a moment a crash could make permanent.
+    """
+    default = group_default()
+    GroupTopic.objects.bulk_create(
+        [GroupTopic(group=default, topic=topic) for topic in topics],
+        ignore_conflicts=True,
+    )
 
 
 def topics_created_after_commit(*, topics: list[Topic]) -> None:
-    """Finish auto-created topics once their transaction commits."""
+    """Create auto-created topics in Kafka once their transaction commits.
+
+    Only a head start: the publisher creates any topic Kafka lacks anyway.
+    """
     if topics:
-        transaction.on_commit(lambda: _finish_auto_created(topics))
-
-
-def _finish_auto_created(topics: list[Topic]) -> None:
-    topic_sync_kafka(topics=topics)
-    _default_group_add(topics=topics)
+        transaction.on_commit(lambda: topic_sync_kafka(topics=topics))
 
 
 def group_create(
@@ -163,7 +171,10 @@ def group_create(
     topic_names: Iterable[str] = (),
     walk_mode: str | None = None,
 ) -> ConsumerGroup:
-    """Create a consumer group over existing topics (parallel walk by default)."""
+    """Create a consumer group over existing topics (parallel walk by default).
+
+    Its topics move here from the default group; see `group_topics_check`.
+    """
     if ConsumerGroup.objects.filter(group_id=group_id).exists():
         raise InvalidInput(f"Group {group_id!r} already exists.", field="group_id")
     group = ConsumerGroup(group_id=group_id, walk_mode=walk_mode or WalkMode.PARALLEL)
@@ -171,7 +182,7 @@ def group_create(
     topics = _existing_topics(topic_names)
     with transaction.atomic():
         group.save()
-        group.topics.set(topics)
+        _group_topics_set(group=group, topics=topics)
     return group
 
 
@@ -181,14 +192,74 @@ def group_update(
     topic_names: Iterable[str] | None = None,
     walk_mode: str | None = None,
 ) -> ConsumerGroup:
-    """Change a group's topics or walk mode."""
-    if walk_mode is not None:
-        group.walk_mode = walk_mode
-        _validated(group)
-        group.save(update_fields=["walk_mode"])
-    if topic_names is not None:
-        group.topics.set(_existing_topics(topic_names))
+    """Change a group's topics or walk mode.
+
+    Topics it gains move here from the default group; topics it gives up go
+    back to the default group; see `group_topics_check`.
+    """
+    with transaction.atomic():
+        if walk_mode is not None:
+            group.walk_mode = walk_mode
+            _validated(group)
+            group.save(update_fields=["walk_mode"])
+        if topic_names is not None:
+            _group_topics_set(group=group, topics=_existing_topics(topic_names))
     return group
+
+
+def group_topics_check(*, group: ConsumerGroup | None, topics: Iterable[Topic]) -> None:
+    """Refuse a topic set for `group` (None: a new group) that breaks the rule
+    that every topic belongs to exactly one group.
+
+    A task has one status, so two groups consuming one topic would overwrite
+    each other's outcomes; a topic in no group would never be consumed. Topics
+    may come from the default group, not from another one, and the default
+    group cannot give a topic up except to another group.
+    """
+    default_id = settings.SCHEDULER_DEFAULT_GROUP
+    wanted = [topic.pk for topic in topics]
+    elsewhere = GroupTopic.objects.filter(topic_id__in=wanted).exclude(
+        group__group_id=default_id
+    )
+    if group is not None and group.pk:
+        elsewhere = elsewhere.exclude(group=group)
+    for found in elsewhere.select_related("group", "topic").order_by("topic__name"):
+        raise InvalidInput(
+            f"Topic {found.topic.name!r} belongs to group {found.group.group_id!r}; "
+            "a topic belongs to exactly one group (a task has one status). Remove "
+            f"it from {found.group.group_id!r} first.",
+            field="topics",
+        )
+    if group is None or group.group_id != default_id:
+        return
+    dropped = group.topics.exclude(pk__in=wanted).order_by("name")
+    names = ", ".join(dropped.values_list("name", flat=True))
+    if names:
+        raise InvalidInput(
+            f"Every topic belongs to a group: to take {names} out of the default "
+            "group, move it to another group instead.",
+            field="topics",
+        )
+
+
+def _group_topics_set(*, group: ConsumerGroup, topics: list[Topic]) -> None:
+    """Make `topics` exactly the group's topics (see `group_update`).
+
+    The topics are locked first, so two requests moving the same topic are
+    checked one after the other.
+    """
+    wanted = {topic.pk for topic in topics}
+    list(Topic.objects.select_for_update().filter(pk__in=wanted).order_by("pk"))
+    group_topics_check(group=group, topics=topics)
+    current = set(group.topics.values_list("pk", flat=True))
+    gained, dropped = wanted - current, current - wanted
+    GroupTopic.objects.filter(topic_id__in=gained).delete()  # from the default group
+    GroupTopic.objects.filter(group=group, topic_id__in=dropped).update(
+        group=group_default()
+    )
+    GroupTopic.objects.bulk_create(
+        [GroupTopic(group=group, topic_id=pk) for pk in sorted(gained)]
+    )
 
 
 def _existing_topics(names: Iterable[str]) -> list[Topic]:
