@@ -2,7 +2,7 @@
 
 import logging
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 
 logger = logging.getLogger(__name__)
@@ -59,6 +59,30 @@ def grow_partitions(
         request_timeout=ADMIN_TIMEOUT_S,
     )
     return _failures(bootstrap_servers, futures, ignore=KafkaError.INVALID_PARTITIONS)
+
+
+def topic_ids(bootstrap_servers: str, names: list[str]) -> dict[str, str | None]:
+    """Return Kafka's id of each topic (None for a topic Kafka does not have).
+
+    A topic deleted and created again gets a new id, and has lost its messages:
+    that is how a re-created topic is told from the one whose offsets were
+    recorded. Raise KafkaException when the broker does not answer.
+    """
+    if not names:
+        return {}
+    admin = _admin(bootstrap_servers)  # must outlive the futures
+    futures = admin.describe_topics(
+        TopicCollection(list(names)), request_timeout=ADMIN_TIMEOUT_S
+    )
+    ids: dict[str, str | None] = {}
+    for name, future in futures.items():
+        try:
+            ids[name] = str(future.result(timeout=ADMIN_TIMEOUT_S).topic_id)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise
+            ids[name] = None
+    return ids
 
 
 def _admin(bootstrap_servers: str) -> AdminClient:

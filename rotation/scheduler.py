@@ -25,6 +25,7 @@ class EndReason(StrEnum):
     LEASE_LOST = "lease_lost"
     SHUTDOWN = "shutdown"
     PAUSED = "paused"
+    LOG_LOST = "log_lost"  # Kafka lost the lane's messages; the next slice heals
 
 
 def chain_of(lane: Lane, sequential: bool) -> str:

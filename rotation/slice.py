@@ -8,10 +8,11 @@ from dataclasses import dataclass
 
 import redis
 
-from rotation.consumer import ConsumerCache, LaneConsumer, Record
+from rotation.consumer import ConsumerCache, LaneConsumer, LogGone, Record
 from rotation.errors import RotationError
 from rotation.lanes import Lane, LanePolicy
 from rotation.lease import Lease, LeaseError, LeaseKeeper, LeaseManager
+from rotation.log_check import STALL_S, log_loss
 from rotation.members import Members
 from rotation.scheduler import EndReason, Scheduler
 from rotation.store import (
@@ -175,8 +176,10 @@ class SliceRunner:
         with LeaseKeeper(self.leases, lease) as keeper:
             try:
                 claim = self._claim(lane, lease)
-                progress.next_offset, progress.careful_until = claim
-                reason = self._consume(lane, lease, keeper, policy, progress)
+                if claim.log_lost:
+                    claim = self.store.heal(lane, lease.token)
+                progress.next_offset, progress.careful_until = claim[:2]
+                reason = self._consume(lane, lease, keeper, claim, progress)
             except Fenced as exc:
                 logger.warning("%s; stopping without writing", exc)
                 reason = EndReason.LEASE_LOST
@@ -221,13 +224,16 @@ class SliceRunner:
         lane: Lane,
         lease: Lease,
         keeper: LeaseKeeper,
-        policy: LanePolicy,
+        claim: LaneClaim,
         progress: _Progress,
     ) -> EndReason:
         consumer = self.consumers.get(lane.group)
         consumer.assign(lane, progress.next_offset)
         try:
-            return self._loop(lane, lease, keeper, consumer, progress)
+            return self._loop(lane, lease, keeper, consumer, claim, progress)
+        except LogGone as exc:
+            self.store.log_lost(lane, str(exc))
+            return EndReason.LOG_LOST
         finally:
             consumer.unassign()
 
@@ -237,11 +243,15 @@ class SliceRunner:
         lease: Lease,
         keeper: LeaseKeeper,
         consumer: LaneConsumer,
+        claim: LaneClaim,
         progress: _Progress,
     ) -> EndReason:
-        deadline = self.clock() + lease.ttl_ms / 1000 - self.config.grace_ms / 1000
-        end = self.store.end_offset(lane)
+        budget_s = lease.ttl_ms / 1000 - self.config.grace_ms / 1000
+        deadline = self.clock() + budget_s
+        end = claim.end_offset
         next_check = self.clock() + POLICY_CHECK_S
+        stall_s = min(STALL_S, budget_s / 2)
+        last_message_at = self.clock()
         while True:
             reason = self._interruption(keeper, deadline)
             if reason is not None:
@@ -260,7 +270,11 @@ class SliceRunner:
             messages = [m for m in messages if m.offset >= progress.next_offset]
             messages, end = self._published(lane, consumer, messages, end)
             if not messages:
+                if self.clock() - last_message_at >= stall_s:
+                    self._check_log(lane, consumer, claim, progress.next_offset, end)
+                    last_message_at = self.clock()
                 continue
+            last_message_at = self.clock()
             outcome = self.store.process(
                 lane,
                 lease.token,
@@ -284,6 +298,21 @@ class SliceRunner:
                 return self._interruption(keeper, deadline) or EndReason(
                     outcome.stop_reason
                 )
+
+    def _check_log(
+        self,
+        lane: Lane,
+        consumer: LaneConsumer,
+        claim: LaneClaim,
+        next_offset: int,
+        end: int,
+    ) -> None:
+        """Raise LogGone if Kafka lost the messages this lane waits for (a slow
+        broker raises KafkaUnavailable instead); else read on from `next_offset`."""
+        lost = log_loss(consumer, lane, end=end, recorded_topic_id=claim.kafka_topic_id)
+        if lost is not None:
+            raise LogGone(lost)
+        consumer.assign(lane, next_offset)
 
     def _published(
         self, lane: Lane, consumer: LaneConsumer, messages: list[Record], end: int

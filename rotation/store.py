@@ -29,11 +29,18 @@ class StoreUnavailable(RotationError):
     """The store (PostgreSQL) failed; the message names it and what to do."""
 
 
+class HealPostponed(RotationError):
+    """A lane whose messages Kafka lost could not heal now; its next turn retries."""
+
+
 class LaneClaim(NamedTuple):
     """What a holder learns when it claims a lane."""
 
     next_offset: int  # the fenced resume point
     careful_until: int  # a holder died before this offset: count each run first
+    end_offset: int  # after the last message PostgreSQL records as published
+    log_lost: bool  # Kafka lost messages of the lane: heal before anything else
+    kafka_topic_id: str  # the topic's id in Kafka when last seen ("" unknown)
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,13 @@ class LaneStore(Protocol):
 
     def end_offset(self, lane: Lane) -> int:
         """Return the offset after the last message published to the lane."""
+
+    def log_lost(self, lane: Lane, reason: str) -> None:
+        """Note that Kafka lost messages of the lane (the next claim heals it)."""
+
+    def heal(self, lane: Lane, token: int) -> LaneClaim:
+        """Publish the lane's unfinished tasks again, in order, and move its resume
+        point to them, fenced by `token`; return the claim as it stands after."""
 
     def process(
         self,

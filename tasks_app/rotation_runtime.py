@@ -23,6 +23,7 @@ from rotation.slice import RotationConfig, SliceRunner
 from rotation.turns import Turn, Turns
 from tasks_app.redis_client import redis_client
 from tasks_app.services.execution import batch_process
+from tasks_app.services.healing import lane_heal
 from tasks_app.services.lanes import DatabaseLaneStore
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class Runtime:
         client = redis_client()
         self.members = Members(client, heartbeat_s=settings.SCHEDULER_HEARTBEAT_S)
         self.leases = LeaseManager(client)
-        self.store = DatabaseLaneStore(batch_process)
+        self.store = DatabaseLaneStore(batch_process, lane_heal)
         self.turns = Turns(client, self.members, _send_turn)
         self.scheduler = Scheduler(
             client=client,

@@ -22,6 +22,7 @@ from rotation.store import LaneStore
 from rotation.turns import Turn, Turns
 from tasks_app.models import Task
 from tasks_app.services.execution import batch_process
+from tasks_app.services.healing import lane_heal
 from tasks_app.services.lanes import DatabaseLaneStore
 from tasks_app.services.publisher import publish_pending_run
 from tests.rotation_support import make_topic, submit
@@ -57,7 +58,7 @@ def harness(store: LaneStore | None = None, *, member: str = "m1") -> Harness:
     members = Members(client, heartbeat_s=1.0)
     members.beat(member, hostname="test", pid=os.getpid())
     leases = LeaseManager(client)
-    store = store or DatabaseLaneStore(batch_process)
+    store = store or DatabaseLaneStore(batch_process, lane_heal)
     turns = Turns(client, members, lambda turn, delay_s: sent.append(turn))
     scheduler = Scheduler(
         client=client,

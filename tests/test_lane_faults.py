@@ -17,6 +17,7 @@ from rotation.producer import ProduceError
 from rotation.scheduler import EndReason
 from tasks_app.models import LaneState, Slice, Task, TaskStatus
 from tasks_app.services.execution import batch_process
+from tasks_app.services.healing import lane_heal
 from tasks_app.services.lanes import DatabaseLaneStore
 from tests.handlers import runs
 from tests.lane_harness import published_topic
@@ -44,7 +45,7 @@ def test_messages_with_a_malformed_or_missing_task_id_are_skipped_with_a_log_lin
     caplog,
 ):
     lane, [task] = published_topic(1)
-    store = DatabaseLaneStore(batch_process)
+    store = DatabaseLaneStore(batch_process, lane_heal)
     store.claim(lane, 1)
     first = task.offset
     # An outside producer wrote to the topic: no envelope, a bad id, no headers.
@@ -70,7 +71,7 @@ class _FailingStore(DatabaseLaneStore):
     """The real store, failing once in `process` the way a service would."""
 
     def __init__(self, error: BaseException):
-        super().__init__(batch_process)
+        super().__init__(batch_process, lane_heal)
         self.error = error
 
     def process(self, *args, **kwargs):
@@ -105,7 +106,7 @@ class _ConnectionDropStore(DatabaseLaneStore):
     """The real store, whose database connection dies under it once (a restart)."""
 
     def __init__(self):
-        super().__init__(batch_process)
+        super().__init__(batch_process, lane_heal)
         self.dropped = False
 
     def process(self, *args, **kwargs):
@@ -167,7 +168,7 @@ def test_a_holder_frozen_inside_its_fenced_write_blocks_the_next_claim_only_brie
 
     settings.SCHEDULER_LEASE_GRACE_MS = 500
     lane, _ = published_topic(1)
-    store = DatabaseLaneStore(batch_process)
+    store = DatabaseLaneStore(batch_process, lane_heal)
     store.claim(lane, 1)
     group_pk, topic_pk = store.ids(lane)
     frozen, thaw = threading.Event(), threading.Event()

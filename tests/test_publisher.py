@@ -160,3 +160,28 @@ def test_a_run_publishes_nothing_while_another_publisher_is_active(
         assert publish_pending_run() == 0
         assert Task.objects.filter(status=TaskStatus.PENDING).count() == 3
     assert publish_pending_run() == 3
+
+
+def test_key_partition_matches_the_partitioner_kafka_clients_use(topic_name):
+    """The publisher picks partitions itself; it must agree with librdkafka's
+    default partitioner, so keys keep their partitions across the upgrade."""
+    from confluent_kafka import Producer
+
+    from rotation.kafka_admin import ensure_topics
+    from rotation.producer import key_partition
+
+    ensure_topics(django_settings.KAFKA_BOOTSTRAP_SERVERS, {topic_name: 7})
+    producer = Producer({"bootstrap.servers": django_settings.KAFKA_BOOTSTRAP_SERVERS})
+    placed: dict[str, int] = {}
+    keys = [f"customer-{n}" for n in range(60)] + ["A", "ü-key", topic_name]
+    for key in keys:
+        producer.produce(
+            topic_name,
+            b"x",
+            key.encode(),
+            on_delivery=lambda err, msg: placed.__setitem__(
+                msg.key().decode(), msg.partition()
+            ),
+        )
+    assert producer.flush(30) == 0
+    assert placed == {key: key_partition(key, 7) for key in keys}

@@ -68,7 +68,7 @@ def _record_published(topic: str, tasks: list[Task], offsets: list[int]) -> None
             status=TaskStatus.PUBLISHED, partition=0, offset=offset
         )
     OutboxEntry.objects.filter(task__in=tasks).delete()
-    partition_heads_advance(deliveries=[(topic, 0, max(offsets))])
+    partition_heads_advance(deliveries=[(topic, 0, min(offsets), max(offsets))])
     lanes_kick(topics=[topic])
 
 

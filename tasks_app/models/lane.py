@@ -79,6 +79,12 @@ class PartitionHead(models.Model):
     topic = models.ForeignKey(Topic, on_delete=models.CASCADE)
     partition = models.IntegerField()
     end_offset = models.BigIntegerField(default=0)
+    lost = models.BooleanField(
+        default=False,
+        help_text="Kafka lost messages PostgreSQL still holds; the lane re-publishes "
+        "its unfinished tasks before it runs anything.",
+    )
+    lost_reason = models.TextField(blank=True, default="", help_text="How it was seen.")
 
     class Meta:
         constraints = [

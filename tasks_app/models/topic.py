@@ -63,6 +63,13 @@ class Topic(models.Model):
     paused = models.BooleanField(
         default=False, help_text="A paused topic's lanes get no turns."
     )
+    kafka_topic_id = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        help_text="Kafka's id of the topic when last checked; a new id means the "
+        "topic was re-created and lost its messages.",
+    )
     kafka_error = models.TextField(
         blank=True,
         default="",

@@ -22,8 +22,9 @@ from rotation.lanes import Lane
 from rotation.scheduler import EndReason
 from rotation.store import BatchOutcome
 from tasks_app.handlers import HandlerNotFound, TaskContext, handler_resolve
-from tasks_app.models import DeadLetter, Task, TaskStatus, Topic
+from tasks_app.models import DeadLetter, PartitionHead, Task, TaskStatus, Topic
 from tasks_app.models.task import TERMINAL_STATUSES
+from tasks_app.services.healing import MARKER_HEADER
 from tasks_app.services.lanes import lane_fenced
 
 logger = logging.getLogger(__name__)
@@ -151,6 +152,8 @@ def batch_process(
     recorder = _Recorder(*lane_ids, lane, token, member, careful_until)
     task_ids = [_task_id(message) for message in messages]
     tasks = _tasks_for(task_ids)
+    if _partition_lost(lane_ids[1], lane.partition):  # read after the tasks
+        return BatchOutcome(messages[0].offset, 0, EndReason.LOG_LOST)
     topic = Topic.objects.get(pk=lane_ids[1])
     next_offset, processed = messages[0].offset, 0
     for message, task_id in zip(messages, task_ids, strict=True):
@@ -168,12 +171,25 @@ def batch_process(
     return BatchOutcome(next_offset, processed)
 
 
+def _partition_lost(topic_pk: int, partition: int) -> bool:
+    """Tell whether the publisher found the partition's log reset.
+
+    It flags that in the transaction that records the new offsets, so once a
+    batch's tasks show them, the flag shows too: a task published into a reset
+    log never runs before the lane has healed (older tasks go first).
+    """
+    head = PartitionHead.objects.filter(topic_id=topic_pk, partition=partition)
+    return head.filter(lost=True).exists()
+
+
 def _task_id(message: Record) -> str | None:
     """Return the message's task id, from its headers or else its envelope.
 
     Anything else on the topic (another producer's message, a malformed header)
     is passed over with a log line: it must never wedge the lane.
     """
+    if MARKER_HEADER in message.headers:
+        return None  # opens a healed log; see tasks_app.services.healing
     raw: Any = message.headers.get("task_id")
     if raw is None:
         try:

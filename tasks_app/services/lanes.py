@@ -31,7 +31,8 @@ logger = logging.getLogger(__name__)
 # holder records the end of its slice. When the previous holder never got that
 # far it died mid-slice, maybe killed by a handler: the tasks it ran and did not
 # record lie within one batch of the resume point, so the lane is careful up to
-# there. Answer the resume point and that bound.
+# there. Answer the resume point and that bound, and where the partition's log
+# ends, whether Kafka lost it, and the topic's Kafka id, as PostgreSQL records.
 _CLAIM_SQL = """
 WITH previous AS (
     SELECT settled FROM tasks_app_lanestate
@@ -48,7 +49,12 @@ ON CONFLICT (group_id, topic_id, partition) DO UPDATE
                          tasks_app_lanestate.next_offset + %(batch)s)
        END
  WHERE tasks_app_lanestate.epoch < EXCLUDED.epoch
-RETURNING next_offset, careful_until
+RETURNING next_offset, careful_until,
+          COALESCE((SELECT end_offset FROM tasks_app_partitionhead
+                     WHERE topic_id = %(topic)s AND partition = %(partition)s), 0),
+          COALESCE((SELECT lost FROM tasks_app_partitionhead
+                     WHERE topic_id = %(topic)s AND partition = %(partition)s), false),
+          (SELECT kafka_topic_id FROM tasks_app_topic WHERE id = %(topic)s)
 """
 _SETTLE_SQL = """
 UPDATE tasks_app_lanestate SET settled = true
@@ -96,8 +102,13 @@ def _store_errors(method: Callable) -> Callable:
 class DatabaseLaneStore:
     """The LaneStore the Celery workers use (see rotation/store.py)."""
 
-    def __init__(self, process_batch: Callable[..., BatchOutcome]):
+    def __init__(
+        self,
+        process_batch: Callable[..., BatchOutcome],
+        heal: Callable[..., LaneClaim],
+    ):
         self._process_batch = process_batch
+        self._heal = heal
         self._ids: dict[tuple[str, str], tuple[int, int]] = {}
 
     def ids(self, lane: Lane) -> tuple[int, int]:
@@ -133,8 +144,8 @@ class DatabaseLaneStore:
 
     @_store_errors
     def claim(self, lane: Lane, token: int) -> LaneClaim:
-        """Make `token` the lane's epoch; return the fenced resume offset and the
-        offset below which tasks run carefully (see _CLAIM_SQL)."""
+        """Make `token` the lane's epoch; return what the holder needs to know
+        (see _CLAIM_SQL and LaneClaim)."""
         group_pk, topic_pk = self.ids(lane)
         params = {
             "group": group_pk,
@@ -162,6 +173,17 @@ class DatabaseLaneStore:
         _, topic_pk = self.ids(lane)
         head = PartitionHead.objects.filter(topic_id=topic_pk, partition=lane.partition)
         return head.values_list("end_offset", flat=True).first() or 0
+
+    @_store_errors
+    def log_lost(self, lane: Lane, reason: str) -> None:
+        """Flag the lane's partition as lost in Kafka; its next claim heals it."""
+        _, topic_pk = self.ids(lane)
+        partition_lost(topic_pk=topic_pk, partition=lane.partition, reason=reason)
+
+    @_store_errors
+    def heal(self, lane: Lane, token: int) -> LaneClaim:
+        """Publish the lane's unfinished tasks again (tasks_app.services.healing)."""
+        return self._heal(lane=lane, token=token, lane_ids=self.ids(lane))
 
     @_store_errors
     def process(
@@ -286,27 +308,66 @@ def lane_fenced(
         yield cursor
 
 
-_HEADS_SQL = """
-INSERT INTO tasks_app_partitionhead (topic_id, partition, end_offset)
-SELECT t.id, d.p, max(d.o) + 1
-  FROM unnest(%s::text[], %s::int[], %s::bigint[]) AS d(topic, p, o)
-  JOIN tasks_app_topic t ON t.name = d.topic
- GROUP BY t.id, d.p
-ON CONFLICT (topic_id, partition) DO UPDATE
-   SET end_offset = GREATEST(tasks_app_partitionhead.end_offset, EXCLUDED.end_offset)
+# Move each partition's recorded end past a published batch. Offsets only grow
+# in a Kafka partition, so a batch that starts below the recorded end went into
+# a log that was reset (a broker restarted without its data, a topic created
+# again): the partition is flagged lost and its end restarts at the new log's.
+# The flag commits with the new tasks' offsets, so a lane that sees those sees it.
+_HEADS_ADVANCE_SQL = """
+UPDATE tasks_app_partitionhead h
+   SET lost = h.lost OR d.reset,
+       lost_reason = CASE WHEN d.reset AND NOT h.lost THEN d.reason
+                          ELSE h.lost_reason END,
+       end_offset = CASE WHEN d.reset THEN d.last + 1
+                         ELSE GREATEST(h.end_offset, d.last + 1) END
+  FROM (SELECT old.topic_id, x.p, x.last, x.first < old.end_offset AS reset,
+               old.lost AS was_lost, t.name,
+               format('Kafka placed new messages from offset %%s, below the '
+                      'recorded end %%s: the log was reset (a broker restarted '
+                      'without its data, or the topic was created again)',
+                      x.first, old.end_offset) AS reason
+          FROM unnest(%s::text[], %s::int[], %s::bigint[], %s::bigint[])
+               AS x(topic, p, first, last)
+          JOIN tasks_app_topic t ON t.name = x.topic
+          JOIN tasks_app_partitionhead old
+            ON old.topic_id = t.id AND old.partition = x.p) AS d
+ WHERE h.topic_id = d.topic_id AND h.partition = d.p
+RETURNING d.name, d.p, d.reset AND NOT d.was_lost, d.reason
+"""
+_HEADS_INSERT_SQL = """
+INSERT INTO tasks_app_partitionhead (topic_id, partition, end_offset, lost,
+                                     lost_reason)
+SELECT t.id, x.p, x.last + 1, false, ''
+  FROM unnest(%s::text[], %s::int[], %s::bigint[], %s::bigint[])
+       AS x(topic, p, first, last)
+  JOIN tasks_app_topic t ON t.name = x.topic
+ON CONFLICT (topic_id, partition) DO NOTHING
 """
 
 
-def partition_heads_advance(*, deliveries: Sequence[tuple[str, int, int]]) -> None:
-    """Record where each partition's log now ends, from (topic, partition, offset)
-    delivery reports; call in the publisher's transaction."""
+def partition_lost(*, topic_pk: int, partition: int, reason: str) -> None:
+    """Flag a partition whose messages Kafka lost (its lane heals before running
+    anything); log it once, when the flag is first set."""
+    flagged = PartitionHead.objects.filter(
+        topic_id=topic_pk, partition=partition, lost=False
+    ).update(lost=True, lost_reason=reason)
+    if flagged:
+        logger.warning("Partition %s/%d lost in Kafka: %s", topic_pk, partition, reason)
+
+
+def partition_heads_advance(*, deliveries: Sequence[tuple[str, int, int, int]]) -> None:
+    """Record where each partition's log now ends, from (topic, partition, first
+    offset, last offset) of a published batch; call in the publisher's
+    transaction. A log found reset is flagged lost (see _HEADS_ADVANCE_SQL)."""
     if not deliveries:
         return
-    topics, partitions, offsets = (
-        list(column) for column in zip(*deliveries, strict=True)
-    )
+    columns = [list(column) for column in zip(*deliveries, strict=True)]
     with connection.cursor() as cursor:
-        cursor.execute(_HEADS_SQL, [topics, partitions, offsets])
+        cursor.execute(_HEADS_ADVANCE_SQL, columns)
+        flagged = [row for row in cursor.fetchall() if row[2]]
+        cursor.execute(_HEADS_INSERT_SQL, columns)
+    for topic, partition, _, reason in flagged:
+        logger.warning("Partition %s/%d lost in Kafka: %s", topic, partition, reason)
 
 
 def lanes_kick(*, topics: Sequence[str]) -> None:

@@ -1,17 +1,21 @@
 """Topic and consumer-group writes, keeping Kafka's topics in step with the rows."""
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
+from confluent_kafka import KafkaException
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from rotation.kafka_admin import ensure_topics, grow_partitions
+from rotation.kafka_admin import ensure_topics, grow_partitions, topic_ids
 from tasks_app.errors import InvalidInput, NotFound
 from tasks_app.models import ConsumerGroup, GroupTopic, Topic, WalkMode
-from tasks_app.services.lanes import lanes_kick
+from tasks_app.services.lanes import lanes_kick, partition_lost
 from tasks_app.validators import KAFKA_TOPIC_RULE, validate_kafka_topic_name
+
+logger = logging.getLogger(__name__)
 
 TOPIC_POLICY_FIELDS = (
     "partitions",
@@ -118,7 +122,9 @@ def topic_sync_kafka(*, topics: Iterable[Topic]) -> dict[str, str]:
     """Make sure each topic and its dead-letter topic exist in Kafka.
 
     Store the broker's reason on each topic that failed (and clear it on the
-    ones that worked); return the failures by topic name.
+    ones that worked), and the topic's Kafka id; return the failures by topic
+    name. A topic whose id changed was created again: its messages are gone,
+    so its partitions are flagged lost and their lanes heal.
     """
     topics = list(topics)
     wanted = {t.name: t.partitions for t in topics}
@@ -132,7 +138,30 @@ def topic_sync_kafka(*, topics: Iterable[Topic]) -> dict[str, str]:
         if reason != topic.kafka_error:
             Topic.objects.filter(pk=topic.pk).update(kafka_error=reason)
             topic.kafka_error = reason
+    _topic_ids_record([t for t in topics if not t.kafka_error])
     return {t.name: t.kafka_error for t in topics if t.kafka_error}
+
+
+def _topic_ids_record(topics: list[Topic]) -> None:
+    """Store each topic's Kafka id; flag the partitions of a re-created one lost."""
+    try:
+        ids = topic_ids(settings.KAFKA_BOOTSTRAP_SERVERS, [t.name for t in topics])
+    except KafkaException as exc:
+        logger.warning("Could not read topic ids from Kafka (%s); later, then", exc)
+        return
+    for topic in topics:
+        current = ids.get(topic.name) or ""
+        if not current or current == topic.kafka_topic_id:
+            continue
+        if topic.kafka_topic_id:
+            reason = (
+                f"topic {topic.name} was created again in Kafka (its id was "
+                f"{topic.kafka_topic_id}, now {current})"
+            )
+            for partition in range(topic.partitions):
+                partition_lost(topic_pk=topic.pk, partition=partition, reason=reason)
+        Topic.objects.filter(pk=topic.pk).update(kafka_topic_id=current)
+        topic.kafka_topic_id = current
 
 
 def group_default() -> ConsumerGroup:

@@ -3,12 +3,10 @@
 import logging
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import redis
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection
+from django.db import InterfaceError, OperationalError
 from django.db.models import QuerySet
 from django.db.models.functions import Now
 
@@ -19,19 +17,18 @@ from tasks_app.services.publish_nudge import publish_nudge_clear
 from tasks_app.services.publisher.batch import (
     TopicsNotReady,
     publish_batch,
+    topics_forget,
     topics_prepare,
 )
 from tasks_app.services.publisher.dead_letters import dead_letters_publish
+from tasks_app.services.publisher.lock import publisher_lock
 from tasks_app.services.publisher.pipeline import publish_overlapped
 
 logger = logging.getLogger(__name__)
 
-# Key of the session advisory lock held by the one active publisher.
-PUBLISHER_LOCK_KEY = 0x5C4ED_0B0C
 # A run that finds the lock taken keeps trying this long: the holder may be just
 # finishing and would then miss the task whose nudge queued this run.
 LOCK_WAIT_S = 0.1
-LOCK_RETRY_S = 0.005
 # During a long run, start idle lanes of newly published topics this often.
 KICK_INTERVAL_S = 0.1
 
@@ -44,7 +41,7 @@ def publish_pending_run() -> int:
     """
     _nudge_clear()
     try:
-        with _publisher_lock() as held:
+        with publisher_lock(wait_s=LOCK_WAIT_S) as held:
             return _publish_until_done() if held else 0
     except (OperationalError, InterfaceError) as exc:
         logger.error(
@@ -61,25 +58,6 @@ def _nudge_clear() -> None:
         publish_nudge_clear()
     except redis.RedisError as exc:
         logger.warning("Could not clear the publisher nudge in Redis: %s", exc)
-
-
-@contextmanager
-def _publisher_lock() -> Iterator[bool]:
-    """Hold the publisher's session advisory lock for the block, if it is free."""
-    deadline = time.monotonic() + LOCK_WAIT_S
-    with connection.cursor() as cursor:
-        while True:
-            cursor.execute("SELECT pg_try_advisory_lock(%s)", [PUBLISHER_LOCK_KEY])
-            held = bool(cursor.fetchone()[0])
-            if held or time.monotonic() >= deadline:
-                break
-            time.sleep(LOCK_RETRY_S)
-    try:
-        yield held
-    finally:
-        if held:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [PUBLISHER_LOCK_KEY])
 
 
 class _Progress:
@@ -126,9 +104,10 @@ def _publish_until_done() -> int:
         if has_letters:
             _publish_dead_letters(producer)
     except ProduceError as exc:
+        topics_forget()
         logger.error(
-            "%s; %d tasks and %d dead letters stay stored and will be sent when "
-            "it answers.",
+            "%s; %d tasks stay pending and %d dead letters stored; both are sent "
+            "when it answers.",
             exc,
             _due().count(),
             DeadLetter.objects.count(),
