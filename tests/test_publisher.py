@@ -185,3 +185,31 @@ def test_key_partition_matches_the_partitioner_kafka_clients_use(topic_name):
         )
     assert producer.flush(30) == 0
     assert placed == {key: key_partition(key, 7) for key in keys}
+
+
+def _retention_ms(topic: str) -> str:
+    from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+
+    admin = AdminClient({"bootstrap.servers": django_settings.KAFKA_BOOTSTRAP_SERVERS})
+    [future] = admin.describe_configs(
+        [ConfigResource(ResourceType.TOPIC, topic)]
+    ).values()
+    return future.result(timeout=10)["retention.ms"].value
+
+
+def test_task_topics_keep_their_messages_until_deleted_on_purpose(
+    transactional_db, topic_name
+):
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": django_settings.KAFKA_BOOTSTRAP_SERVERS})
+    for future in admin.create_topics(
+        [NewTopic(topic_name, 1, config={"retention.ms": "3600000"})]
+    ).values():
+        future.result(timeout=10)  # made before, with a retention of one hour
+
+    topic = topic_create(name=topic_name)
+    created = topic_create(name=f"{topic_name}-new")
+
+    assert _retention_ms(topic.name) == "-1"
+    assert _retention_ms(created.name) == "-1"

@@ -9,7 +9,12 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from rotation.kafka_admin import ensure_topics, grow_partitions, topic_ids
+from rotation.kafka_admin import (
+    KEEP_FOREVER,
+    ensure_topics,
+    grow_partitions,
+    topic_ids,
+)
 from tasks_app.errors import InvalidInput, NotFound
 from tasks_app.models import ConsumerGroup, GroupTopic, Topic, WalkMode
 from tasks_app.services.lanes import lanes_kick, partition_lost
@@ -119,7 +124,8 @@ def topics_get_or_create(
 
 
 def topic_sync_kafka(*, topics: Iterable[Topic]) -> dict[str, str]:
-    """Make sure each topic and its dead-letter topic exist in Kafka.
+    """Make sure each topic and its dead-letter topic exist in Kafka, the task
+    topic with a retention that never deletes unfinished work (KEEP_FOREVER).
 
     Store the broker's reason on each topic that failed (and clear it on the
     ones that worked), and the topic's Kafka id; return the failures by topic
@@ -129,7 +135,8 @@ def topic_sync_kafka(*, topics: Iterable[Topic]) -> dict[str, str]:
     topics = list(topics)
     wanted = {t.name: t.partitions for t in topics}
     wanted.update({t.dead_letter_topic: 1 for t in topics})
-    errors = ensure_topics(settings.KAFKA_BOOTSTRAP_SERVERS, wanted)
+    configs = {t.name: KEEP_FOREVER for t in topics}
+    errors = ensure_topics(settings.KAFKA_BOOTSTRAP_SERVERS, wanted, configs)
     grow = {t.name: t.partitions for t in topics if t.partitions > 1}
     grow = {name: count for name, count in grow.items() if name not in errors}
     errors.update(grow_partitions(settings.KAFKA_BOOTSTRAP_SERVERS, grow))
