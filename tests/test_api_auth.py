@@ -1,5 +1,6 @@
 """Who may call what: tokens and sessions, open docs and health, per-user limits."""
 
+import logging
 import pytest
 from rest_framework.test import APIClient
 from rest_framework.throttling import UserRateThrottle
@@ -121,16 +122,26 @@ def test_the_rate_limit_counts_each_user_separately(api_client, monkeypatch):
     assert (first, second) == (200, 200)
 
 
-def test_an_unreachable_redis_answers_503_naming_redis(api_client, settings):
+def test_tasks_are_accepted_while_redis_is_down_and_the_limit_is_kept_locally(
+    api_client, settings, monkeypatch, caplog, topic_name
+):
+    """PostgreSQL alone accepts work: a lost Redis costs only the shared counts."""
     settings.CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
         }
     }
+    monkeypatch.setattr(UserRateThrottle, "THROTTLE_RATES", {"user": "3/minute"})
+    body = {"topic": topic_name, "message": {"n": 1}}
 
-    response = api_client.get("/api/topics/")
+    with caplog.at_level(logging.WARNING):
+        statuses = [
+            api_client.post("/api/tasks/", body, format="json").status_code
+            for _ in range(4)
+        ]
 
-    assert response.status_code == 503
-    assert response.data["service"] == "redis"
-    assert response.data["detail"].startswith("Redis is unreachable")
+    assert statuses == [201, 201, 201, 429]
+    lines = [r.getMessage() for r in caplog.records if "Redis" in r.getMessage()]
+    assert len(lines) == 1, lines
+    assert "counts requests in this process" in lines[0]
