@@ -1,6 +1,7 @@
 """Who may call what: tokens and sessions, open docs and health, per-user limits."""
 
 import logging
+
 import pytest
 from rest_framework.test import APIClient
 from rest_framework.throttling import UserRateThrottle

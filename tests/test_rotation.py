@@ -4,6 +4,7 @@ Each test proves one invariant of DESIGN section 3 on tasks submitted through th
 services, published by the real publisher and run by real worker processes.
 """
 
+import os
 import signal
 import time
 from collections.abc import Iterator
@@ -77,6 +78,11 @@ def test_next_holder_resumes_exactly_where_the_last_stopped(workers, topic_name)
     make_topic(topic_name, slice_ms=100)
     tasks = submit(topic_name, [{"sleep_ms": 1} for _ in range(1500)])
     wait_all_finished(topic_name, len(tasks))
+    wait_for(  # a slice is recorded just after its last outcomes
+        lambda: sum(s.messages for s in lane_slices(topic_name)) >= len(tasks),
+        timeout_s=10,
+        what="the last slice to be recorded",
+    )
 
     working = [s for s in lane_slices(topic_name) if s.messages]
     assert len(working) > 3
@@ -421,3 +427,47 @@ def test_a_task_whose_handler_kills_its_worker_ends_dead_after_max_attempts(
     assert statuses == ["succeeded", "succeeded", "dead", "succeeded"]
     ends = [r["task"] for r in runs(topic_name) if r["phase"] == "end"]
     assert ends[-1] == str(tasks[3].uuid)
+
+
+def test_growing_a_topics_partitions_keeps_each_keys_order(workers, topic_name):
+    from rotation.kafka_admin import ensure_topics
+    from tasks_app.services.tasks import TaskSpec, task_submit_many
+    from tasks_app.services.topics import topic_set_paused, topic_update
+
+    # Kafka holds four partitions already: the embedded broker cannot add any.
+    ensure_topics(os.environ["KAFKA_BOOTSTRAP_SERVERS"], {topic_name: 4})
+    topic = make_topic(topic_name, slice_ms=300, paused=True)
+    keys = [f"k{n}" for n in range(12)]
+
+    def submit_round(count: int) -> list[Task]:
+        specs = [
+            TaskSpec(topic=topic_name, message={"sleep_ms": 3}, key=keys[n % 12])
+            for n in range(count)
+        ]
+        return task_submit_many(submitted_by=None, specs=specs)
+
+    before = submit_round(240)  # all in partition 0
+    wait_for(
+        lambda: not Task.objects.filter(topic=topic, status="pending").exists(),
+        timeout_s=30,
+        what="the first tasks to be published",
+    )
+    topic_update(topic=topic, partitions=4)
+    after = submit_round(120)  # keys spread over four partitions now
+    topic_set_paused(topic=topic, paused=False)
+    wait_all_finished(topic_name, len(before) + len(after), timeout_s=180)
+
+    events = runs(topic_name)
+    for key in keys:
+        ids = [str(t.uuid) for t in before + after if t.key == key]
+        mine = [e for e in events if e["task"] in ids and e["phase"] != "fail"]
+        assert [e["task"] for e in mine if e["phase"] == "end"] == ids, key
+        phases = [e["phase"] for e in mine]
+        assert phases == ["start", "end"] * len(ids), f"{key} overlapped"
+    assert (
+        Task.objects.filter(pk__in=[t.pk for t in after])
+        .values("partition")
+        .distinct()
+        .count()
+        > 1
+    )

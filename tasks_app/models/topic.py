@@ -63,6 +63,13 @@ class Topic(models.Model):
     paused = models.BooleanField(
         default=False, help_text="A paused topic's lanes get no turns."
     )
+    growth_barrier = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="Where each old partition's log ended when the partitions grew: "
+        "later messages wait until every old partition has passed its end, so "
+        "keys that moved keep their order. Cleared once passed.",
+    )
     kafka_topic_id = models.CharField(
         max_length=64,
         blank=True,

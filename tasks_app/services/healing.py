@@ -28,7 +28,7 @@ from rotation.store import HealPostponed, LaneClaim
 from tasks_app.models import LaneState, PartitionHead, Task, TaskStatus, Topic
 from tasks_app.services.lanes import lane_fenced
 from tasks_app.services.publisher.batch import CONTENT_TYPE
-from tasks_app.services.publisher.lock import publisher_lock
+from tasks_app.services.publisher_lock import publisher_lock
 from tasks_app.services.tasks import task_envelope
 from tasks_app.services.topics import topic_sync_kafka
 

@@ -27,6 +27,38 @@ from tasks_app.models import ConsumerGroup, PartitionHead, Slice, Topic, WalkMod
 
 logger = logging.getLogger(__name__)
 
+# How far a lane may read: its partition's recorded end, except after the topic's
+# partitions grew. Keys may map to other partitions since; messages published
+# after the growth (from where each old partition's log ended then; all of a new
+# partition's) wait until every old partition's lane has passed its barrier, so
+# each key's older tasks finish first. {group}, {topic} and {partition} are SQL
+# expressions naming the lane.
+_BARRIER_OPEN_SQL = """NOT EXISTS (
+    SELECT 1 FROM jsonb_each_text(t.growth_barrier) AS b(p, o)
+      LEFT JOIN tasks_app_lanestate s
+        ON s.group_id = {group} AND s.topic_id = t.id AND s.partition = b.p::int
+     WHERE COALESCE(s.next_offset, 0) < b.o::bigint)"""
+_RUNNABLE_END_SQL = (
+    """(
+SELECT CASE WHEN t.growth_barrier IS NULL OR """
+    + _BARRIER_OPEN_SQL
+    + """
+            THEN COALESCE(h.end_offset, 0)
+            ELSE LEAST(COALESCE(h.end_offset, 0),
+                       COALESCE((t.growth_barrier ->> ({partition})::text)::bigint, 0))
+       END
+  FROM tasks_app_topic t
+  LEFT JOIN tasks_app_partitionhead h
+    ON h.topic_id = t.id AND h.partition = {partition}
+ WHERE t.id = {topic})"""
+)
+
+
+def _runnable_end(*, group: str, topic: str, partition: str) -> str:
+    """Spell _RUNNABLE_END_SQL for a lane named by these SQL expressions."""
+    return _RUNNABLE_END_SQL.format(group=group, topic=topic, partition=partition)
+
+
 # Raise the lane's epoch to the new token and mark the lane unsettled until this
 # holder records the end of its slice. When the previous holder never got that
 # far it died mid-slice, maybe killed by a handler: the tasks it ran and did not
@@ -50,29 +82,43 @@ ON CONFLICT (group_id, topic_id, partition) DO UPDATE
        END
  WHERE tasks_app_lanestate.epoch < EXCLUDED.epoch
 RETURNING next_offset, careful_until,
-          COALESCE((SELECT end_offset FROM tasks_app_partitionhead
-                     WHERE topic_id = %(topic)s AND partition = %(partition)s), 0),
+          {runnable_end},
           COALESCE((SELECT lost FROM tasks_app_partitionhead
                      WHERE topic_id = %(topic)s AND partition = %(partition)s), false),
           (SELECT kafka_topic_id FROM tasks_app_topic WHERE id = %(topic)s)
-"""
+""".replace(
+    "{runnable_end}",
+    _runnable_end(group="%(group)s", topic="%(topic)s", partition="%(partition)s"),
+)
+_END_SQL = "SELECT " + _runnable_end(
+    group="%(group)s", topic="%(topic)s", partition="%(partition)s"
+)
 _SETTLE_SQL = """
 UPDATE tasks_app_lanestate SET settled = true
  WHERE group_id = %s AND topic_id = %s AND partition = %s AND epoch = %s
 """
 _OVERVIEW_SQL = """
-SELECT g.group_id, t.name, p.partition, g.walk_mode, t.slice_ms, t.weight, t.paused,
-       COALESCE(h.end_offset, 0) > COALESCE(s.next_offset, 0)
+SELECT g.group_id, tp.name, p.partition, g.walk_mode, tp.slice_ms, tp.weight,
+       tp.paused, {runnable_end} > COALESCE(s.next_offset, 0)
   FROM tasks_app_consumergroup g
   JOIN tasks_app_consumergroup_topics gt ON gt.consumergroup_id = g.id
-  JOIN tasks_app_topic t ON t.id = gt.topic_id
- CROSS JOIN LATERAL generate_series(0, t.partitions - 1) AS p(partition)
-  LEFT JOIN tasks_app_partitionhead h
-    ON h.topic_id = t.id AND h.partition = p.partition
+  JOIN tasks_app_topic tp ON tp.id = gt.topic_id
+ CROSS JOIN LATERAL generate_series(0, tp.partitions - 1) AS p(partition)
   LEFT JOIN tasks_app_lanestate s
-    ON s.group_id = g.id AND s.topic_id = t.id AND s.partition = p.partition
- ORDER BY g.group_id, t.name, p.partition
-"""
+    ON s.group_id = g.id AND s.topic_id = tp.id AND s.partition = p.partition
+ ORDER BY g.group_id, tp.name, p.partition
+""".replace(
+    "{runnable_end}",
+    _runnable_end(group="g.id", topic="tp.id", partition="p.partition"),
+)
+_BARRIER_PASSED_SQL = (
+    "SELECT "
+    + _BARRIER_OPEN_SQL.format(group="gt.consumergroup_id")
+    + """
+  FROM tasks_app_topic t
+  JOIN tasks_app_consumergroup_topics gt ON gt.topic_id = t.id
+ WHERE t.id = %s"""
+)
 
 
 def _store_errors(method: Callable) -> Callable:
@@ -169,10 +215,13 @@ class DatabaseLaneStore:
 
     @_store_errors
     def end_offset(self, lane: Lane) -> int:
-        """Return the offset after the last task published to the lane."""
-        _, topic_pk = self.ids(lane)
-        head = PartitionHead.objects.filter(topic_id=topic_pk, partition=lane.partition)
-        return head.values_list("end_offset", flat=True).first() or 0
+        """Return how far the lane may read: the offset after the last task
+        published to it, or its growth barrier (see _RUNNABLE_END_SQL)."""
+        group_pk, topic_pk = self.ids(lane)
+        params = {"group": group_pk, "topic": topic_pk, "partition": lane.partition}
+        with connection.cursor() as cursor:
+            cursor.execute(_END_SQL, params)
+            return cursor.fetchone()[0]
 
     @_store_errors
     def log_lost(self, lane: Lane, reason: str) -> None:
@@ -343,6 +392,14 @@ SELECT t.id, x.p, x.last + 1, false, ''
   JOIN tasks_app_topic t ON t.name = x.topic
 ON CONFLICT (topic_id, partition) DO NOTHING
 """
+
+
+def growth_barrier_passed(*, topic: Topic) -> bool:
+    """Tell whether every old partition's lane has passed the topic's barrier."""
+    with connection.cursor() as cursor:
+        cursor.execute(_BARRIER_PASSED_SQL, [topic.pk])
+        row = cursor.fetchone()
+    return row is None or bool(row[0])
 
 
 def partition_lost(*, topic_pk: int, partition: int, reason: str) -> None:

@@ -21,8 +21,8 @@ from tasks_app.services.publisher.batch import (
     topics_prepare,
 )
 from tasks_app.services.publisher.dead_letters import dead_letters_publish
-from tasks_app.services.publisher.lock import publisher_lock
 from tasks_app.services.publisher.pipeline import publish_overlapped
+from tasks_app.services.publisher_lock import publisher_lock
 
 logger = logging.getLogger(__name__)
 
