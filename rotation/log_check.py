@@ -14,10 +14,10 @@ from rotation.consumer import KafkaUnavailable, LaneConsumer
 from rotation.kafka_admin import topic_ids
 from rotation.lanes import Lane
 
-# A lane that expects messages but gets none for this long checks its log (or
-# half its slice, if that is shorter). A healthy broker answers a fetch within
-# milliseconds, and the check costs one metadata request and one fetch, so
-# erring early is cheap.
+# A lane that expects messages but gets none for this long checks its log (so
+# does a slice that got none at all before its deadline). A healthy broker
+# answers a fetch within milliseconds, and the check costs one metadata request
+# and one fetch, so erring early is cheap.
 STALL_S = 0.5
 # How long the check waits for the last recorded message before calling the
 # broker unresponsive (the lane then retries later; nothing is re-published).

@@ -246,14 +246,17 @@ class SliceRunner:
         claim: LaneClaim,
         progress: _Progress,
     ) -> EndReason:
-        budget_s = lease.ttl_ms / 1000 - self.config.grace_ms / 1000
-        deadline = self.clock() + budget_s
+        deadline = self.clock() + lease.ttl_ms / 1000 - self.config.grace_ms / 1000
         end = claim.end_offset
         next_check = self.clock() + POLICY_CHECK_S
-        stall_s = min(STALL_S, budget_s / 2)
-        last_message_at = self.clock()
+        last_message_at, received = self.clock(), False
         while True:
             reason = self._interruption(keeper, deadline)
+            starved = not received and progress.next_offset < end
+            if reason == EndReason.DEADLINE and starved:
+                # Starved the whole slice (shorter than STALL_S) while the log
+                # should hold messages: check it before giving the turn away.
+                self._check_log(lane, consumer, claim, progress.next_offset, end)
             if reason is not None:
                 return reason
             if self.clock() >= next_check:
@@ -270,11 +273,11 @@ class SliceRunner:
             messages = [m for m in messages if m.offset >= progress.next_offset]
             messages, end = self._published(lane, consumer, messages, end)
             if not messages:
-                if self.clock() - last_message_at >= stall_s:
+                if self.clock() - last_message_at >= STALL_S:
                     self._check_log(lane, consumer, claim, progress.next_offset, end)
                     last_message_at = self.clock()
                 continue
-            last_message_at = self.clock()
+            last_message_at, received = self.clock(), True
             outcome = self.store.process(
                 lane,
                 lease.token,
