@@ -276,3 +276,64 @@ def test_dev_restarts_a_killed_worker_which_rejoins_the_rotation(
     dev_run.process.send_signal(signal.SIGINT)
     assert dev_run.process.wait(DEV_STOP_DEADLINE_S) == 0
     assert processes_mentioning(str(dev_run.dev_dir)) == []
+
+
+@pytest.mark.parametrize("dev_run", [0], indirect=True)
+def test_a_second_shell_reaches_the_dev_stack_after_sourcing_services_env(
+    dev_run: DevRun,
+) -> None:
+    dev_run.wait_for_web()
+    env_file = dev_run.dev_dir / "services.env"
+    probe = (
+        "from django.contrib.auth.models import User; "
+        "print('admin exists:', User.objects.filter(username='admin').exists())"
+    )
+    shell = second_shell(env_file, f"{sys.executable} manage.py shell -c {probe!r}")
+    assert shell.returncode == 0, shell.stderr
+    assert shell.stdout.splitlines()[-1] == "admin exists: True"
+    worker = second_shell_worker(env_file, dev_run.dev_dir / "second-shell.log")
+    assert "second@" in worker and "ready." in worker
+
+
+def second_shell(env_file: Path, command: str) -> subprocess.CompletedProcess[str]:
+    """Run `source services.env && command` in bash, as a user's second shell would."""
+    return subprocess.run(
+        ["bash", "-c", f"source {env_file} && {command}"],
+        cwd=REPO_ROOT,
+        env=_bare_shell_env(),
+        capture_output=True,
+        text=True,
+        timeout=DEV_STOP_DEADLINE_S,
+    )
+
+
+def second_shell_worker(env_file: Path, log: Path) -> str:
+    """Start a Celery worker from a second shell; return its log once it is ready."""
+    celery = Path(sys.executable).parent / "celery"
+    command = (
+        f"source {env_file} && exec {celery} -A scheduler_site worker "
+        "-Q second-shell --pool solo -n second@%h --loglevel INFO"
+    )
+    with log.open("wb") as sink:
+        worker = subprocess.Popen(
+            ["bash", "-c", command],
+            cwd=REPO_ROOT,
+            env=_bare_shell_env(),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + DEV_READY_DEADLINE_S
+        while "ready." not in log.read_text() and worker.poll() is None:
+            assert time.monotonic() < deadline, "the worker never got ready"
+            time.sleep(0.5)
+    finally:
+        worker.terminate()
+        worker.wait(DEV_STOP_DEADLINE_S)
+    return log.read_text()
+
+
+def _bare_shell_env() -> dict[str, str]:
+    """Return a login-like environment: none of the variables services.env sets."""
+    dropped = {*URL_VARS, "DEBUG", "SECRET_KEY", "DEVSTACK_DIR"}
+    return {k: v for k, v in os.environ.items() if k not in dropped}

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from scheduler_site.devstack.dev_env import dev_defaults, write_services_env
 from scheduler_site.devstack.postgres import refuse_if_locked
 from scheduler_site.devstack.process import (
     StackError,
@@ -21,7 +22,7 @@ from scheduler_site.devstack.process import (
     tcp_open,
 )
 from scheduler_site.devstack.restarts import Supervisor
-from scheduler_site.devstack.services import Stack, write_services_env
+from scheduler_site.devstack.services import Stack
 from scheduler_site.devstack.supervise import (
     ChildSpec,
     Shutdown,
@@ -127,11 +128,11 @@ def _say(line: str) -> None:
 def _serve(options: DevOptions, stack: Stack, supervisor: Supervisor) -> int:
     """Start services, prepare the database, start the children, and supervise."""
     ensure_port_free("web", options.port, "free it or pick another with PORT=<port>")
-    env = stack.start()
+    stack_env = stack.start()
     _say(f"services ready in {stack.start_seconds:.1f} s")
-    write_services_env(options.dev_dir / "services.env", env)
-    # Dev runs with DEBUG on (settings then need no SECRET_KEY) unless told otherwise.
-    child_env = {"DEBUG": "1", **os.environ, **env}
+    defaults = dev_defaults(options.dev_dir, os.environ)
+    write_services_env(options.dev_dir / "services.env", {**stack_env, **defaults})
+    child_env = {**os.environ, **defaults, **stack_env}
     if options.config is not None:
         child_env["SCHEDULER_CONFIG"] = str(options.config)
     for step in setup_steps(options):
