@@ -2,26 +2,36 @@
 
 The three service URLs come from DATABASE_URL, REDIS_URL and KAFKA_BOOTSTRAP_SERVERS.
 When one is unset, the values written by the running dev stack
-(`.devstack/services.env`) are used, so `manage.py` and `celery` work in a second
-shell next to `make dev`.
+(`.devstack/services.env`, or `$DEVSTACK_DIR/services.env`) are used. Only those
+URLs: DEBUG and SECRET_KEY come from the environment alone, so a stray dev file
+can never turn DEBUG on or hand its key to a deploy; a second shell gets them by
+`source .devstack/services.env`.
 """
 
 import os
+import shlex
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-DEV_SERVICES_ENV = BASE_DIR / ".devstack" / "services.env"
+DEV_DIR = Path(os.environ.get("DEVSTACK_DIR") or BASE_DIR / ".devstack")
+DEV_SERVICES_ENV = DEV_DIR / "services.env"
+DEV_SERVICE_VARS = ("DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS")
 
 
 def _dev_services() -> dict[str, str]:
-    """Read `NAME=value` lines that `make dev` wrote for the embedded services."""
+    """Read the service URLs from the `export NAME=value` lines `make dev` wrote."""
     if not DEV_SERVICES_ENV.exists():
         return {}
-    pairs = (line.split("=", 1) for line in DEV_SERVICES_ENV.read_text().splitlines())
-    return {name.strip(): value.strip() for name, value in pairs if value}
+    found = {}
+    for line in DEV_SERVICES_ENV.read_text().splitlines():
+        words = shlex.split(line, comments=True)
+        name, _, value = (words[-1] if words else "").partition("=")
+        if name in DEV_SERVICE_VARS and value:
+            found[name] = value
+    return found
 
 
 def env_str(name: str, default: str | None = None) -> str:
@@ -70,7 +80,8 @@ if not DEBUG and (len(SECRET_KEY) < 32 or SECRET_KEY.startswith(_INSECURE_PREFIX
     raise ImproperlyConfigured(
         "SECRET_KEY must be set to a random string of at least 32 characters when "
         'DEBUG is off. Generate one with: python -c "import secrets; '
-        'print(secrets.token_urlsafe(50))"'
+        'print(secrets.token_urlsafe(50))". Next to `make dev`, run '
+        "`source .devstack/services.env` first (it sets DEBUG and a dev-only key)."
     )
 
 ALLOWED_HOSTS = [
