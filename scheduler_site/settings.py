@@ -41,6 +41,12 @@ def env_bool(name: str, default: bool) -> bool:
     return default if raw is None else raw.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def env_list(name: str, default: str = "") -> list[str]:
+    """Read a comma-separated list, dropping blanks around and between items."""
+    raw = os.environ.get(name, default)
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
 def env_int(name: str, default: int) -> int:
     """Read an integer setting, failing with the variable's name when malformed."""
     raw = os.environ.get(name)
@@ -73,16 +79,8 @@ if not DEBUG and (len(SECRET_KEY) < 32 or SECRET_KEY.startswith(_INSECURE_PREFIX
         'print(secrets.token_urlsafe(50))"'
     )
 
-ALLOWED_HOSTS = [
-    host.strip()
-    for host in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1").split(",")
-    if host.strip()
-]
-CSRF_TRUSTED_ORIGINS = [
-    origin.strip()
-    for origin in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",")
-    if origin.strip()
-]
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -217,6 +215,10 @@ SCHEDULER_AUTO_CREATE_TOPICS = env_bool("SCHEDULER_AUTO_CREATE_TOPICS", True)
 SCHEDULER_MAX_MESSAGE_BYTES = env_int("SCHEDULER_MAX_MESSAGE_BYTES", 256 * 1024)
 SCHEDULER_MAX_BULK_TASKS = env_int("SCHEDULER_MAX_BULK_TASKS", 1000)
 SCHEDULER_DEFAULT_GROUP = os.environ.get("SCHEDULER_DEFAULT_GROUP", "default")
+# Workers run only registered handlers (tasks_app/handlers/registry.py). Besides
+# the `handlers` module of every installed app, these modules are imported at
+# start-up so their @register_handler functions are registered too.
+SCHEDULER_HANDLER_MODULES = env_list("SCHEDULER_HANDLER_MODULES")
 # Beat's safety net; submissions also nudge the publisher right after commit.
 SCHEDULER_PUBLISH_INTERVAL_S = env_float("SCHEDULER_PUBLISH_INTERVAL", 1.0)
 # Larger batches amortise round trips; smaller ones hold row locks for less time.

@@ -9,3 +9,9 @@ class TasksAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "tasks_app"
     verbose_name = "Workload scheduler"
+
+    def ready(self) -> None:
+        """Fill the handler registry from the deployed code (see handlers/)."""
+        from tasks_app.handlers import handlers_discover
+
+        handlers_discover()

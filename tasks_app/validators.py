@@ -1,8 +1,10 @@
-"""Validators for names that must also be valid in Kafka."""
+"""Validators for names that must also be valid in Kafka, and handler names."""
 
 import re
 
 from django.core.exceptions import ValidationError
+
+from tasks_app.handlers import HandlerNotRegistered, handler_get
 
 KAFKA_NAME_MAX_CHARS = 249
 _KAFKA_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
@@ -25,8 +27,16 @@ def validate_kafka_topic_name(name: str) -> None:
         )
 
 
+def validate_registered_handler(name: str) -> None:
+    """Accept only a name in the handler registry: workers run nothing else."""
+    try:
+        handler_get(name)
+    except HandlerNotRegistered as exc:
+        raise ValidationError(str(exc), code="handler_not_registered") from exc
+
+
 def validate_dotted_path(path: str) -> None:
-    """Require `package.module.callable`, the form handlers are named in."""
+    """Require `package.module.callable` (kept for migration 0001, which names it)."""
     parts = path.split(".")
     if len(parts) < 2 or not all(part.isidentifier() for part in parts):
         raise ValidationError(

@@ -58,6 +58,51 @@ def test_create_topic_with_an_unknown_field_is_refused_naming_it(
     assert response.data["detail"].startswith("priority: Unknown field.")
 
 
+def test_create_topic_with_an_unregistered_handler_is_refused_listing_them(
+    api_client, topic_name
+):
+    response = api_client.post(
+        TOPICS_URL, {"name": topic_name, "handler": "builtins.eval"}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert response.data["detail"].startswith(
+        "handler: Handler 'builtins.eval' is not registered"
+    )
+    assert "tasks_app.handlers.log_message" in response.data["detail"]
+    assert not Topic.objects.filter(name=topic_name).exists()
+
+
+def test_setting_an_unregistered_handler_is_refused_and_keeps_the_old_one(
+    api_client, topic_name
+):
+    topic_create(name=topic_name)
+
+    response = api_client.patch(
+        f"{TOPICS_URL}{topic_name}/", {"handler": "os.getenv"}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert "'os.getenv' is not registered" in response.data["detail"]
+    assert "Registered handlers: " in response.data["detail"]
+    assert (
+        Topic.objects.get(name=topic_name).handler == "tasks_app.handlers.log_message"
+    )
+
+
+def test_setting_a_registered_handler_by_name_is_accepted(api_client, topic_name):
+    topic_create(name=topic_name)
+
+    response = api_client.patch(
+        f"{TOPICS_URL}{topic_name}/",
+        {"handler": "tests.handlers.record"},
+        format="json",
+    )
+
+    assert response.status_code == 200, response.data
+    assert Topic.objects.get(name=topic_name).handler == "tests.handlers.record"
+
+
 def test_a_topic_with_dots_is_read_by_its_name(api_client, topic_name):
     dotted = f"{topic_name}.v1.json"
     topic_create(name=dotted)
