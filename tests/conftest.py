@@ -1,4 +1,4 @@
-"""Shared fixtures: users, authenticated API clients, unique topic names."""
+"""Shared fixtures: users in each role, authenticated API clients, topic names."""
 
 import uuid
 
@@ -6,6 +6,7 @@ import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from tasks_app.roles import Role
 from tests.factories import UserFactory
 
 
@@ -26,18 +27,46 @@ def _fast_password_hashing(settings):
 
 
 @pytest.fixture
-def user(db):
-    """Return a regular user."""
+def submitter(db):
+    """Return a user in the submitters group: submits tasks, sees their own."""
+    return UserFactory(role=Role.SUBMITTER)
+
+
+@pytest.fixture
+def operator(db):
+    """Return a staff user in the operators group: manages everything."""
+    return UserFactory(role=Role.OPERATOR)
+
+
+@pytest.fixture
+def nobody(db):
+    """Return an active user in no group: signed in, allowed nothing."""
     return UserFactory()
 
 
 @pytest.fixture
-def api_client(user) -> APIClient:
-    """Return an API client authenticated with the user's token."""
-    client = APIClient()
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-    return client
+def client_for():
+    """Return a function that builds an API client using a user's token."""
+
+    def build(user) -> APIClient:
+        client = APIClient()
+        token, _ = Token.objects.get_or_create(user=user)
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        return client
+
+    return build
+
+
+@pytest.fixture
+def submitter_client(client_for, submitter) -> APIClient:
+    """Return an API client authenticated with the submitter's token."""
+    return client_for(submitter)
+
+
+@pytest.fixture
+def operator_client(client_for, operator) -> APIClient:
+    """Return an API client authenticated with the operator's token."""
+    return client_for(operator)
 
 
 @pytest.fixture
