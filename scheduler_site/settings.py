@@ -7,6 +7,7 @@ shell next to `make dev`.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -93,6 +94,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "tasks_app",
 ]
 
@@ -107,6 +109,15 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "tasks_app.middleware.DatabaseUnavailableMiddleware",
+    # Last, as axes asks: turns a locked-out sign-in into tasks_app.lockout's answer.
+    "axes.middleware.AxesMiddleware",
+]
+
+# Axes refuses sign-ins of a locked-out (username, address) before the password
+# is checked; ModelBackend then checks it.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "scheduler_site.urls"
@@ -148,6 +159,25 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+
+# Sign-in lockout (tasks_app/lockout.py): after LOGIN_FAILURE_LIMIT failed
+# sign-ins for one username from one address, that pair waits
+# LOGIN_LOCKOUT_MINUTES. Per pair, so an attacker cannot lock a user out from
+# elsewhere; a success clears the count.
+# https://django-axes.readthedocs.io/en/latest/4_configuration.html
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# Successful sign-ins show in each user's last_login; a log row per sign-in
+# would also make a session for every token request.
+AXES_DISABLE_ACCESS_LOG = True
+AXES_LOCKOUT_CALLABLE = "tasks_app.lockout.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "tasks_app.lockout.client_ip"
+# Behind a TLS proxy every connection comes from the proxy: name the header it
+# sets to the client's address (e.g. X-Forwarded-For); its right-most address
+# is used. Leave empty when clients reach the server directly.
+CLIENT_IP_HEADER = os.environ.get("CLIENT_IP_HEADER", "")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -88,10 +88,11 @@ def _scheduler_error(exc: SchedulerError) -> Response:
     body: dict[str, Any] = {"detail": exc.message, "code": exc.code}
     if exc.field:
         body["field"] = exc.field
-    headers: dict[str, str] = {}
+    retry_after_s = exc.context.get("retry_after_s")
     if isinstance(exc, ServiceUnavailable):
         body["service"] = exc.context.get("service", "")
-        headers["Retry-After"] = str(SERVICE_RETRY_AFTER_S)
+        retry_after_s = SERVICE_RETRY_AFTER_S
+    headers = {} if retry_after_s is None else {"Retry-After": str(retry_after_s)}
     return Response(body, status=exc.status_code, headers=headers)
 
 

@@ -8,10 +8,12 @@ import secrets
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser, Group
 from django.contrib.auth.password_validation import validate_password
+from django.contrib.auth.signals import user_logged_in
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from rest_framework.authtoken.models import Token
@@ -88,6 +90,17 @@ def user_create(*, username: str, role: Role) -> UserCredentials:
     user_role_grant(user=user, role=role)
     token = Token.objects.create(user=user)
     return UserCredentials(user.get_username(), role, password, token.key)
+
+
+def token_sign_in(*, user: AbstractUser, request: Any) -> str:
+    """Record a password sign-in and return the user's API token (made once).
+
+    Sends Django's user_logged_in like a login page does, so `last_login` moves
+    and the sign-in lockout forgets this (username, address)'s failures.
+    """
+    user_logged_in.send(sender=user.__class__, request=request, user=user)
+    token, _ = Token.objects.get_or_create(user=user)
+    return token.key
 
 
 def user_role_grant(*, user: AbstractUser, role: Role) -> None:
