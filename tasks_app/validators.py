@@ -8,10 +8,14 @@ from tasks_app.handlers import HandlerNotRegistered, handler_get
 
 KAFKA_NAME_MAX_CHARS = 249
 _KAFKA_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
+# Kafka keeps names starting with "__" for itself (__consumer_offsets, ...).
+KAFKA_RESERVED_PREFIX = "__"
 KAFKA_TOPIC_RULE = (
     "A topic name is 1 to 249 characters of letters, digits, '.', '_' or '-', "
-    "and is not '.' or '..'."
+    "is not '.' or '..', and does not start with '__' (reserved by Kafka)."
 )
+# The same rule as one regular expression, for the API schema.
+KAFKA_TOPIC_PATTERN = r"^(?!__)(?!\.{1,2}$)[a-zA-Z0-9._-]{1,249}$"
 
 
 def validate_kafka_topic_name(name: str) -> None:
@@ -20,6 +24,7 @@ def validate_kafka_topic_name(name: str) -> None:
         not name
         or len(name) > KAFKA_NAME_MAX_CHARS
         or name in {".", ".."}
+        or name.startswith(KAFKA_RESERVED_PREFIX)
         or not _KAFKA_NAME.match(name)
     ):
         raise ValidationError(

@@ -6,6 +6,8 @@ from django.urls import path
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from tasks_app.models import Task
+
 TASKS_URL = "/api/tasks/"
 
 
@@ -153,3 +155,110 @@ def test_a_value_postgresql_refuses_answers_4xx_not_500(
 
     assert response.status_code == status
     assert says in response.data["detail"]
+
+
+@pytest.mark.parametrize(
+    "charset", ["rot13", "hex", "base64", "zlib", "bz2", "utf-16", "no-such-codec"]
+)
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/json", '{"topic": "t", "message": 1}'),
+        ("application/x-www-form-urlencoded", "topic=t&message=1"),
+    ],
+)
+def test_a_charset_other_than_utf8_answers_415_in_the_api_shape(
+    submitter_client, charset, content_type, body
+):
+    response = submitter_client.post(
+        TASKS_URL, data=body, content_type=f"{content_type}; charset={charset}"
+    )
+
+    assert response.status_code == 415
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["code"] == "unsupported_charset"
+    assert f"charset {charset!r}" in response.json()["detail"]
+    assert "UTF-8" in response.json()["detail"]
+    assert not Task.objects.exists()
+
+
+@pytest.mark.parametrize("charset", ["utf-8", "UTF-8", "utf8"])
+def test_utf8_named_in_any_spelling_is_accepted(submitter_client, topic_name, charset):
+    response = submitter_client.post(
+        TASKS_URL,
+        data=f'{{"topic": "{topic_name}", "message": "é"}}'.encode(),
+        content_type=f"application/json; charset={charset}",
+    )
+
+    assert response.status_code == 201, response.json()
+
+
+def test_a_body_over_the_limit_answers_413_naming_the_limit(submitter_client, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+
+    response = submitter_client.post(
+        TASKS_URL, data="x" * 1001, content_type="application/json"
+    )
+
+    assert response.status_code == 413
+    assert response.json()["code"] == "request_too_large"
+    assert "1001 bytes, over the limit of 1000 bytes" in response.json()["detail"]
+    assert "MAX_REQUEST_BYTES" in response.json()["detail"]
+
+
+def test_a_ten_megabyte_form_answers_413_in_the_api_shape(submitter_client):
+    response = submitter_client.post(
+        TASKS_URL,
+        data="message=" + "a" * 10_000_000,
+        content_type="application/x-www-form-urlencoded",
+    )
+
+    assert response.status_code == 413
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["code"] == "request_too_large"
+
+
+@pytest.mark.parametrize("url", [TASKS_URL, "/tasks/generate"])
+def test_a_null_message_in_a_form_is_a_400_naming_the_field(
+    submitter_client, topic_name, url
+):
+    response = submitter_client.post(
+        url,
+        data=f"topic={topic_name}&message=null",
+        content_type="application/x-www-form-urlencoded",
+    )
+
+    assert response.status_code == 400
+    assert response.json()["detail"] == "message: This field may not be null."
+    assert response.json()["field"] == "message"
+    assert not Task.objects.exists()
+
+
+def test_a_missing_message_in_a_form_is_a_400_naming_the_field(
+    submitter_client, topic_name
+):
+    response = submitter_client.post(
+        TASKS_URL,
+        data=f"topic={topic_name}",
+        content_type="application/x-www-form-urlencoded",
+    )
+
+    assert response.status_code == 400
+    assert response.json()["detail"] == "message: This field is required."
+
+
+@pytest.mark.parametrize("name", ["__consumer_offsets", "__x"])
+def test_a_topic_name_kafka_reserves_is_refused(submitter_client, name):
+    response = _post(submitter_client, {"topic": name, "message": 1})
+
+    assert response.status_code == 400
+    assert "reserved" in response.json()["detail"]
+    assert not Task.objects.exists()
+
+
+def test_an_unknown_url_answers_a_json_404(submitter_client):
+    response = submitter_client.get("/api/tasks/0.5/")
+
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["code"] == "not_found"

@@ -1,5 +1,6 @@
 """`/api/slices/`, `/api/members/`, `/api/stats/`: the rotation's records and state."""
 
+import base64
 import time
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -346,3 +347,22 @@ def test_stats_take_six_queries_however_many_topics_and_lanes(
         overview = stats_overview()
 
     assert len(overview.lanes) == 15
+
+
+def test_a_cursor_with_a_position_that_is_not_an_id_is_a_400(operator_client):
+    cursor = base64.b64encode(b"o=0&r=0&p=abc").decode()
+
+    response = operator_client.get("/api/slices/", {"cursor": cursor})
+
+    assert response.status_code == 400
+    assert response.json()["field"] == "cursor"
+
+
+@pytest.mark.parametrize("url", ["/api/topics/", "/api/groups/"])
+def test_a_name_cursor_holding_a_nul_is_a_400(operator_client, url):
+    cursor = base64.b64encode(b"o=0&r=0&p=a%00b").decode()
+
+    response = operator_client.get(url, {"cursor": cursor})
+
+    assert response.status_code == 400
+    assert response.json()["field"] == "cursor"

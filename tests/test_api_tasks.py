@@ -1,5 +1,6 @@
 """The task API: submit one or many, idempotency, list, read, cancel and retry."""
 
+import base64
 import uuid
 
 import pytest
@@ -280,3 +281,43 @@ def test_retry_of_a_pending_task_answers_409_with_the_reason(
 
     assert response.status_code == 409
     assert "only dead tasks can be retried" in response.data["detail"]
+
+
+def _cursor(query: str) -> str:
+    return base64.b64encode(query.encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        _cursor("o=0&r=0&p=abc"),
+        _cursor("o=0&r=0&p=99999999999999999999999"),
+        _cursor("o=x&r=0"),
+        "not base64 at all",
+    ],
+)
+def test_a_tampered_cursor_is_a_400_naming_the_cursor(submitter_client, cursor):
+    response = submitter_client.get(TASKS_URL, {"cursor": cursor})
+
+    assert response.status_code == 400
+    assert response.json()["field"] == "cursor"
+    assert "cursor" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("page_size", ["0", "-1", "1001", "abc", ""])
+def test_a_page_size_out_of_range_is_a_400_naming_the_range(
+    submitter_client, page_size
+):
+    response = submitter_client.get(TASKS_URL, {"page_size": page_size})
+
+    assert response.status_code == 400
+    assert response.json()["field"] == "page_size"
+    assert "from 1 to 1000" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("query", ["topic=", "key=", "status="])
+def test_an_empty_filter_is_a_400_not_ignored(submitter_client, query):
+    response = submitter_client.get(f"{TASKS_URL}?{query}")
+
+    assert response.status_code == 400
+    assert response.json()["field"] == query.rstrip("=")

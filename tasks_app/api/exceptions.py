@@ -98,11 +98,13 @@ def _scheduler_error(exc: SchedulerError) -> Response:
 
 def _api_exception_body(exc: drf_exceptions.APIException) -> dict[str, Any]:
     if isinstance(exc, drf_exceptions.ValidationError):
-        return {
+        body = {
             "detail": validation_summary(exc.detail),
             "code": "invalid",
             "errors": exc.detail,
         }
+        field = _first_field(exc.detail)
+        return {**body, "field": field} if field else body
     if isinstance(exc, drf_exceptions.Throttled):
         return {
             "detail": f"Too many requests from this account. Retry in {exc.wait} "
@@ -110,6 +112,13 @@ def _api_exception_body(exc: drf_exceptions.APIException) -> dict[str, Any]:
             "code": "throttled",
         }
     return {"detail": str(exc.detail), "code": exc.get_codes()}
+
+
+def _first_field(detail: Any) -> str | None:
+    """Name the first field a validation error concerns, if it names one."""
+    if not isinstance(detail, dict):
+        return None
+    return next((str(name) for name in detail if name != "non_field_errors"), None)
 
 
 def validation_summary(detail: Any) -> str:

@@ -47,3 +47,19 @@ class ErrorSerializer(serializers.Serializer):
     errors = serializers.JSONField(
         required=False, help_text="Per-field messages of a validation error."
     )
+
+
+class QueryParamsSerializer(serializers.Serializer):
+    """Filters from the query string; a filter given empty is refused, not ignored.
+
+    DRF treats an empty optional form value as absent, so `?topic=` would list
+    every topic's tasks while the caller meant one.
+    """
+
+    def to_internal_value(self, data: Any) -> Any:
+        blank = [name for name in self.fields if name in data and data[name] == ""]
+        if blank:
+            raise serializers.ValidationError(
+                {name: ["Give a value, or leave the filter out."] for name in blank}
+            )
+        return super().to_internal_value(data)

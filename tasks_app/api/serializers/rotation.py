@@ -6,7 +6,9 @@ from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from rotation.scheduler import EndReason
+from tasks_app.api.serializers.base import QueryParamsSerializer
 from tasks_app.models import Slice, TaskStatus
+from tasks_app.models.topic import MAX_PARTITIONS
 
 MS_PER_S = 1000
 
@@ -45,7 +47,7 @@ class SliceSerializer(serializers.ModelSerializer):
         return round((record.ended_at - record.started_at).total_seconds() * MS_PER_S)
 
 
-class SliceListQuerySerializer(serializers.Serializer):
+class SliceListQuerySerializer(QueryParamsSerializer):
     """The filters of the slice list, from the query string."""
 
     topic = serializers.CharField(required=False, help_text="Only this topic's slices.")
@@ -66,7 +68,10 @@ class SliceListQuerySerializer(serializers.Serializer):
         help_text="Only slices that ended for this reason.",
     )
     partition = serializers.IntegerField(
-        required=False, min_value=0, help_text="Only slices on this partition."
+        required=False,
+        min_value=0,
+        max_value=MAX_PARTITIONS - 1,
+        help_text="Only slices on this partition.",
     )
 
 

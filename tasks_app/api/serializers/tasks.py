@@ -7,7 +7,10 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
-from tasks_app.api.serializers.base import RejectUnknownFieldsMixin
+from tasks_app.api.serializers.base import (
+    QueryParamsSerializer,
+    RejectUnknownFieldsMixin,
+)
 from tasks_app.errors import InvalidInput
 from tasks_app.models import Task, TaskEvent, TaskStatus
 from tasks_app.services.tasks import TaskSpec, message_size_check
@@ -49,7 +52,15 @@ class TaskMessageSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     message = serializers.JSONField(help_text="Any JSON value, handed to the handler.")
 
     def validate_message(self, value: Any) -> Any:
-        """Refuse messages over the size limit or that PostgreSQL cannot store."""
+        """Refuse messages over the size limit or that PostgreSQL cannot store.
+
+        A JSON `null` body field is refused by the field itself; a form's
+        `message=null` decodes to None only here.
+        """
+        if value is None:
+            raise serializers.ValidationError(
+                self.fields["message"].error_messages["null"]
+            )
         try:
             message_size_check(message=value)
             reason = _unstorable(value)
@@ -188,7 +199,7 @@ class TaskDetailSerializer(TaskSerializer):
         read_only_fields = fields
 
 
-class TaskListQuerySerializer(serializers.Serializer):
+class TaskListQuerySerializer(QueryParamsSerializer):
     """The filters of the task list, from the query string."""
 
     status = serializers.ChoiceField(
