@@ -235,6 +235,16 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Document what the API does (tests/test_api_schema_fuzz.py checks it):
+    # required text is non-blank, bodies are JSON (form posts are for the
+    # browsable API), answers are JSON, and each error status is listed.
+    "ENFORCE_NON_BLANK_FIELDS": True,
+    "PARSER_WHITELIST": ["rest_framework.parsers.JSONParser"],
+    "RENDERER_WHITELIST": ["rest_framework.renderers.JSONRenderer"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "tasks_app.api.schema.errors_postprocess",
+    ],
 }
 
 # The throttle counts live in Redis so every web process shares them.

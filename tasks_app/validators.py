@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from tasks_app.handlers import HandlerNotRegistered, handler_get
 
 KAFKA_NAME_MAX_CHARS = 249
-_KAFKA_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
+_KAFKA_NAME = re.compile(r"[a-zA-Z0-9._-]+")  # fullmatch: "$" would allow a "\n"
 # Kafka keeps names starting with "__" for itself (__consumer_offsets, ...).
 KAFKA_RESERVED_PREFIX = "__"
 KAFKA_TOPIC_RULE = (
@@ -25,7 +25,7 @@ def validate_kafka_topic_name(name: str) -> None:
         or len(name) > KAFKA_NAME_MAX_CHARS
         or name in {".", ".."}
         or name.startswith(KAFKA_RESERVED_PREFIX)
-        or not _KAFKA_NAME.match(name)
+        or not _KAFKA_NAME.fullmatch(name)
     ):
         raise ValidationError(
             f"Invalid topic name {name[:60]!r}. {KAFKA_TOPIC_RULE}", code="topic_name"

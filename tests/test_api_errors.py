@@ -19,7 +19,9 @@ def _post_raw(client, text: str):
     return client.post(TASKS_URL, data=text, content_type="application/json")
 
 
-@pytest.mark.parametrize("name", ["has space", ".", "..", "x" * 250, "ümlaut", ""])
+@pytest.mark.parametrize(
+    "name", ["has space", ".", "..", "x" * 250, "ümlaut", "", "newline\n"]
+)
 def test_an_invalid_topic_name_is_refused_with_kafkas_rule(submitter_client, name):
     response = _post(submitter_client, {"topic": name, "message": "m"})
 
@@ -262,3 +264,22 @@ def test_an_unknown_url_answers_a_json_404(submitter_client):
     assert response.status_code == 404
     assert response["Content-Type"] == "application/json"
     assert response.json()["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "says"),
+    [
+        ({"topic": 5, "message": 1}, "topic", "Send a JSON string, not number."),
+        ({"topic": "t", "message": 1, "key": True}, "key", "not boolean"),
+        ({"topic": "t", "message": 1, "run_at": 0}, "run_at", "not number"),
+    ],
+)
+def test_a_json_value_of_another_type_is_refused_not_coerced(
+    submitter_client, body, field, says
+):
+    response = _post(submitter_client, body)
+
+    assert response.status_code == 400
+    assert response.json()["field"] == field
+    assert says in response.json()["detail"]
+    assert not Task.objects.exists()

@@ -106,7 +106,7 @@ def test_an_idempotency_key_reused_with_another_body_is_refused_naming_it(
         submitter_client, {"topic": topic_name, "message": "b", "idempotency_key": "k1"}
     )
 
-    assert response.status_code == 400
+    assert response.status_code == 409
     assert response.data["field"] == "idempotency_key"
     assert "'k1' was already used with a different body" in response.data["detail"]
 

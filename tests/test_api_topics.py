@@ -1,5 +1,7 @@
 """The topic and group API: create (in Kafka too), read, change, pause, refuse."""
 
+import pytest
+
 from tasks_app.models import ConsumerGroup, Topic, WalkMode
 from tasks_app.services.topics import topic_create
 from tests.publishing_helpers import partition_count
@@ -25,7 +27,7 @@ def test_create_topic_twice_is_refused_naming_the_name(operator_client, topic_na
 
     response = operator_client.post(TOPICS_URL, {"name": topic_name}, format="json")
 
-    assert response.status_code == 400
+    assert response.status_code == 409
     assert response.data["detail"] == f"Topic {topic_name!r} already exists."
     assert response.data["field"] == "name"
 
@@ -154,7 +156,7 @@ def test_shrinking_partitions_is_refused_saying_why(operator_client, topic_name)
         f"{TOPICS_URL}{topic_name}/", {"partitions": 1}, format="json"
     )
 
-    assert response.status_code == 400
+    assert response.status_code == 409
     assert "cannot reduce a topic's partitions" in response.data["detail"]
 
 
@@ -165,7 +167,7 @@ def test_renaming_a_topic_is_refused(operator_client, topic_name):
         f"{TOPICS_URL}{topic_name}/", {"name": f"{topic_name}-2"}, format="json"
     )
 
-    assert response.status_code == 400
+    assert response.status_code == 409
     assert "cannot be renamed" in response.data["detail"]
 
 
@@ -236,7 +238,7 @@ def test_create_group_twice_is_refused(operator_client, topic_name):
         GROUPS_URL, {"group_id": f"g-{topic_name}"}, format="json"
     )
 
-    assert response.status_code == 400
+    assert response.status_code == 409
     assert "already exists" in response.data["detail"]
 
 
@@ -261,7 +263,7 @@ def test_renaming_a_group_is_refused(operator_client, topic_name):
         f"{GROUPS_URL}g-{topic_name}/", {"group_id": "other"}, format="json"
     )
 
-    assert response.status_code == 400
+    assert response.status_code == 409
     assert "cannot be renamed" in response.data["detail"]
 
 
@@ -272,3 +274,34 @@ def test_the_group_list_includes_the_default_group(operator_client, topic_name):
 
     groups = {g["group_id"]: g for g in response.data["results"]}
     assert topic_name in groups["default"]["topics"], "new topics join the default"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"paused": 0}, "paused"),
+        ({"weight": "7"}, "weight"),
+        ({"weight": 7.5}, "weight"),
+    ],
+)
+def test_a_topic_field_of_another_json_type_is_refused(
+    operator_client, topic_name, body, field
+):
+    topic_create(name=topic_name)
+
+    response = operator_client.patch(f"{TOPICS_URL}{topic_name}/", body, format="json")
+
+    assert response.status_code == 400
+    assert response.data["field"] == field
+    assert Topic.objects.get(name=topic_name).weight == 1
+
+
+def test_a_groups_topics_must_be_names_not_numbers(operator_client, topic_name):
+    topic_create(name="0")
+
+    response = operator_client.post(
+        GROUPS_URL, {"group_id": f"g-{topic_name}", "topics": [0]}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert "array of strings" in response.data["detail"]

@@ -57,12 +57,22 @@ def test_the_token_endpoint_answers_the_users_token(submitter):
     assert response.data == {"token": Token.objects.get(user=submitter).key}
 
 
-def test_a_wrong_password_at_the_token_endpoint_is_a_400_in_the_api_shape(submitter):
+def test_a_wrong_password_at_the_token_endpoint_is_a_401_in_the_api_shape(submitter):
     response = _token(submitter.username, WRONG)
 
+    assert response.status_code == 401
+    assert response.data["code"] == "authentication_failed"
+    assert "Unable to sign in" in response.data["detail"]
+    assert response["WWW-Authenticate"] == "Token"
+
+
+def test_a_missing_password_at_the_token_endpoint_is_a_400_naming_it(submitter):
+    response = APIClient().post(
+        TOKEN_URL, {"username": submitter.username}, format="json"
+    )
+
     assert response.status_code == 400
-    assert response.data["code"] == "invalid"
-    assert "Unable to log in" in response.data["detail"]
+    assert response.data["field"] == "password"
 
 
 def test_the_token_endpoint_locks_out_then_refuses_even_the_right_password(submitter):
@@ -70,7 +80,7 @@ def test_the_token_endpoint_locks_out_then_refuses_even_the_right_password(submi
     fifth = _token(submitter.username, WRONG)
     right = _token(submitter.username, PASSWORD)
 
-    assert failures == [400] * 4
+    assert failures == [401] * 4
     for response in (fifth, right):
         assert response.status_code == 429
         assert response.data["code"] == "locked_out"
@@ -105,7 +115,7 @@ def test_a_successful_sign_in_forgets_earlier_failures(submitter):
 
     answers = [_token(submitter.username, WRONG).status_code for _ in range(4)]
 
-    assert answers == [400] * 4
+    assert answers == [401] * 4
 
 
 def test_the_admin_login_locks_out_with_a_page_saying_when_to_retry(operator):

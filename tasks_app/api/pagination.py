@@ -64,6 +64,21 @@ class SizedCursorPagination(CursorPagination):
             self._position_check(cursor.position)
         return cursor
 
+    def get_schema_operation_parameters(self, view: APIView) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update(minimum=1, maximum=MAX_PAGE_SIZE)
+                parameter["description"] = (
+                    f"Results per page, 1 to {MAX_PAGE_SIZE} (default {PAGE_SIZE})."
+                )
+            if parameter["name"] == self.cursor_query_param:
+                parameter["description"] = (
+                    "Opaque position from a previous page's `next` or `previous` "
+                    "link; any other value is a 400."
+                )
+        return parameters
+
     def _position_check(self, position: str) -> None:
         """Refuse a position the ordering field could not hold (type, range, NUL)."""
         field = self.model._meta.get_field(self.ordering[0].lstrip("-"))

@@ -25,7 +25,8 @@ class Topic(models.Model):
         max_length=249,
         unique=True,
         validators=[validate_kafka_topic_name],
-        help_text="Kafka topic name: 1-249 of [a-zA-Z0-9._-], not '.' or '..'.",
+        help_text="Kafka topic name: 1-249 of [a-zA-Z0-9._-], not '.' or '..', "
+        "not starting with '__'.",
     )
     partitions = models.PositiveIntegerField(
         default=1,

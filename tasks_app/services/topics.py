@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from rotation.kafka_admin import ensure_topics, grow_partitions
-from tasks_app.errors import InvalidInput, NotFound
+from tasks_app.errors import Conflict, InvalidInput, NotFound
 from tasks_app.models import ConsumerGroup, Topic, WalkMode
 from tasks_app.services.lanes import lanes_kick
 from tasks_app.validators import KAFKA_TOPIC_RULE, validate_kafka_topic_name
@@ -43,7 +43,7 @@ def topic_create(*, name: str, **policy: Any) -> Topic:
     if unknown:
         raise InvalidInput(f"Unknown topic fields: {', '.join(sorted(unknown))}")
     if Topic.objects.filter(name=name).exists():
-        raise InvalidInput(f"Topic {name!r} already exists.", field="name")
+        raise Conflict(f"Topic {name!r} already exists.", field="name")
     topic = Topic(name=name, **policy)
     _validated(topic)
     topic.save()
@@ -55,10 +55,11 @@ def topic_create(*, name: str, **policy: Any) -> Topic:
 def topic_update(*, topic: Topic, **changes: Any) -> Topic:
     """Change a topic's policy; the name and the partition count cannot shrink."""
     if "name" in changes and changes.pop("name") != topic.name:
-        raise InvalidInput("A topic cannot be renamed; create a new one.", field="name")
+        raise Conflict("A topic cannot be renamed; create a new one.", field="name")
     if changes.get("partitions", topic.partitions) < topic.partitions:
-        raise InvalidInput(
-            "Kafka cannot reduce a topic's partitions; create a new topic.",
+        raise Conflict(
+            f"Kafka cannot reduce a topic's partitions (it has {topic.partitions}); "
+            "create a new topic.",
             field="partitions",
         )
     for field, value in changes.items():
@@ -165,7 +166,7 @@ def group_create(
 ) -> ConsumerGroup:
     """Create a consumer group over existing topics (parallel walk by default)."""
     if ConsumerGroup.objects.filter(group_id=group_id).exists():
-        raise InvalidInput(f"Group {group_id!r} already exists.", field="group_id")
+        raise Conflict(f"Group {group_id!r} already exists.", field="group_id")
     group = ConsumerGroup(group_id=group_id, walk_mode=walk_mode or WalkMode.PARALLEL)
     _validated(group)
     topics = _existing_topics(topic_names)
@@ -178,10 +179,17 @@ def group_create(
 def group_update(
     *,
     group: ConsumerGroup,
+    group_id: str | None = None,
     topic_names: Iterable[str] | None = None,
     walk_mode: str | None = None,
 ) -> ConsumerGroup:
-    """Change a group's topics or walk mode."""
+    """Change a group's topics or walk mode; its id may be repeated, not changed."""
+    if group_id is not None and group_id != group.group_id:
+        raise Conflict(
+            "A group cannot be renamed (Kafka keeps its offsets under the old id); "
+            "create a new group.",
+            field="group_id",
+        )
     if walk_mode is not None:
         group.walk_mode = walk_mode
         _validated(group)

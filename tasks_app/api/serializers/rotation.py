@@ -6,7 +6,7 @@ from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from rotation.scheduler import EndReason
-from tasks_app.api.serializers.base import QueryParamsSerializer
+from tasks_app.api.serializers.base import KafkaNameField, QueryParamsSerializer
 from tasks_app.models import Slice, TaskStatus
 from tasks_app.models.topic import MAX_PARTITIONS
 
@@ -50,12 +50,14 @@ class SliceSerializer(serializers.ModelSerializer):
 class SliceListQuerySerializer(QueryParamsSerializer):
     """The filters of the slice list, from the query string."""
 
-    topic = serializers.CharField(required=False, help_text="Only this topic's slices.")
-    group = serializers.CharField(
+    topic = KafkaNameField(required=False, help_text="Only this topic's slices.")
+    group = KafkaNameField(
         required=False, help_text="Only slices of this consumer group (group_id)."
     )
     member = serializers.CharField(
-        required=False, help_text="Only slices this member took (hostname:pid)."
+        required=False,
+        max_length=255,
+        help_text="Only slices this member took (its Celery node name).",
     )
     end_reason = serializers.ChoiceField(
         choices=[reason.value for reason in EndReason],

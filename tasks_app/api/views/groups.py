@@ -39,10 +39,7 @@ class GroupViewSet(
         """Create a group over existing topics."""
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        group = group_create(
-            group_id=serializer.validated_data["group_id"],
-            **serializer.service_changes(),
-        )
+        group = group_create(**serializer.service_changes())
         return Response(self._answer(group), status=201)
 
     @extend_schema(responses={200: GroupSerializer, 400: BAD_REQUEST})

@@ -2,7 +2,6 @@
 
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -24,7 +23,10 @@ from tasks_app.api.serializers import (
     TaskListQuerySerializer,
     TaskSerializer,
 )
-from tasks_app.api.serializers.tasks import IDEMPOTENCY_HEADER
+from tasks_app.api.serializers.tasks import (
+    IDEMPOTENCY_HEADER,
+    IDEMPOTENCY_KEY_MAX_CHARS,
+)
 from tasks_app.api.views.docs import BAD_REQUEST, CONFLICT, NOT_FOUND
 from tasks_app.errors import InvalidInput
 from tasks_app.models import Task
@@ -42,11 +44,18 @@ TASK_SUBMISSION = PolymorphicProxySerializer(
     resource_type_field_name=None,
     many=False,
 )
+TASKS_ACCEPTED = PolymorphicProxySerializer(
+    component_name="TasksAccepted",
+    serializers=[TaskSerializer, TaskSerializer(many=True)],
+    resource_type_field_name=None,
+    many=False,
+)
 IDEMPOTENCY_HEADER_DOC = OpenApiParameter(
     IDEMPOTENCY_HEADER,
-    OpenApiTypes.STR,
+    {"type": "string", "maxLength": IDEMPOTENCY_KEY_MAX_CHARS},
     OpenApiParameter.HEADER,
-    description="Same as the body field idempotency_key (single task only).",
+    description="Same as the body field idempotency_key; a single task only (with "
+    "a list, give each task its own idempotency_key). Empty means none.",
 )
 
 
@@ -102,11 +111,17 @@ class TaskViewSet(viewsets.GenericViewSet):
         request=TASK_SUBMISSION,
         parameters=[IDEMPOTENCY_HEADER_DOC],
         responses={
-            201: TaskSerializer,
+            201: OpenApiResponse(
+                TASKS_ACCEPTED, description="The task, or the list of tasks, stored."
+            ),
             200: OpenApiResponse(
                 TaskSerializer, description="The original task (repeated key)."
             ),
             400: BAD_REQUEST,
+            409: OpenApiResponse(
+                CONFLICT.response,
+                description="The idempotency key was used with another body.",
+            ),
         },
         description="Submit one task (an object) or up to SCHEDULER_MAX_BULK_TASKS "
         "(a list, stored all or none). Answers 201, or 200 with the original task "
