@@ -1,5 +1,7 @@
-"""Shared fixtures: users in each role, authenticated API clients, topic names."""
+"""Shared fixtures: users in each role, authenticated API clients, topic names,
+and a one-worker Celery cluster for end-to-end modules."""
 
+import os
 import uuid
 
 import pytest
@@ -7,6 +9,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from tasks_app.roles import Role
+from tests.cluster import Cluster, worker_database_url
 from tests.factories import UserFactory
 
 
@@ -79,3 +82,17 @@ def anon_client() -> APIClient:
 def topic_name() -> str:
     """Return a topic name no other test uses (the broker never forgets topics)."""
     return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="module")
+def worker(django_db_setup, django_db_blocker, tmp_path_factory):
+    """One rotation worker, a publisher worker and beat, for the test module."""
+    with django_db_blocker.unblock():
+        env = {**os.environ, "DATABASE_URL": worker_database_url()}
+    cluster = Cluster(env, tmp_path_factory.mktemp("cluster"))
+    try:
+        cluster.start_control()
+        cluster.start_worker("w1")
+        yield cluster
+    finally:
+        cluster.stop()

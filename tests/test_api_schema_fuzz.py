@@ -28,10 +28,9 @@ from rest_framework.authtoken.models import Token
 from scheduler_site.devstack.process import free_port, tcp_open
 from tasks_app.roles import Role
 from tasks_app.services.topics import topic_create
-from tests.cluster import wait_for
+from tests.cluster import wait_for, worker_database_url
 from tests.factories import UserFactory
 from tests.schemathesis_hooks import KNOWN_TOPICS_ENV
-from tests.test_rotation import _test_database_url
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -129,7 +128,7 @@ def _read(report: Path) -> tuple[set[str], int, list[str], set[str]]:
 def server(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[str]:
     """Serve the app with gunicorn on the test database; return its base URL."""
     with django_db_blocker.unblock():
-        env = {**os.environ, "DATABASE_URL": _test_database_url()}
+        env = {**os.environ, "DATABASE_URL": worker_database_url()}
     port = free_port()
     log = tmp_path_factory.mktemp("gunicorn") / "server.log"
     with log.open("wb") as output:

@@ -1,35 +1,22 @@
-"""Real workers run only registered handlers, whatever a topic row says."""
+"""Real workers run only registered handlers, whatever a topic row says.
 
-import os
+The `worker` fixture (tests/conftest.py) runs one rotation worker, a publisher
+and beat for this module.
+"""
 
 import pytest
 import redis
 from django.conf import settings
 
 from tasks_app.models import Task, TaskStatus, Topic
-from tests.cluster import Cluster, settle
+from tests.cluster import settle
 from tests.rotation_support import make_topic, submit, wait_all_finished
-from tests.test_rotation import _test_database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 # The module's path as text only: importing it here would leave the trace.
 TRACE_MODULE = "tests.leaves_a_trace"
 TRACE_KEY = "test:trace:leaves_a_trace"
-
-
-@pytest.fixture(scope="module")
-def worker(django_db_setup, django_db_blocker, tmp_path_factory):
-    """One rotation worker, a publisher worker and beat."""
-    with django_db_blocker.unblock():
-        env = {**os.environ, "DATABASE_URL": _test_database_url()}
-    cluster = Cluster(env, tmp_path_factory.mktemp("cluster"))
-    try:
-        cluster.start_control()
-        cluster.start_worker("w1")
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture
