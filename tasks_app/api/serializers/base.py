@@ -52,14 +52,17 @@ def _type_error(field: serializers.Field, value: Any) -> str | None:
         matches = got == "number" and isinstance(value, int)
     else:
         matches = got == expected
-    if (
-        matches
-        and expected == "array"
-        and isinstance(field, serializers.ManyRelatedField)
-    ):
+    if matches and _lists_names(field):
         matches = all(isinstance(item, str) for item in value)
         expected, got = "array of strings", "array with other items"
     return None if matches else f"Send a JSON {expected}, not {got}."
+
+
+def _lists_names(field: serializers.Field) -> bool:
+    """Tell whether a field is a list of objects named by a slug (group topics)."""
+    return isinstance(field, serializers.ManyRelatedField) and isinstance(
+        field.child_relation, serializers.SlugRelatedField
+    )
 
 
 class RejectUnknownFieldsMixin:
