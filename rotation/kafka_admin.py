@@ -117,7 +117,7 @@ def topic_ids(bootstrap_servers: str, names: list[str]) -> dict[str, str | None]
 
     A topic deleted and created again gets a new id, and has lost its messages:
     that is how a re-created topic is told from the one whose offsets were
-    recorded. Raise KafkaException when the broker does not answer.
+    recorded. Raise KafkaException when the broker does not answer in time.
     """
     if not names:
         return {}
@@ -133,6 +133,8 @@ def topic_ids(bootstrap_servers: str, names: list[str]) -> dict[str, str | None]
             if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
                 raise
             ids[name] = None
+        except TimeoutError as exc:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT)) from exc
     return ids
 
 

@@ -3,7 +3,9 @@
 Each run appends `start` and `end` entries to the list `test:runs:<topic>`, so a
 test can check order, overlap and which member ran what. The message may ask
 for a sleep (`sleep_ms`), for its first attempts to fail (`fail_attempts`), or
-for its worker to die mid-handler (`die`).
+for its worker to die mid-handler (`die`). The test run lists this module in
+SCHEDULER_HANDLER_MODULES (tests/stack_plugin.py), so the test process and the
+workers it starts register `record`.
 """
 
 import json
@@ -13,7 +15,7 @@ from typing import Any
 
 import redis
 
-from tasks_app.handlers import TaskContext
+from tasks_app.handlers import TaskContext, register_handler
 
 _clients: dict[int, redis.Redis] = {}
 
@@ -42,6 +44,7 @@ def _note(context: TaskContext, phase: str) -> None:
     _redis().rpush(runs_key(context.topic), json.dumps(entry))
 
 
+@register_handler
 def record(message: Any, context: TaskContext) -> Any:
     """Record start and end around an optional sleep, planned failure or death."""
     _note(context, "start")

@@ -8,6 +8,7 @@ from rest_framework.throttling import UserRateThrottle
 
 from scheduler_site.devstack.process import free_port
 from tasks_app.models import Task
+from tasks_app.roles import Role
 from tasks_app.services.tasks import TaskSpec, task_submit
 from tasks_app.services.topics import group_default
 from tests.factories import UserFactory
@@ -73,11 +74,11 @@ def test_the_schema_lists_the_task_routes(anon_client, db):
         "/tasks",
     ],
 )
-def test_a_session_user_browses_the_api_as_html(user, topic_name, url):
+def test_a_session_user_browses_the_api_as_html(operator, topic_name, url):
     task = task_submit(submitted_by=None, spec=TaskSpec(topic=topic_name, message=1))
     group_default()
     client = APIClient()
-    client.force_login(user)
+    client.force_login(operator)
 
     response = client.get(
         url.format(task=task.uuid, topic=topic_name), HTTP_ACCEPT="text/html"
@@ -88,23 +89,24 @@ def test_a_session_user_browses_the_api_as_html(user, topic_name, url):
     assert b"Django REST framework" in response.content
 
 
-def test_the_browsable_api_login_page_logs_a_user_in(user):
+def test_the_browsable_api_login_page_logs_a_user_in(operator):
     client = APIClient(enforce_csrf_checks=False)
 
     client.post(
-        "/api/auth/login/", {"username": user.username, "password": "pw-for-tests-1"}
+        "/api/auth/login/",
+        {"username": operator.username, "password": "pw-for-tests-1"},
     )
 
     assert client.get("/api/topics/", HTTP_ACCEPT="text/html").status_code == 200
 
 
 def test_requests_over_the_users_rate_answer_429_saying_when_to_retry(
-    api_client, monkeypatch
+    operator_client, monkeypatch
 ):
     monkeypatch.setattr(UserRateThrottle, "THROTTLE_RATES", {"user": "3/minute"})
 
-    statuses = [api_client.get("/api/topics/").status_code for _ in range(4)]
-    response = api_client.get("/api/topics/")
+    statuses = [operator_client.get("/api/topics/").status_code for _ in range(4)]
+    response = operator_client.get("/api/topics/")
 
     assert statuses == [200, 200, 200, 429]
     assert response.status_code == 429
@@ -112,19 +114,19 @@ def test_requests_over_the_users_rate_answer_429_saying_when_to_retry(
     assert f"Retry in {response['Retry-After']} seconds" in response.data["detail"]
 
 
-def test_the_rate_limit_counts_each_user_separately(api_client, monkeypatch):
+def test_the_rate_limit_counts_each_user_separately(operator_client, monkeypatch):
     monkeypatch.setattr(UserRateThrottle, "THROTTLE_RATES", {"user": "1/minute"})
     other = APIClient()
-    other.force_authenticate(user=UserFactory())
+    other.force_authenticate(user=UserFactory(role=Role.OPERATOR))
 
-    first = api_client.get("/api/topics/").status_code
+    first = operator_client.get("/api/topics/").status_code
     second = other.get("/api/topics/").status_code
 
     assert (first, second) == (200, 200)
 
 
 def test_tasks_are_accepted_while_redis_is_down_and_the_limit_is_kept_locally(
-    api_client, settings, monkeypatch, caplog, topic_name
+    submitter_client, settings, monkeypatch, caplog, topic_name
 ):
     """PostgreSQL alone accepts work: a lost Redis costs only the shared counts."""
     settings.CACHES = {
@@ -138,7 +140,7 @@ def test_tasks_are_accepted_while_redis_is_down_and_the_limit_is_kept_locally(
 
     with caplog.at_level(logging.WARNING):
         statuses = [
-            api_client.post("/api/tasks/", body, format="json").status_code
+            submitter_client.post("/api/tasks/", body, format="json").status_code
             for _ in range(4)
         ]
 

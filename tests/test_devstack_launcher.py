@@ -19,6 +19,7 @@ import pytest
 
 from scheduler_site.devstack.dev import (
     DevOptions,
+    banner,
     child_commands,
     clean_dev,
     setup_steps,
@@ -66,6 +67,14 @@ def test_apply_config_runs_only_when_there_is_a_config(tmp_path: Path) -> None:
     assert [step[2] for step in setup_steps(without)] == ["migrate", "ensure_admin"]
     steps = [step[2] for step in setup_steps(with_config)]
     assert steps == ["migrate", "apply_config", "ensure_admin"]
+
+
+def test_the_banner_says_how_to_create_a_submitter(tmp_path: Path, devstack) -> None:
+    options = DevOptions(tmp_path, port=8000, workers=0, config=None)
+
+    text = banner(options, devstack)
+
+    assert "manage.py create_user NAME --role submitter" in text
 
 
 def test_dev_options_reject_a_bad_worker_count(

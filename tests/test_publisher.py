@@ -83,17 +83,17 @@ def test_published_task_carries_its_id_and_records_where_kafka_put_it(
 
 
 def test_the_api_shows_what_the_publisher_sent_and_what_it_did_not(
-    transactional_db, topic_name, api_client
+    transactional_db, topic_name, operator_client
 ):
     topic_create(name=topic_name)
     [later] = _submit(topic_name, 1, run_at=timezone.now() + timedelta(hours=1))
     [sent] = _submit(topic_name, 1)
     publish_pending_run()
 
-    assert api_client.get("/tasks").json() == [
+    assert operator_client.get("/tasks").json() == [
         {"topic": topic_name, "message": later.message}
     ]
-    body = api_client.get(f"/api/tasks/{sent.uuid}/").json()
+    body = operator_client.get(f"/api/tasks/{sent.uuid}/").json()
     sent.refresh_from_db()
     assert (body["status"], body["partition"], body["offset"]) == (
         "published",

@@ -10,11 +10,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from django.db import connection
 
 from rotation.lanes import Lane
 from tasks_app.models import Slice, Task, TaskStatus
-from tests.cluster import Cluster, settle, wait_for
+from tests.cluster import Cluster, settle, wait_for, worker_database_url
 from tests.handlers import runs
 from tests.rotation_support import (
     lane_slices,
@@ -28,18 +27,13 @@ WORKERS = ("w1", "w2", "w3")
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _test_database_url() -> str:
-    db = connection.settings_dict
-    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-
-
 @pytest.fixture(scope="module")
 def cluster(django_db_setup, django_db_blocker, tmp_path_factory):
     """Three rotation workers, a publisher worker and beat, for the whole module."""
     import os
 
     with django_db_blocker.unblock():
-        env = {**os.environ, "DATABASE_URL": _test_database_url()}
+        env = {**os.environ, "DATABASE_URL": worker_database_url()}
     cluster = Cluster(env, tmp_path_factory.mktemp("cluster"))
     try:
         cluster.start_control()

@@ -6,7 +6,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from rotation.kafka_admin import grow_partitions
-from tasks_app.errors import ServiceUnavailable
+from tasks_app.errors import Conflict
 from tasks_app.models import Topic
 from tasks_app.services.topics import topic_create, topic_update
 
@@ -30,9 +30,8 @@ def test_growing_partitions_asks_kafka_first_and_gives_its_answer(topic_name):
     topic = topic_create(name=topic_name, partitions=1)
     try:
         topic = topic_update(topic=topic, partitions=2)
-    except ServiceUnavailable as refused:  # a broker without CreatePartitions
+    except Conflict as refused:  # a broker without CreatePartitions says no
         assert "CreatePartitions" in refused.message
-        assert refused.context["service"] == "kafka"
         assert Topic.objects.get(pk=topic.pk).partitions == _partitions(topic_name)
     else:
         assert (topic.partitions, _partitions(topic_name)) == (2, 2)
@@ -41,3 +40,20 @@ def test_growing_partitions_asks_kafka_first_and_gives_its_answer(topic_name):
 def test_no_growth_needed_asks_kafka_nothing(topic_name):
     topic_create(name=topic_name, partitions=2)
     assert grow_partitions(os.environ["KAFKA_BOOTSTRAP_SERVERS"], {topic_name: 2}) == {}
+
+
+def test_growing_partitions_while_kafka_is_down_answers_503_and_changes_nothing(
+    topic_name, settings
+):
+    from scheduler_site.devstack.process import free_port
+    from tasks_app.errors import ServiceUnavailable
+
+    topic = topic_create(name=topic_name, partitions=1)
+    settings.KAFKA_BOOTSTRAP_SERVERS = f"127.0.0.1:{free_port()}"
+
+    with pytest.raises(ServiceUnavailable) as refused:
+        topic_update(topic=topic, partitions=2)
+
+    assert refused.value.context["service"] == "kafka"
+    assert "keeps 1" in refused.value.message
+    assert Topic.objects.get(pk=topic.pk).partitions == 1

@@ -226,6 +226,8 @@ def banner(options: DevOptions, stack: Stack) -> str:
         f"  health    {base}/healthz",
         f"  login     {creds.get('username', '?')} / {creds.get('password', '?')}",
         f"  token     {token}",
+        "  users     DEBUG=1 .venv/bin/python manage.py create_user NAME "
+        "--role submitter   (or operator; prints its password and token)",
         f"  logs      {rel_dir}/logs/",
         f"  services  source {rel_dir}/services.env   (for a second shell)",
         f'  try       curl -H "Authorization: Token {token}" {base}/api/',

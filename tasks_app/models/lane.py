@@ -37,6 +37,8 @@ class LaneState(models.Model):
                 fields=["group", "topic", "partition"], name="lane_unique"
             )
         ]
+        # Members and stats are not models; operators read them with this.
+        permissions = [("view_rotation", "Can view live members and stats")]
 
     def __str__(self) -> str:
         return f"{self.group_id}/{self.topic_id}/{self.partition}"

@@ -66,8 +66,10 @@ class Task(models.Model):
         on_delete=models.SET_NULL,
         null=True,
         blank=True,
+        db_index=False,  # the (submitted_by, id) index below leads with it
         related_name="+",
-        help_text="User who submitted the task.",
+        help_text="Owner: the user who submitted it; empty for system tasks, "
+        "which only operators see.",
     )
     status = models.CharField(
         max_length=16,
@@ -99,6 +101,8 @@ class Task(models.Model):
         indexes = [
             models.Index(fields=["topic", "id"], name="task_topic_id"),
             models.Index(fields=["key", "id"], name="task_key_id"),
+            # A submitter's own tasks, newest first (their task list).
+            models.Index(fields=["submitted_by", "id"], name="task_owner_id"),
         ]
         constraints = [
             models.UniqueConstraint(

@@ -4,7 +4,10 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from tasks_app.validators import validate_dotted_path, validate_kafka_topic_name
+from tasks_app.validators import (
+    validate_kafka_topic_name,
+    validate_registered_handler,
+)
 
 DEFAULT_HANDLER = "tasks_app.handlers.log_message"
 MAX_PARTITIONS = 1000
@@ -27,7 +30,8 @@ class Topic(models.Model):
         max_length=249,
         unique=True,
         validators=[validate_kafka_topic_name],
-        help_text="Kafka topic name: 1-249 of [a-zA-Z0-9._-], not '.' or '..'.",
+        help_text="Kafka topic name: 1-249 of [a-zA-Z0-9._-], not '.' or '..', "
+        "not starting with '__'.",
     )
     partitions = models.PositiveIntegerField(
         default=1,
@@ -47,8 +51,9 @@ class Topic(models.Model):
     handler = models.CharField(
         max_length=255,
         default=DEFAULT_HANDLER,
-        validators=[validate_dotted_path],
-        help_text="Dotted path of the Python callable that runs each task.",
+        validators=[validate_registered_handler],
+        help_text="Registered name of the handler that runs each task "
+        "(see docs/handlers.md).",
     )
     max_attempts = models.PositiveIntegerField(
         default=3,

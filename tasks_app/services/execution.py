@@ -21,7 +21,7 @@ from rotation.consumer import Record
 from rotation.lanes import Lane
 from rotation.scheduler import EndReason
 from rotation.store import BatchOutcome
-from tasks_app.handlers import HandlerNotFound, TaskContext, handler_resolve
+from tasks_app.handlers import HandlerNotRegistered, TaskContext, handler_get
 from tasks_app.models import DeadLetter, PartitionHead, Task, TaskStatus, Topic
 from tasks_app.models.task import TERMINAL_STATUSES
 from tasks_app.services.healing import MARKER_HEADER
@@ -304,7 +304,7 @@ def _attempt_lost(task: Task) -> AttemptLost:
 
 
 def _call_handler(task: Task, message: Record, topic: Topic) -> Any:
-    handler = handler_resolve(topic.handler)
+    handler = handler_get(topic.handler)
     context = TaskContext(
         task_id=str(task.uuid),
         topic=topic.name,
@@ -325,7 +325,7 @@ def _failed(
 ) -> bool:
     task.finished_at = timezone.now()
     task.error = "".join(traceback.format_exception(exc))
-    final = isinstance(exc, HandlerNotFound) or task.attempts >= topic.max_attempts
+    final = isinstance(exc, HandlerNotRegistered) or task.attempts >= topic.max_attempts
     logger.warning(
         "Task %s attempt %d/%d failed: %s",
         task.uuid,

@@ -60,7 +60,7 @@ def topic_create(*, name: str, **policy: Any) -> Topic:
     if unknown:
         raise InvalidInput(f"Unknown topic fields: {', '.join(sorted(unknown))}")
     if Topic.objects.filter(name=name).exists():
-        raise InvalidInput(f"Topic {name!r} already exists.", field="name")
+        raise Conflict(f"Topic {name!r} already exists.", field="name")
     topic = Topic(name=name, **policy)
     _validated(topic)
     with transaction.atomic():
@@ -74,10 +74,11 @@ def topic_update(*, topic: Topic, **changes: Any) -> Topic:
     """Change a topic's policy; the name cannot change and partitions only grow
     (see `_partitions_grow`)."""
     if "name" in changes and changes.pop("name") != topic.name:
-        raise InvalidInput("A topic cannot be renamed; create a new one.", field="name")
+        raise Conflict("A topic cannot be renamed; create a new one.", field="name")
     if changes.get("partitions", topic.partitions) < topic.partitions:
-        raise InvalidInput(
-            "Kafka cannot reduce a topic's partitions; create a new topic.",
+        raise Conflict(
+            f"Kafka cannot reduce a topic's partitions (it has {topic.partitions}); "
+            "create a new topic.",
             field="partitions",
         )
     for field, value in changes.items():
@@ -114,12 +115,7 @@ def _partitions_grow(*, topic: Topic, old: Topic) -> None:
         settings.KAFKA_BOOTSTRAP_SERVERS, {topic.name: topic.partitions}
     )
     if failures:
-        raise ServiceUnavailable(
-            f"Kafka could not add partitions to {topic.name}, so it keeps "
-            f"{old.partitions}: {failures[topic.name]}",
-            field="partitions",
-            service="kafka",
-        )
+        _growth_refused(topic=topic, kept=old.partitions, reason=failures[topic.name])
     with publisher_lock(wait_s=GROWTH_WAIT_S) as held:
         if not held:
             raise ServiceUnavailable(
@@ -137,6 +133,19 @@ def _partitions_grow(*, topic: Topic, old: Topic) -> None:
             for partition in range(old.partitions)
         }
         topic.save()
+
+
+def _growth_refused(*, topic: Topic, kept: int, reason: str) -> None:
+    """Raise the answer to a growth Kafka did not make: 503 when the broker is
+    unreachable (retry later), 409 when it answered no (it never will)."""
+    message = f"Kafka did not add partitions to {topic.name}, so it keeps {kept}"
+    try:
+        topic_ids(settings.KAFKA_BOOTSTRAP_SERVERS, [topic.name])
+    except KafkaException as exc:
+        raise ServiceUnavailable(
+            f"{message}: {reason}", field="partitions", service="kafka"
+        ) from exc
+    raise Conflict(f"{message}: {reason}", field="partitions")
 
 
 def growth_barriers_clear(*, topics: Iterable[Topic] | None = None) -> int:
@@ -281,7 +290,7 @@ def group_create(
     Its topics move here from the default group; see `group_topics_check`.
     """
     if ConsumerGroup.objects.filter(group_id=group_id).exists():
-        raise InvalidInput(f"Group {group_id!r} already exists.", field="group_id")
+        raise Conflict(f"Group {group_id!r} already exists.", field="group_id")
     group = ConsumerGroup(group_id=group_id, walk_mode=walk_mode or WalkMode.PARALLEL)
     _validated(group)
     topics = _existing_topics(topic_names)
@@ -294,14 +303,21 @@ def group_create(
 def group_update(
     *,
     group: ConsumerGroup,
+    group_id: str | None = None,
     topic_names: Iterable[str] | None = None,
     walk_mode: str | None = None,
 ) -> ConsumerGroup:
-    """Change a group's topics or walk mode.
+    """Change a group's topics or walk mode; its id may be repeated, not changed.
 
     Topics it gains move here from the default group; topics it gives up go
     back to the default group; see `group_topics_check`.
     """
+    if group_id is not None and group_id != group.group_id:
+        raise Conflict(
+            "A group cannot be renamed (Kafka keeps its offsets under the old id); "
+            "create a new group.",
+            field="group_id",
+        )
     with transaction.atomic():
         if walk_mode is not None:
             group.walk_mode = walk_mode
