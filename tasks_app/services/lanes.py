@@ -409,7 +409,8 @@ def partition_lost(*, topic_pk: int, partition: int, reason: str) -> None:
         topic_id=topic_pk, partition=partition, lost=False
     ).update(lost=True, lost_reason=reason)
     if flagged:
-        logger.warning("Partition %s/%d lost in Kafka: %s", topic_pk, partition, reason)
+        name = Topic.objects.values_list("name", flat=True).get(pk=topic_pk)
+        logger.warning("Partition %s/%d lost in Kafka: %s", name, partition, reason)
 
 
 def partition_heads_advance(*, deliveries: Sequence[tuple[str, int, int, int]]) -> None:
