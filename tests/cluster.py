@@ -1,7 +1,9 @@
 """Real Celery processes for the rotation tests: rotation workers, publisher, beat."""
 
+import os
 import socket
 import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,6 +32,16 @@ def worker_database_url() -> str:
     """Return the URL of the test database, for the processes a test starts."""
     db = connection.settings_dict
     return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def redis_database(number: int) -> redis.Redis:
+    """Return a client of database `number` on the test run's Redis.
+
+    Not `from_url(REDIS_URL, db=number)`: the URL's own `/0` wins over `db=`, and
+    a test that empties "its" database would empty the shared one.
+    """
+    url = urllib.parse.urlsplit(os.environ["REDIS_URL"])
+    return redis.Redis.from_url(url._replace(path=f"/{number}").geturl())
 
 
 def wait_for(

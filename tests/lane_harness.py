@@ -25,6 +25,7 @@ from tasks_app.services.execution import batch_process
 from tasks_app.services.healing import lane_heal
 from tasks_app.services.lanes import DatabaseLaneStore
 from tasks_app.services.publisher import publish_pending_run
+from tests.cluster import redis_database
 from tests.rotation_support import make_topic, submit
 
 # A Redis database of its own: the ready set and member keys are per database.
@@ -52,7 +53,7 @@ class Harness:
 
 def harness(store: LaneStore | None = None, *, member: str = "m1") -> Harness:
     """Build a SliceRunner on a clean Redis database and the real lane store."""
-    client = redis.Redis.from_url(os.environ["REDIS_URL"], db=HARNESS_REDIS_DB)
+    client = redis_database(HARNESS_REDIS_DB)
     client.flushdb()
     sent: list[Turn] = []
     members = Members(client, heartbeat_s=1.0)

@@ -138,3 +138,22 @@ def test_finished_tasks_are_not_run_again_after_the_loss(broker, slice_harness):
     _drain(runner, lane)
 
     assert _ended(topic) == [str(t.uuid) for t in first + second]
+
+
+def test_a_lane_whose_resume_point_is_past_the_new_log_still_gets_a_turn(
+    broker, slice_harness
+):
+    lane, topic = _lane_topic(slice_ms=2000)
+    first = submit(topic, [{"n": n} for n in range(20)])
+    publish_pending_run()
+    runner = slice_harness()
+    _drain(runner, lane)  # the lane resumes at 20 now
+    broker.restart_empty()
+    second = submit(topic, [{"n": n} for n in range(20, 23)])
+    _publish_all(topic)  # the new log ends at 3, below the lane's resume point
+
+    woken = runner.runner.scheduler.kick([topic])
+
+    assert [turn.lane for turn in woken] == [lane]
+    _drain(runner, lane)
+    assert _ended(topic) == [str(t.uuid) for t in first + second]

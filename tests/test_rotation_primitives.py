@@ -13,12 +13,13 @@ from rotation.lanes import Lane
 from rotation.lease import LeaseKeeper, LeaseManager
 from rotation.members import Members
 from rotation.turns import Turns
+from tests.cluster import redis_database
 
 
 @pytest.fixture
 def client() -> redis.Redis:
     """A private Redis database: the ready set is global to a database."""
-    connection = redis.Redis.from_url(os.environ["REDIS_URL"], db=14)
+    connection = redis_database(14)
     connection.flushdb()
     return connection
 

@@ -97,15 +97,21 @@ _SETTLE_SQL = """
 UPDATE tasks_app_lanestate SET settled = true
  WHERE group_id = %s AND topic_id = %s AND partition = %s AND epoch = %s
 """
+# A lane has work when it may read past its resume point, or when Kafka lost its
+# messages: after a reset the new log may end below the resume point, and the
+# lane must still get a turn to heal.
 _OVERVIEW_SQL = """
 SELECT g.group_id, tp.name, p.partition, g.walk_mode, tp.slice_ms, tp.weight,
-       tp.paused, {runnable_end} > COALESCE(s.next_offset, 0)
+       tp.paused,
+       {runnable_end} > COALESCE(s.next_offset, 0) OR COALESCE(h.lost, false)
   FROM tasks_app_consumergroup g
   JOIN tasks_app_consumergroup_topics gt ON gt.consumergroup_id = g.id
   JOIN tasks_app_topic tp ON tp.id = gt.topic_id
  CROSS JOIN LATERAL generate_series(0, tp.partitions - 1) AS p(partition)
   LEFT JOIN tasks_app_lanestate s
     ON s.group_id = g.id AND s.topic_id = tp.id AND s.partition = p.partition
+  LEFT JOIN tasks_app_partitionhead h
+    ON h.topic_id = tp.id AND h.partition = p.partition
  ORDER BY g.group_id, tp.name, p.partition
 """.replace(
     "{runnable_end}",
