@@ -37,8 +37,8 @@ from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
-from rotation.kafka_admin import ensure_topics  # noqa: E402
-from rotation.producer import LINGER_MS  # noqa: E402
+from rotation.kafka.admin import ensure_topics  # noqa: E402
+from rotation.kafka.producer import LINGER_MS  # noqa: E402
 from tasks_app.models import OutboxEntry, Task, TaskStatus, Topic  # noqa: E402
 from tasks_app.services.publisher import publish_pending_run  # noqa: E402
 from tasks_app.services.tasks import TaskSpec, task_submit, task_submit_many  # noqa: E402

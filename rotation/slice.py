@@ -8,14 +8,15 @@ from dataclasses import dataclass
 
 import redis
 
-from rotation.consumer import ConsumerCache, LaneConsumer, LogGone, Record
 from rotation.errors import RotationError
+from rotation.kafka.consumer import ConsumerCache, LaneConsumer, LogGone, Record
 from rotation.lanes import Lane, LanePolicy
 from rotation.lease import Lease, LeaseError, LeaseKeeper, LeaseManager
 from rotation.log_check import STALL_S, log_loss
 from rotation.members import Members
-from rotation.scheduler import EndReason, Scheduler
+from rotation.scheduler import Scheduler
 from rotation.store import (
+    EndReason,
     Fenced,
     LaneClaim,
     LaneStore,

@@ -15,7 +15,7 @@ from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 from celery.utils.nodenames import worker_direct
 from django.conf import settings
 
-from rotation.consumer import ConsumerCache
+from rotation.kafka.consumer import ConsumerCache
 from rotation.lease import LeaseManager
 from rotation.members import Heartbeat, Members
 from rotation.scheduler import Scheduler

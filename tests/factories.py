@@ -6,7 +6,7 @@ import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from rotation.scheduler import EndReason
+from rotation.store import EndReason
 from tasks_app.models import ConsumerGroup, Slice, Topic
 from tasks_app.roles import Role
 from tasks_app.services.users import user_role_grant

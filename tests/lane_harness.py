@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from rotation.consumer import ConsumerCache
+from rotation.kafka.consumer import ConsumerCache
 from rotation.lanes import Lane
 from rotation.lease import LeaseManager
 from rotation.members import Members

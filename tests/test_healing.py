@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from rotation.lanes import Lane
-from rotation.scheduler import EndReason
+from rotation.store import EndReason
 from scheduler_site.devstack import brokers
 from tasks_app.models import PartitionHead, Task, TaskStatus
 from tasks_app.services.publisher import publish_pending_run

@@ -12,9 +12,9 @@ import pytest
 import redis
 from django.db import InterfaceError, connection
 
-from rotation.consumer import Record
-from rotation.producer import ProduceError
-from rotation.scheduler import EndReason
+from rotation.kafka.consumer import Record
+from rotation.kafka.producer import ProduceError
+from rotation.store import EndReason
 from tasks_app.models import LaneState, Slice, Task, TaskStatus
 from tasks_app.services.execution import batch_process
 from tasks_app.services.healing import lane_heal

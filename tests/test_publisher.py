@@ -167,8 +167,8 @@ def test_key_partition_matches_the_partitioner_kafka_clients_use(topic_name):
     default partitioner, so keys keep their partitions across the upgrade."""
     from confluent_kafka import Producer
 
-    from rotation.kafka_admin import ensure_topics
-    from rotation.producer import key_partition
+    from rotation.kafka.admin import ensure_topics
+    from rotation.kafka.producer import key_partition
 
     ensure_topics(django_settings.KAFKA_BOOTSTRAP_SERVERS, {topic_name: 7})
     producer = Producer({"bootstrap.servers": django_settings.KAFKA_BOOTSTRAP_SERVERS})

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from rotation.producer import BatchProducer, OutgoingMessage, ProduceError
+from rotation.kafka.producer import BatchProducer, OutgoingMessage, ProduceError
 from scheduler_site.devstack.process import free_port
 from tasks_app.errors import Conflict
 from tasks_app.models import OutboxEntry, Task, TaskStatus

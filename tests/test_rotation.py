@@ -424,7 +424,7 @@ def test_a_task_whose_handler_kills_its_worker_ends_dead_after_max_attempts(
 
 
 def test_growing_a_topics_partitions_keeps_each_keys_order(workers, topic_name):
-    from rotation.kafka_admin import ensure_topics
+    from rotation.kafka.admin import ensure_topics
     from tasks_app.services.tasks import TaskSpec, task_submit_many
     from tasks_app.services.topics import topic_set_paused, topic_update
 

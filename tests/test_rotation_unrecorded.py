@@ -11,7 +11,7 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from rotation.producer import OutgoingMessage, shared_producer
+from rotation.kafka.producer import OutgoingMessage, shared_producer
 from tasks_app.models import LaneState, OutboxEntry, Task, TaskStatus
 from tasks_app.services.lanes import lanes_kick, partition_heads_advance
 from tasks_app.services.tasks import TaskSpec, task_envelope, task_submit

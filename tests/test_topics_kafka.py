@@ -5,7 +5,7 @@ import os
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from rotation.kafka_admin import grow_partitions
+from rotation.kafka.admin import grow_partitions
 from tasks_app.errors import Conflict
 from tasks_app.models import Topic
 from tasks_app.services.topics import topic_create, topic_update

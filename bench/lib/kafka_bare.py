@@ -8,8 +8,8 @@ import time
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from rotation.kafka_admin import ensure_topics
-from rotation.producer import LINGER_MS
+from rotation.kafka.admin import ensure_topics
+from rotation.kafka.producer import LINGER_MS
 
 FLUSH_TIMEOUT_S = 60.0
 CONSUME_BATCH = 1000

@@ -17,10 +17,9 @@ from typing import Any
 
 from django.utils import timezone
 
-from rotation.consumer import Record
+from rotation.kafka.consumer import Record
 from rotation.lanes import Lane
-from rotation.scheduler import EndReason
-from rotation.store import BatchOutcome
+from rotation.store import BatchOutcome, EndReason
 from tasks_app.handlers import HandlerNotRegistered, TaskContext, handler_get
 from tasks_app.models import DeadLetter, PartitionHead, Task, TaskStatus, Topic
 from tasks_app.models.task import TERMINAL_STATUSES

@@ -22,8 +22,8 @@ import logging
 
 from django.conf import settings
 
+from rotation.kafka.producer import OutgoingMessage, shared_producer
 from rotation.lanes import Lane
-from rotation.producer import OutgoingMessage, shared_producer
 from rotation.store import HealPostponed, LaneClaim
 from tasks_app.models import LaneState, PartitionHead, Task, TaskStatus, Topic
 from tasks_app.services.lanes import lane_fenced

@@ -12,8 +12,8 @@ from django.db import Error as DjangoDatabaseError
 from django.db import connection, transaction
 from django.db.backends.utils import CursorWrapper
 
-from rotation.consumer import Record
 from rotation.errors import RotationError
+from rotation.kafka.consumer import Record
 from rotation.lanes import Lane, LanePolicy
 from rotation.store import (
     BatchOutcome,

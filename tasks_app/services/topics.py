@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from rotation.kafka_admin import (
+from rotation.kafka.admin import (
     KEEP_FOREVER,
     ensure_topics,
     grow_partitions,

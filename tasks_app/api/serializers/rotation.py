@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
-from rotation.scheduler import EndReason
+from rotation.store import EndReason
 from tasks_app.api.serializers.base import KafkaNameField, QueryParamsSerializer
 from tasks_app.models import Slice, TaskStatus
 from tasks_app.models.topic import MAX_PARTITIONS

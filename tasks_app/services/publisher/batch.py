@@ -15,7 +15,7 @@ from typing import NamedTuple
 from django.conf import settings
 from django.db import connection, transaction
 
-from rotation.producer import (
+from rotation.kafka.producer import (
     BatchProducer,
     Delivery,
     Headers,

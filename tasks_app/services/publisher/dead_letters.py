@@ -12,7 +12,7 @@ from typing import NamedTuple
 from django.conf import settings
 from django.db import connection, transaction
 
-from rotation.producer import BatchProducer, OutgoingMessage
+from rotation.kafka.producer import BatchProducer, OutgoingMessage
 from tasks_app.models import DeadLetter
 from tasks_app.models.topic import dead_letter_topic_for
 from tasks_app.services.publisher.batch import CONTENT_TYPE, topics_check_ready

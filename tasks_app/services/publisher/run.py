@@ -10,7 +10,12 @@ from django.db import InterfaceError, OperationalError
 from django.db.models import QuerySet
 from django.db.models.functions import Now
 
-from rotation.producer import BatchProducer, Delivery, ProduceError, shared_producer
+from rotation.kafka.producer import (
+    BatchProducer,
+    Delivery,
+    ProduceError,
+    shared_producer,
+)
 from tasks_app.models import DeadLetter, OutboxEntry
 from tasks_app.services.lanes import lanes_kick
 from tasks_app.services.publish_nudge import publish_nudge_clear
@@ -60,7 +65,7 @@ def _nudge_clear() -> None:
         logger.warning("Could not clear the publisher nudge in Redis: %s", exc)
 
 
-class _Progress:
+class _RunTally:
     """What a run has published, and the topics whose idle lanes still need a start.
 
     Lanes are kicked after the first batch and then at most every KICK_INTERVAL_S
@@ -97,7 +102,7 @@ def _publish_until_done() -> int:
     if not has_letters and not _due().exists():
         return 0
     producer = shared_producer(settings.KAFKA_BOOTSTRAP_SERVERS)
-    progress = _Progress()
+    progress = _RunTally()
     try:
         producer.probe()
         _publish_batches(producer, progress)
@@ -125,7 +130,7 @@ def _publish_dead_letters(producer: BatchProducer) -> None:
             dead_letters_publish(producer=producer)
 
 
-def _publish_batches(producer: BatchProducer, progress: _Progress) -> None:
+def _publish_batches(producer: BatchProducer, progress: _RunTally) -> None:
     """Publish lone batches while they come out short; overlap them for a backlog."""
     deadline = time.monotonic() + settings.SCHEDULER_PUBLISH_BUDGET_S
     blocked: set[str] = set()
