@@ -357,6 +357,7 @@ CELERY_TASK_ROUTES = {
     "tasks_app.tasks.publish_pending": {"queue": "publish"},
     "tasks_app.tasks.watchdog": {"queue": "publish"},
     "tasks_app.tasks.run_slice": {"queue": "rotation"},
+    "tasks_app.tasks.lanes_kick": {"queue": "publish"},
 }
 CELERY_BEAT_SCHEDULE = {
     "publish-pending": {

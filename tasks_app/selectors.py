@@ -7,12 +7,13 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 import redis
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet, prefetch_related_objects
 from django.utils import timezone
 
-from rotation.members import MemberInfo
+from rotation.members import MemberInfo, Members
 from tasks_app.errors import NotFound, ServiceUnavailable
 from tasks_app.models import (
     GroupTopic,
@@ -24,8 +25,8 @@ from tasks_app.models import (
     TaskStatus,
     Topic,
 )
+from tasks_app.redis_client import redis_client
 from tasks_app.roles import VIEW_TASK
-from tasks_app.rotation_runtime import runtime
 
 T = TypeVar("T")
 LaneKey = tuple[int, int, int]  # (group pk, topic pk, partition)
@@ -133,9 +134,14 @@ def _from_redis(read: Callable[[], T], *, what: str) -> T:
         ) from exc
 
 
+def _members() -> Members:
+    """Read the rotation's members from Redis, where their heartbeats go."""
+    return Members(redis_client(), heartbeat_s=settings.SCHEDULER_HEARTBEAT_S)
+
+
 def member_list() -> list[MemberInfo]:
     """List the live rotation members (those that beat recently), by name."""
-    return _from_redis(runtime().members.describe, what="members")
+    return _from_redis(_members().describe, what="members")
 
 
 @dataclass(frozen=True)
@@ -211,7 +217,7 @@ def stats_overview() -> StatsOverview:
         ],
         outbox_due=OutboxEntry.objects.filter(available_at__lte=timezone.now()).count(),
         lanes=_lane_stats(topics),
-        members=len(_from_redis(runtime().members.live, what="members")),
+        members=len(_from_redis(_members().live, what="members")),
     )
 
 

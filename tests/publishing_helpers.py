@@ -1,5 +1,6 @@
 """Publishing test helpers: read Kafka back (assign(), offset 0), run threads, check."""
 
+import functools
 import json
 import time
 import uuid
@@ -13,7 +14,10 @@ from confluent_kafka.admin import AdminClient
 from django.conf import settings
 from django.db import connection
 
+from rotation.kafka.producer import BatchProducer
 from tasks_app.models import Task, TaskStatus
+from tasks_app.services.publisher.run import publish_pending_run
+from tasks_app.worker import runtime
 
 T = TypeVar("T")
 
@@ -33,6 +37,21 @@ class Record:
     key: str
     envelope: dict
     headers: dict[str, bytes]
+
+
+@functools.cache
+def producer_for(bootstrap_servers: str) -> BatchProducer:
+    """Return this test process's producer for a broker (one each, kept: a new
+    idempotent producer needs about half a second before it can send)."""
+    return BatchProducer(bootstrap_servers)
+
+
+def publish_pending() -> int:
+    """Run the publisher in the test process, as the publisher worker would."""
+    return publish_pending_run(
+        producer=producer_for(settings.KAFKA_BOOTSTRAP_SERVERS),
+        kick_lanes=runtime().kick_lanes,
+    )
 
 
 def partition_count(topic: str) -> int:

@@ -10,12 +10,12 @@ from django.db import connection
 from tasks_app.models import OutboxEntry, Task, Topic
 from tasks_app.redis_client import redis_client
 from tasks_app.services.publish_nudge import NUDGE_KEY
-from tasks_app.services.publisher import publish_pending_run
 from tasks_app.services.tasks import TaskSpec, task_submit_many
 from tasks_app.services.topics import topic_create
 from tests.publishing_helpers import (
     assert_published_once_in_order,
     in_thread,
+    publish_pending,
     run_concurrently,
 )
 
@@ -52,7 +52,7 @@ def test_two_publishers_started_at_once_keep_the_topic_in_order(
 
     def publish() -> int:
         start.wait()
-        return publish_pending_run()
+        return publish_pending()
 
     counts = run_concurrently(in_thread(publish), in_thread(publish))
 
@@ -81,13 +81,13 @@ def test_tasks_submitted_while_beat_and_nudges_fire_are_published_once_in_order(
 
     def beat() -> None:
         while submitting.is_set():
-            publish_pending_run()
+            publish_pending()
             time.sleep(BEAT_TICK_S)
 
     def nudged() -> None:
         while submitting.is_set():
             if redis_client().exists(NUDGE_KEY):
-                publish_pending_run()
+                publish_pending()
             time.sleep(NUDGE_POLL_S)
 
     def submitters() -> None:
@@ -97,7 +97,7 @@ def test_tasks_submitted_while_beat_and_nudges_fire_are_published_once_in_order(
             submitting.clear()
 
     run_concurrently(submitters, in_thread(beat), in_thread(nudged), in_thread(nudged))
-    publish_pending_run()
+    publish_pending()
 
     assert Task.objects.count() == CONCURRENT_TASKS
     assert not OutboxEntry.objects.exists()
@@ -118,7 +118,7 @@ def test_a_batch_failing_amid_a_backlog_keeps_every_topic_in_order(
     _submit(unready, 10)
     _submit(ready, 400)
 
-    assert publish_pending_run() == 500
+    assert publish_pending() == 500
 
     assert_published_once_in_order(ready, 1)
     assert_published_once_in_order(unready, 1)
@@ -144,7 +144,7 @@ def test_a_partitions_recorded_end_never_passes_an_unrecorded_task(
 
     def publish() -> None:
         try:
-            publish_pending_run()
+            publish_pending()
         finally:
             publishing.clear()
 

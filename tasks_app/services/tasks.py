@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from tasks_app.errors import Conflict, InvalidInput, NotFound
 from tasks_app.models import OutboxEntry, Task, TaskEvent, TaskStatus, Topic
+from tasks_app.services.envelope import task_envelope
 from tasks_app.services.publish_nudge import publish_nudge_on_commit
 from tasks_app.services.topics import topics_created_after_commit, topics_get_or_create
 
@@ -53,22 +54,6 @@ def message_size_check(*, message: Any) -> None:
             "send a reference.",
             field="message",
         )
-
-
-def task_envelope(*, task: Task, topic_name: str) -> str:
-    """Build the JSON envelope produced to Kafka; it carries the task id so a
-    consumer can skip a task that already finished."""
-    return json.dumps(
-        {
-            "task_id": str(task.uuid),
-            "topic": topic_name,
-            "key": task.key,
-            "message": task.message,
-            "attempt": task.attempts + 1,
-            "submitted_at": task.created_at.isoformat(),
-        },
-        separators=(",", ":"),
-    )
 
 
 def task_submit(*, submitted_by: AbstractBaseUser | None, spec: TaskSpec) -> Task:
