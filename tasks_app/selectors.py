@@ -31,10 +31,6 @@ from tasks_app.roles import VIEW_TASK
 T = TypeVar("T")
 LaneKey = tuple[int, int, int]  # (group pk, topic pk, partition)
 PartitionKey = tuple[int, int]  # (topic pk, partition)
-REDIS_DOWN_MESSAGE = (
-    "Redis is unreachable, so the live {what} cannot be read. Retry shortly; if it "
-    "persists, check the Redis server and REDIS_URL."
-)
 
 
 def tasks_visible(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Task]:
@@ -80,12 +76,6 @@ def task_with_events(
     return task
 
 
-def task_idempotency_key_used(*, user: AbstractBaseUser, key: str) -> bool:
-    """Tell whether this user already submitted a task under this key."""
-    owner = user if user.is_authenticated else None
-    return Task.objects.filter(submitted_by=owner, idempotency_key=key).exists()
-
-
 def tasks_pending_seed(
     *, user: AbstractBaseUser | AnonymousUser
 ) -> list[dict[str, Any]]:
@@ -129,8 +119,8 @@ def _from_redis(read: Callable[[], T], *, what: str) -> T:
     try:
         return read()
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise ServiceUnavailable(
-            REDIS_DOWN_MESSAGE.format(what=what), service="redis"
+        raise ServiceUnavailable.down(
+            "redis", so=f"the live {what} cannot be read"
         ) from exc
 
 

@@ -13,7 +13,6 @@ from django.db import connection
 from rotation.members import Members
 from scheduler_site.devstack.celery_processes import CeleryProcesses
 
-APP = "scheduler_site"
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 
@@ -77,7 +76,7 @@ class Cluster(CeleryProcesses):
 
     def start_worker(self, name: str) -> str:
         """Start a rotation worker and wait until it has joined as a member."""
-        self.worker(name, APP, "rotation")
+        self.worker(name, "rotation")
         node = self.node(name)
         wait_for(
             lambda: node in self.members.live(),
@@ -88,10 +87,8 @@ class Cluster(CeleryProcesses):
 
     def start_control(self) -> None:
         """Start beat and the publisher worker (which also runs the watchdog)."""
-        self.worker("publisher", APP, "publish")
-        self.celery(
-            "beat", APP, "beat", "--schedule", str(self.log_dir / "beat-schedule")
-        )
+        self.worker("publisher", "publish")
+        self.beat()
 
     def name_of(self, member: str) -> str:
         """Map a member (node name) back to the worker name it was started as."""

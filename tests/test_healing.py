@@ -105,7 +105,8 @@ def test_a_backlog_the_broker_forgot_is_published_again_and_runs_in_order(
     assert _ended(topic) == [str(t.uuid) for t in tasks]
     assert EndReason.LOG_LOST in reasons
     healed = [r.message for r in caplog.records if "healed" in r.message]
-    assert len(healed) == 1 and "30 unfinished tasks" in healed[0], healed
+    assert len(healed) == 1, healed
+    assert "30 unfinished tasks" in healed[0]
     statuses = Task.objects.filter(topic__name=topic).values_list("status", flat=True)
     assert set(statuses) == {TaskStatus.SUCCEEDED}
 

@@ -60,7 +60,8 @@ def test_messages_with_a_malformed_or_missing_task_id_are_skipped_with_a_log_lin
     with caplog.at_level(logging.WARNING, logger="tasks_app.services.execution"):
         outcome = store.process(lane, 1, "m1", messages, 1e18, lambda: False)
 
-    assert outcome.next_offset == first + 4 and outcome.processed == 1
+    assert outcome.next_offset == first + 4
+    assert outcome.processed == 1
     assert Task.objects.get(pk=task.pk).status == TaskStatus.SUCCEEDED
     skipped = [r.message for r in caplog.records if "skipping it" in r.message]
     assert len(skipped) == 3, skipped
@@ -196,7 +197,8 @@ def test_a_holder_frozen_inside_its_fenced_write_blocks_the_next_claim_only_brie
         thaw.set()
         thread.join(30)
     assert resumed_at == 0
-    assert outcome and outcome[0] != "committed", "the frozen holder wrote late"
+    assert outcome, "the frozen holder never finished"
+    assert outcome[0] != "committed", "the frozen holder wrote late"
 
 
 def test_database_sessions_use_tcp_keepalives_on_both_ends(db):

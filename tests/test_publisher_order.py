@@ -60,6 +60,32 @@ def test_two_publishers_started_at_once_keep_the_topic_in_order(
     assert_published_once_in_order(topic_name, 1)
 
 
+def _submit_random(topics: list[str], seed: int) -> None:
+    """Submit this submitter's share in chunks, to random topics and keys."""
+    rng = random.Random(seed)
+    for _ in range(CONCURRENT_TASKS // SUBMITTERS // SUBMIT_CHUNK):
+        specs = [
+            TaskSpec(rng.choice(topics), seed, key=f"k{rng.randrange(3)}")
+            for _ in range(SUBMIT_CHUNK)
+        ]
+        task_submit_many(submitted_by=None, specs=specs)
+
+
+def _publish_on_ticks(running: threading.Event) -> None:
+    """Publish on a timer, as beat does, while `running` is set."""
+    while running.is_set():
+        publish_pending()
+        time.sleep(BEAT_TICK_S)
+
+
+def _publish_when_nudged(running: threading.Event) -> None:
+    """Publish when a submission queued a nudge, as the publisher worker does."""
+    while running.is_set():
+        if redis_client().exists(NUDGE_KEY):
+            publish_pending()
+        time.sleep(NUDGE_POLL_S)
+
+
 def test_tasks_submitted_while_beat_and_nudges_fire_are_published_once_in_order(
     transactional_db, settings
 ):
@@ -70,33 +96,20 @@ def test_tasks_submitted_while_beat_and_nudges_fire_are_published_once_in_order(
     submitting = threading.Event()
     submitting.set()
 
-    def submit(seed: int) -> None:
-        rng = random.Random(seed)
-        for _ in range(CONCURRENT_TASKS // SUBMITTERS // SUBMIT_CHUNK):
-            specs = [
-                TaskSpec(rng.choice(topics), seed, key=f"k{rng.randrange(3)}")
-                for _ in range(SUBMIT_CHUNK)
-            ]
-            task_submit_many(submitted_by=None, specs=specs)
-
-    def beat() -> None:
-        while submitting.is_set():
-            publish_pending()
-            time.sleep(BEAT_TICK_S)
-
-    def nudged() -> None:
-        while submitting.is_set():
-            if redis_client().exists(NUDGE_KEY):
-                publish_pending()
-            time.sleep(NUDGE_POLL_S)
-
     def submitters() -> None:
         try:
-            run_concurrently(*(in_thread(submit, seed) for seed in range(SUBMITTERS)))
+            run_concurrently(
+                *(in_thread(_submit_random, topics, seed) for seed in range(SUBMITTERS))
+            )
         finally:
             submitting.clear()
 
-    run_concurrently(submitters, in_thread(beat), in_thread(nudged), in_thread(nudged))
+    run_concurrently(
+        submitters,
+        in_thread(_publish_on_ticks, submitting),
+        in_thread(_publish_when_nudged, submitting),
+        in_thread(_publish_when_nudged, submitting),
+    )
     publish_pending()
 
     assert Task.objects.count() == CONCURRENT_TASKS

@@ -23,7 +23,6 @@ from tasks_app.redis_client import redis_client
 from tasks_app.roles import Role
 from tasks_app.services.users import user_role_grant
 
-APP = "scheduler_site"
 TASKS_URL = "/api/tasks/"
 JOIN_TIMEOUT_S = 60.0
 WATCH_S = 0.2
@@ -44,11 +43,10 @@ def api_client() -> APIClient:
 
 def start_stack(processes: Processes, workers: int) -> dict[str, int]:
     """Start publisher, beat and rotation workers; return {member: pid} once joined."""
-    processes.worker("publisher", APP, "publish")
-    schedule = str(processes.log_dir / "beat-schedule")
-    processes.celery("beat", APP, "beat", "--schedule", schedule)
+    processes.worker("publisher", "publish")
+    processes.beat()
     pids = {
-        f"w{n}@{socket.gethostname()}": processes.worker(f"w{n}", APP, "rotation")
+        f"w{n}@{socket.gethostname()}": processes.worker(f"w{n}", "rotation")
         for n in range(1, workers + 1)
     }
     registry = Members(redis_client(), heartbeat_s=settings.SCHEDULER_HEARTBEAT_S)

@@ -58,12 +58,27 @@ def message_size_check(*, message: Any) -> None:
 
 def task_submit(*, submitted_by: AbstractBaseUser | None, spec: TaskSpec) -> Task:
     """Accept one task; see `task_submit_many`."""
-    return task_submit_many(submitted_by=submitted_by, specs=[spec])[0]
+    return task_accept(submitted_by=submitted_by, spec=spec)[0]
+
+
+def task_accept(
+    *, submitted_by: AbstractBaseUser | None, spec: TaskSpec
+) -> tuple[Task, bool]:
+    """Accept one task; return it and whether it is new (False: the same body was
+    submitted before under its idempotency key, and this is that task)."""
+    return _submit(submitted_by, [spec])[0]
 
 
 def task_submit_many(
     *, submitted_by: AbstractBaseUser | None, specs: Sequence[TaskSpec]
 ) -> list[Task]:
+    """Accept tasks in one transaction: all are stored, or none is; see `_submit`."""
+    return [task for task, _ in _submit(submitted_by, specs)]
+
+
+def _submit(
+    submitted_by: AbstractBaseUser | None, specs: Sequence[TaskSpec]
+) -> list[tuple[Task, bool]]:
     """Accept tasks in one transaction: all are stored, or none is.
 
     A spec whose idempotency key was used before with the same body returns the
@@ -91,7 +106,7 @@ def task_submit_many(
 @transaction.atomic
 def _submit_in_transaction(
     submitted_by: AbstractBaseUser | None, specs: Sequence[TaskSpec]
-) -> list[Task]:
+) -> list[tuple[Task, bool]]:
     user = submitted_by if submitted_by and submitted_by.is_authenticated else None
     topics, created = topics_get_or_create(names=(s.topic for s in specs))
     list(
@@ -110,9 +125,11 @@ def _submit_in_transaction(
     by_key = {t.idempotency_key: t for t in new_tasks if t.idempotency_key}
     by_key.update(previous)
     queue = iter(new_tasks)
-    return [
+    tasks = [
         by_key[s.idempotency_key] if s.idempotency_key else next(queue) for s in specs
     ]
+    new = {task.pk for task in new_tasks}
+    return [(task, task.pk in new) for task in tasks]
 
 
 def _dedupe(specs: Sequence[TaskSpec]) -> list[TaskSpec]:

@@ -30,11 +30,11 @@ from tasks_app.api.serializers.tasks import (
 from tasks_app.api.views.docs import BAD_REQUEST, CONFLICT, NOT_FOUND
 from tasks_app.errors import InvalidInput
 from tasks_app.models import Task
-from tasks_app.selectors import task_idempotency_key_used, task_list, task_with_events
+from tasks_app.selectors import task_list, task_with_events
 from tasks_app.services.tasks import (
+    task_accept,
     task_cancel,
     task_retry,
-    task_submit,
     task_submit_many,
 )
 
@@ -134,11 +134,8 @@ class TaskViewSet(viewsets.GenericViewSet):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         spec = serializer.spec()
-        repeat = bool(spec.idempotency_key) and task_idempotency_key_used(
-            user=request.user, key=spec.idempotency_key
-        )
-        task = task_submit(submitted_by=request.user, spec=spec)
-        return Response(self._answer(task), status=200 if repeat else 201)
+        task, new = task_accept(submitted_by=request.user, spec=spec)
+        return Response(self._answer(task), status=201 if new else 200)
 
     def _create_many(self, request: Request) -> Response:
         if request.headers.get(IDEMPOTENCY_HEADER):

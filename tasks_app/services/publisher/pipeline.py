@@ -105,7 +105,7 @@ def publish_overlapped(
                 if not deliveries:
                     return
                 on_published(deliveries)
-        except Exception as exc:  # re-raised below, in the caller's thread
+        except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread
             baton.failed = True
             failures.append(exc)
 
