@@ -32,11 +32,11 @@ class TopicAdminForm(forms.ModelForm):
 
     def clean_partitions(self) -> int:
         partitions = self.cleaned_data["partitions"]
-        try:
-            if self.instance.pk:
+        if self.instance.pk:  # a new topic has no partitions to keep
+            try:
                 topic_partitions_check(topic=self.instance, partitions=partitions)
-        except Conflict as exc:
-            raise forms.ValidationError(exc.message) from exc
+            except Conflict as exc:
+                raise forms.ValidationError(exc.message) from exc
         return partitions
 
 
