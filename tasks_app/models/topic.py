@@ -90,6 +90,17 @@ class Topic(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # What the API, the admin and the config file may set besides the name.
+    POLICY_FIELDS = (
+        "partitions",
+        "slice_ms",
+        "weight",
+        "handler",
+        "max_attempts",
+        "retry_backoff_ms",
+        "paused",
+    )
+
     class Meta:
         ordering = ["name"]
 

@@ -25,16 +25,6 @@ from tasks_app.validators import KAFKA_TOPIC_RULE, validate_kafka_topic_name
 logger = logging.getLogger(__name__)
 
 
-TOPIC_POLICY_FIELDS = (
-    "partitions",
-    "slice_ms",
-    "weight",
-    "handler",
-    "max_attempts",
-    "retry_backoff_ms",
-    "paused",
-)
-
 
 def _validated(instance: Topic | ConsumerGroup) -> None:
     """Run model validation and turn it into an InvalidInput naming the field."""
@@ -51,7 +41,7 @@ def topic_create(*, name: str, **policy: Any) -> Topic:
     Kafka failures do not undo the row: the reason is stored in `kafka_error`
     and creation is retried by `topic_sync_kafka` (the publisher does so too).
     """
-    unknown = set(policy) - set(TOPIC_POLICY_FIELDS)
+    unknown = set(policy) - set(Topic.POLICY_FIELDS)
     if unknown:
         raise InvalidInput(f"Unknown topic fields: {', '.join(sorted(unknown))}")
     if Topic.objects.filter(name=name).exists():
@@ -67,17 +57,12 @@ def topic_create(*, name: str, **policy: Any) -> Topic:
 
 def topic_update(*, topic: Topic, **changes: Any) -> Topic:
     """Change a topic's policy; the name cannot change and partitions only grow
-    (see tasks_app.services.growth)."""
+    (see `topic_partitions_check` and tasks_app.services.growth)."""
     if "name" in changes and changes.pop("name") != topic.name:
         raise Conflict("A topic cannot be renamed; create a new one.", field="name")
-    if changes.get("partitions", topic.partitions) < topic.partitions:
-        raise Conflict(
-            f"Kafka cannot reduce a topic's partitions (it has {topic.partitions}); "
-            "create a new topic.",
-            field="partitions",
-        )
+    topic_partitions_check(topic=topic, partitions=changes.get("partitions"))
     for field, value in changes.items():
-        if field not in TOPIC_POLICY_FIELDS:
+        if field not in Topic.POLICY_FIELDS:
             raise InvalidInput(f"Unknown topic field {field!r}.", field=field)
         setattr(topic, field, value)
     _validated(topic)
@@ -87,6 +72,17 @@ def topic_update(*, topic: Topic, **changes: Any) -> Topic:
     else:
         topic.save()
     return topic
+
+
+def topic_partitions_check(*, topic: Topic, partitions: int | None) -> None:
+    """Refuse fewer partitions than `topic` has (None: no change): Kafka cannot
+    remove partitions. The admin form and config apply ask here first."""
+    if partitions is not None and partitions < topic.partitions:
+        raise Conflict(
+            f"Kafka cannot reduce a topic's partitions (it has {topic.partitions}); "
+            "create a new topic.",
+            field="partitions",
+        )
 
 
 def topic_set_paused(*, topic: Topic, paused: bool) -> Topic:

@@ -42,8 +42,9 @@ def _expected_json_type(field: serializers.Field) -> str | None:
     return None
 
 
-def _type_error(field: serializers.Field, value: Any) -> str | None:
-    """Say why a JSON value does not have its field's type, if it does not."""
+def json_type_mismatch(field: serializers.Field, value: Any) -> tuple[str, str] | None:
+    """Name the JSON type `field` documents and the one `value` has, if they differ
+    (strictly: `true` is no integer); the config file is held to it too."""
     expected = _expected_json_type(field)
     if expected is None or (value is None and field.allow_null):
         return None
@@ -55,7 +56,7 @@ def _type_error(field: serializers.Field, value: Any) -> str | None:
     if matches and _lists_names(field):
         matches = all(isinstance(item, str) for item in value)
         expected, got = "array of strings", "array with other items"
-    return None if matches else f"Send a JSON {expected}, not {got}."
+    return None if matches else (expected, got)
 
 
 def _lists_names(field: serializers.Field) -> bool:
@@ -100,11 +101,11 @@ class RejectUnknownFieldsMixin:
 
     def _json_types_check(self, data: Mapping) -> None:
         errors = {
-            name: [error]
+            name: ["Send a JSON {}, not {}.".format(*mismatch)]
             for name, field in self.fields.items()
             if name in data
             and not field.read_only
-            and (error := _type_error(field, data[name]))
+            and (mismatch := json_type_mismatch(field, data[name]))
         }
         if errors:
             raise serializers.ValidationError(errors)
