@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from tasks_app.models import LaneState, OutboxEntry, Task, TaskStatus
 from tasks_app.services.envelope import task_envelope, task_record
-from tasks_app.services.publisher.heads import partition_heads_advance
+from tasks_app.services.partition_heads import partition_heads_advance
 from tasks_app.services.tasks import TaskSpec, task_submit
 from tasks_app.services.topics import topic_set_paused
 from tasks_app.worker import runtime

@@ -19,11 +19,11 @@ from rotation.store import BatchOutcome, EndReason
 from tasks_app.handlers import HandlerNotRegistered, TaskContext, handler_get
 from tasks_app.models import Task, TaskStatus, Topic
 from tasks_app.models.task import TERMINAL_STATUSES
-from tasks_app.services.dead_letters import dead_letter_for
 from tasks_app.services.envelope import task_id_of
 from tasks_app.services.lane_state import LaneRef
 from tasks_app.services.outcomes import OutcomeRecorder
-from tasks_app.services.publisher.heads import partition_is_lost
+from tasks_app.services.partition_heads import partition_is_lost
+from tasks_app.services.publisher.dead_letters import dead_letter_for
 from tasks_app.services.retry import retry_due_in_s, retry_exhausted
 
 logger = logging.getLogger(__name__)

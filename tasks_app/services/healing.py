@@ -25,7 +25,7 @@ from rotation.store import HealPostponed, LaneClaim
 from tasks_app.models import LaneState, PartitionHead, Task, TaskStatus, Topic
 from tasks_app.services.envelope import marker_record, task_envelope, task_record
 from tasks_app.services.lane_state import LaneRef, lane_fenced, lane_read, lane_resume
-from tasks_app.services.publisher.heads import partition_healed
+from tasks_app.services.partition_heads import partition_healed
 from tasks_app.services.publisher_lock import publisher_lock
 from tasks_app.services.sql import sql
 from tasks_app.services.topics import topic_sync_kafka

@@ -26,7 +26,7 @@ from rotation.store import (
 from tasks_app.models import ConsumerGroup, Slice, Topic, WalkMode
 from tasks_app.services.growth import runnable_end_sql
 from tasks_app.services.lane_state import LaneRef, lane_claim, lane_settle
-from tasks_app.services.publisher.heads import partition_lost
+from tasks_app.services.partition_heads import partition_lost
 from tasks_app.services.sql import sql
 
 P = ParamSpec("P")

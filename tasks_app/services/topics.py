@@ -19,11 +19,10 @@ from tasks_app.errors import Conflict, InvalidInput, NotFound
 from tasks_app.models import ConsumerGroup, GroupTopic, Topic, WalkMode
 from tasks_app.services.background import LANES_KICK, task_send
 from tasks_app.services.growth import partitions_grow
-from tasks_app.services.publisher.heads import partition_lost
+from tasks_app.services.partition_heads import partition_lost
 from tasks_app.validators import KAFKA_TOPIC_RULE, validate_kafka_topic_name
 
 logger = logging.getLogger(__name__)
-
 
 
 def _validated(instance: Topic | ConsumerGroup) -> None:
@@ -134,9 +133,8 @@ def topic_sync_kafka(*, topics: Iterable[Topic]) -> dict[str, str]:
     topic with a retention that never deletes unfinished work (KEEP_FOREVER).
 
     Store the broker's reason on each topic that failed (and clear it on the
-    ones that worked), and the topic's Kafka id; return the failures by topic
-    name. A topic whose id changed was created again: its messages are gone,
-    so its partitions are flagged lost and their lanes heal.
+    ones that worked), and each topic's Kafka id (see `_topic_ids_record`);
+    return the failures by topic name.
     """
     topics = list(topics)
     wanted = {t.name: t.partitions for t in topics}
@@ -156,7 +154,11 @@ def topic_sync_kafka(*, topics: Iterable[Topic]) -> dict[str, str]:
 
 
 def _topic_ids_record(topics: list[Topic]) -> None:
-    """Store each topic's Kafka id; flag the partitions of a re-created one lost."""
+    """Store each topic's Kafka id; flag the partitions of a re-created one lost.
+
+    A topic deleted and created again gets a new id: the messages it held are
+    gone, so its lanes must heal before they run anything.
+    """
     try:
         ids = topic_ids(settings.KAFKA_BOOTSTRAP_SERVERS, [t.name for t in topics])
     except KafkaException as exc:

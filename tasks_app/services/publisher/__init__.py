@@ -1,6 +1,5 @@
 """Move due tasks from the outbox to Kafka in order, one active publisher at a time.
 
 `run`: a publisher run; `batch`: one batch; `pipeline`: overlapped batches;
-`heads`: where each partition's log ends; `topics_ready`: topics confirmed in
-Kafka.
+`topics_ready`: topics confirmed in Kafka; `dead_letters`: the dead-letter path.
 """

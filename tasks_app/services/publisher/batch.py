@@ -23,7 +23,7 @@ from rotation.kafka.producer import (
 )
 from tasks_app.models import Topic
 from tasks_app.services.envelope import task_record
-from tasks_app.services.publisher.heads import partition_heads_advance
+from tasks_app.services.partition_heads import partition_heads_advance
 from tasks_app.services.publisher.topics_ready import topics_check_ready
 from tasks_app.services.sql import int_array, sql
 

@@ -13,9 +13,9 @@ from django.db.models.functions import Now
 
 from rotation.kafka.producer import BatchProducer, Delivery, ProduceError
 from tasks_app.models import DeadLetter, OutboxEntry
-from tasks_app.services.dead_letters import dead_letters_publish
 from tasks_app.services.publish_nudge import publish_nudge_clear
 from tasks_app.services.publisher.batch import publish_batch
+from tasks_app.services.publisher.dead_letters import dead_letters_publish
 from tasks_app.services.publisher.pipeline import publish_overlapped
 from tasks_app.services.publisher.topics_ready import (
     TopicsNotReady,
