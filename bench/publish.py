@@ -38,7 +38,7 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
 from rotation.kafka.admin import ensure_topics  # noqa: E402
-from rotation.kafka.producer import LINGER_MS  # noqa: E402
+from rotation.kafka.producer import LINGER_MS, Headers  # noqa: E402
 from tasks_app.models import OutboxEntry, Task, TaskStatus, Topic  # noqa: E402
 from tasks_app.services.publisher.run import publish_pending_run  # noqa: E402
 from tasks_app.services.tasks import TaskSpec, task_submit, task_submit_many  # noqa: E402
@@ -125,7 +125,7 @@ def time_bare_producer(records: list[tuple[str, str, str, str]]) -> float:
 
     started = time.monotonic()
     for topic, key, envelope, task_id in records:
-        headers = [("task_id", task_id), ("content-type", b"application/json")]
+        headers: Headers = [("task_id", task_id), ("content-type", b"application/json")]
         while True:
             try:
                 producer.produce(
@@ -227,6 +227,7 @@ def measure_latency(prefix: str, samples: int) -> None:
         for _ in range(samples):
             time.sleep(IDLE_GAP_S)
             task = wait_published(task_submit(submitted_by=None, spec=spec), 10.0)
+            assert task.published_at is not None  # wait_published waited for it
             delay = task.published_at - task.created_at
             latencies_ms.append(delay.total_seconds() * 1000)
     finally:

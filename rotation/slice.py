@@ -148,7 +148,9 @@ class SliceRunner:
                 exc,
             )
 
-    def _best_effort(self, what: str, action: Callable[..., object], *args) -> None:
+    def _best_effort(
+        self, what: str, action: Callable[..., object], *args: object
+    ) -> None:
         """Run member and turn bookkeeping in Redis; a failure only delays the
         rotation (the watchdog repairs it), so it is logged, not raised."""
         try:

@@ -8,7 +8,7 @@ from uuid import UUID
 
 import redis
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet, prefetch_related_objects
 from django.utils import timezone
@@ -33,18 +33,18 @@ LaneKey = tuple[int, int, int]  # (group pk, topic pk, partition)
 PartitionKey = tuple[int, int]  # (topic pk, partition)
 
 
-def tasks_visible(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Task]:
+def tasks_visible(*, user: User | AnonymousUser) -> QuerySet[Task]:
     """Return the tasks a user may see: every task with `view_task` (operators),
     else the tasks the user submitted. Tasks without an owner are system tasks."""
     tasks = Task.objects.select_related("topic")
     if user.has_perm(VIEW_TASK):
         return tasks
-    return tasks.filter(submitted_by=user) if user.is_authenticated else tasks.none()
+    return tasks.filter(submitted_by=user) if isinstance(user, User) else tasks.none()
 
 
 def task_list(
     *,
-    user: AbstractBaseUser | AnonymousUser,
+    user: User | AnonymousUser,
     status: str | None = None,
     topic: str | None = None,
     key: str | None = None,
@@ -60,9 +60,7 @@ def task_list(
     return tasks
 
 
-def task_with_events(
-    *, user: AbstractBaseUser | AnonymousUser, task_id: UUID | str
-) -> Task:
+def task_with_events(*, user: User | AnonymousUser, task_id: UUID | str) -> Task:
     """Return a task the user may see, with its transitions loaded, or NotFound.
 
     A task the user may not see is "not found" too, so its existence is not
@@ -76,9 +74,7 @@ def task_with_events(
     return task
 
 
-def tasks_pending_seed(
-    *, user: AbstractBaseUser | AnonymousUser
-) -> list[dict[str, Any]]:
+def tasks_pending_seed(*, user: User | AnonymousUser) -> list[dict[str, Any]]:
     """List the user's visible unpublished tasks oldest first, as the seed's
     `GET /tasks` did.
 
@@ -236,7 +232,7 @@ def _lane_stats(topics: Mapping[int, Mapping[str, Any]]) -> list[LaneStats]:
             group=group_name,
             topic=topics[topic_pk]["name"],
             partition=partition,
-            next_offset=resume.get((group_pk, topic_pk, partition), 0),
+            next_offset=resume.get((int(group_pk), topic_pk, partition), 0),
             end_offset=ends.get((topic_pk, partition), 0),
             paused=topics[topic_pk]["paused"],
         )

@@ -4,7 +4,7 @@ They take primitives, get their side effects from the worker runtime
 (tasks_app.worker) and pass them to the services.
 """
 
-from celery import shared_task
+from celery import Task, shared_task
 
 from rotation.turns import Turn
 from tasks_app.services.growth import growth_barriers_clear
@@ -24,7 +24,7 @@ def publish_pending() -> int:
 
 
 @shared_task(bind=True, ignore_result=True, acks_late=True)
-def run_slice(self, turn: dict) -> int:
+def run_slice(self: Task, turn: dict) -> int:
     """Run one turn on a lane; return how many messages it processed.
 
     Late acks with reject-on-worker-lost: a turn lost with its worker is

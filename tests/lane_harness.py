@@ -20,7 +20,7 @@ from rotation.lease import LeaseManager
 from rotation.members import Members
 from rotation.scheduler import Scheduler
 from rotation.slice import RotationConfig, SliceRunner
-from rotation.store import LaneClaim, LaneStore
+from rotation.store import LaneClaim, LaneStore, SliceRecord
 from rotation.turns import Turn, Turns
 from tasks_app.models import Task
 from tasks_app.services.execution import batch_process
@@ -46,7 +46,7 @@ class Harness:
         """Close this runner's Kafka consumers (before the broker stops)."""
         self.runner.consumers.close_all()
 
-    def run_turn(self, lane: Lane) -> object:
+    def run_turn(self, lane: Lane) -> SliceRecord | None:
         """Queue a turn for the lane and run it as this member."""
         turn = self.runner.turns.enqueue(f"lane:{lane}", lane)
         self.sent.clear()

@@ -7,9 +7,9 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 from django.conf import settings
 from django.db import connection
@@ -83,19 +83,22 @@ def read_topic(topic: str, partitions: int, expected: int) -> list[Record]:
             if message is None or message.error():
                 continue
             quiet_since = time.monotonic()
-            records.append(
-                Record(
-                    message.topic(),
-                    message.partition(),
-                    message.offset(),
-                    message.key().decode(),
-                    json.loads(message.value()),
-                    dict(message.headers() or []),
-                )
-            )
+            records.append(_record(message))
     finally:
         consumer.close()
     return records
+
+
+def _record(message: Message) -> Record:
+    """Read a consumed message (one without an error: every field is set)."""
+    return Record(
+        message.topic() or "",
+        message.partition() or 0,
+        message.offset() or 0,
+        (message.key() or b"").decode(),
+        json.loads(message.value() or b"null"),
+        dict(cast(list[tuple[str, bytes]], message.headers() or [])),
+    )
 
 
 def in_thread(target: Callable[..., T], *args: Any) -> Callable[[], T]:

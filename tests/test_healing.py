@@ -56,9 +56,9 @@ def broker(settings, monkeypatch) -> Iterator[PrivateBroker]:
     private.service.stop()
 
 
-def _drain(runner: Harness, lane: Lane, *, turns: int = 20) -> list[str]:
+def _drain(runner: Harness, lane: Lane, *, turns: int = 20) -> list[str | None]:
     """Run the lane's turns until it drains; return the slices' end reasons."""
-    reasons = []
+    reasons: list[str | None] = []
     for _ in range(turns):
         record = runner.run_turn(lane)
         reasons.append(record.end_reason if record else None)

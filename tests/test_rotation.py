@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rotation.lanes import Lane
+from rotation.lanes import Lane, text
 from tasks_app.models import Slice, Task, TaskStatus
 from tests.cluster import Cluster, settle, wait_for, worker_database_url
 from tests.handlers import runs
@@ -197,7 +197,7 @@ def test_sigterm_hands_the_lane_on_at_once(workers, topic_name):
 def _holder_of(cluster: Cluster, topic: str) -> str | None:
     """Return the member holding the topic's lane lease now (token:member:nonce)."""
     value = cluster.members.client.get(Lane("default", topic, 0).key("lease"))
-    return value.decode().split(":")[1] if value else None
+    return text(value).split(":")[1] if value else None
 
 
 def _ts(epoch_s: float):

@@ -76,8 +76,9 @@ def _api_exception_body(exc: drf_exceptions.APIException) -> dict[str, Any]:
         field = _first_field(exc.detail)
         return {**body, "field": field} if field else body
     if isinstance(exc, drf_exceptions.Throttled):
+        wait = getattr(exc, "wait", None)  # set by Throttled, missing from its stubs
         return {
-            "detail": f"Too many requests from this account. Retry in {exc.wait} "
+            "detail": f"Too many requests from this account. Retry in {wait} "
             "seconds (the limit is set by API_THROTTLE_RATE).",
             "code": "throttled",
         }

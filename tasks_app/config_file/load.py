@@ -8,7 +8,7 @@ are the file's: keys and TOML types, at the file's line.
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from rest_framework import serializers
 
@@ -95,7 +95,8 @@ def _rules_check(table: Table, serializer: serializers.Serializer) -> dict[str, 
     if details[0].code == "required":
         raise table.error(key, f"the {key!r} key is missing")
     if details[0].code == "invalid_choice":
-        choices = " or ".join(map(repr, serializer.fields[key].choices))
+        field = cast(serializers.ChoiceField, serializer.fields[key])
+        choices = " or ".join(map(repr, field.choices))
         given = serializer.initial_data[key]
         raise table.error(key, f"{key!r} must be {choices}, not {given!r}")
     raise table.error(key, f"{key!r}: {' '.join(details)}")

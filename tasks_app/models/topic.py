@@ -129,7 +129,7 @@ class ConsumerGroup(models.Model):
         validators=[validate_kafka_topic_name],
         help_text="Kafka group.id; same character rules as topic names.",
     )
-    topics = models.ManyToManyField(
+    topics: "models.ManyToManyField[Topic, GroupTopic]" = models.ManyToManyField(
         Topic,
         through="GroupTopic",
         related_name="groups",

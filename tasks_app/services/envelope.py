@@ -10,7 +10,7 @@ import uuid
 from typing import Any
 
 from rotation.kafka.consumer import Record
-from rotation.kafka.producer import OutgoingMessage
+from rotation.kafka.producer import Headers, OutgoingMessage
 from tasks_app.models import Task
 
 logger = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def task_record(
     *, topic: str, key: str, envelope: str, task_uuid: str, partition: int
 ) -> OutgoingMessage:
     """Build a task's Kafka record: the envelope, keyed, with the id header."""
-    headers = [(TASK_ID_HEADER, task_uuid), ("content-type", CONTENT_TYPE)]
+    headers: Headers = [(TASK_ID_HEADER, task_uuid), ("content-type", CONTENT_TYPE)]
     return OutgoingMessage(topic, key, envelope, headers, partition)
 
 

@@ -23,7 +23,8 @@ def _json_type(value: Any) -> str:
         return "boolean"
     if isinstance(value, int | float):
         return "number"
-    return {str: "string", list: "array", dict: "object"}.get(type(value), "null")
+    names: dict[type, str] = {str: "string", list: "array", dict: "object"}
+    return names.get(type(value), "null")
 
 
 def _expected_json_type(field: serializers.Field) -> str | None:
@@ -66,7 +67,7 @@ def _lists_names(field: serializers.Field) -> bool:
     )
 
 
-class RejectUnknownFieldsMixin:
+class RejectUnknownFieldsMixin(serializers.Serializer):
     """Refuse fields the serializer does not know, and JSON values of another type.
 
     DRF drops unknown keys silently, so a typo (`mesage`, `runat`) would be
@@ -77,14 +78,12 @@ class RejectUnknownFieldsMixin:
     browsable API) carry only text and are coerced as usual.
     """
 
-    fields: dict[str, serializers.Field]
-
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, Mapping):
             self._unknown_check(data)
             if not isinstance(data, QueryDict):
                 self._json_types_check(data)
-        return super().to_internal_value(data)  # type: ignore[misc]
+        return super().to_internal_value(data)
 
     def _unknown_check(self, data: Mapping) -> None:
         unknown = sorted(set(data) - set(self.fields) - FORM_ONLY_FIELDS)
@@ -157,7 +156,9 @@ class ErrorSerializer(serializers.Serializer):
     field = serializers.CharField(
         required=False, help_text="The request field concerned, when there is one."
     )
-    errors = serializers.JSONField(
+    # A declared field: DRF's metaclass takes it off the class, so it does not
+    # shadow the serializer's own `errors`.
+    errors = serializers.JSONField(  # type: ignore[assignment]
         required=False, help_text="Per-field messages of a validation error."
     )
 
@@ -170,7 +171,7 @@ class QueryParamsSerializer(serializers.Serializer):
     """
 
     def to_internal_value(self, data: Any) -> Any:
-        blank = [name for name in self.fields if name in data and data[name] == ""]
+        blank = [str(n) for n in self.fields if n in data and data[n] == ""]
         if blank:
             raise serializers.ValidationError(
                 {name: ["Give a value, or leave the filter out."] for name in blank}

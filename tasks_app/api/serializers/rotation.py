@@ -80,7 +80,8 @@ class SliceListQuerySerializer(QueryParamsSerializer):
 class EpochDateTimeField(serializers.DateTimeField):
     """Show seconds since the epoch (as Redis stores them) as an ISO UTC datetime."""
 
-    def to_representation(self, value: float) -> str:
+    def to_representation(self, value: float) -> str:  # type: ignore[override]
+        # The value is what Redis holds (epoch seconds), not a datetime.
         return super().to_representation(datetime.fromtimestamp(value, tz=UTC))
 
 

@@ -131,10 +131,11 @@ class TaskViewSet(viewsets.GenericViewSet):
         """Accept one task, or a list of tasks stored together."""
         if isinstance(request.data, list):
             return self._create_many(request)
-        serializer = self.get_serializer(data=request.data)
+        serializer = TaskCreateSerializer(
+            data=request.data, context=self.get_serializer_context()
+        )
         serializer.is_valid(raise_exception=True)
-        spec = serializer.spec()
-        task, new = task_accept(submitted_by=request.user, spec=spec)
+        task, new = task_accept(submitted_by=request.user, spec=serializer.spec())
         return Response(self._answer(task), status=201 if new else 200)
 
     def _create_many(self, request: Request) -> Response:
@@ -144,7 +145,9 @@ class TaskViewSet(viewsets.GenericViewSet):
                 "each task in a list its own idempotency_key field.",
                 field=IDEMPOTENCY_HEADER,
             )
-        serializer = self.get_serializer(data=request.data, many=True)
+        serializer = TaskCreateSerializer.many_init(
+            data=request.data, context=self.get_serializer_context()
+        )
         serializer.is_valid(raise_exception=True)
         tasks = task_submit_many(submitted_by=request.user, specs=serializer.specs())
         return Response(self._answer(tasks, many=True), status=201)

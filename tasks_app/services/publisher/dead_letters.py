@@ -12,7 +12,7 @@ from typing import NamedTuple
 from django.conf import settings
 from django.db import connection, transaction
 
-from rotation.kafka.producer import BatchProducer, OutgoingMessage
+from rotation.kafka.producer import BatchProducer, Headers, OutgoingMessage
 from tasks_app.models import DeadLetter, Task, Topic
 from tasks_app.models.topic import dead_letter_topic_for
 from tasks_app.services.envelope import CONTENT_TYPE, TASK_ID_HEADER
@@ -60,7 +60,7 @@ class _Letter(NamedTuple):
 
     def message(self) -> OutgoingMessage:
         """Build the record for `<topic>.dlq`, with the task id and the error."""
-        headers = [
+        headers: Headers = [
             (TASK_ID_HEADER, self.task_uuid),
             ("content-type", CONTENT_TYPE),
             ("error", self.error),
