@@ -2,6 +2,7 @@
 
 from tasks_app.models.lane import LaneState, PartitionHead, Slice
 from tasks_app.models.task import (
+    EXCEPTIONAL_STATUSES,
     DeadLetter,
     OutboxEntry,
     Task,
@@ -11,6 +12,7 @@ from tasks_app.models.task import (
 from tasks_app.models.topic import ConsumerGroup, GroupTopic, Topic, WalkMode
 
 __all__ = [
+    "EXCEPTIONAL_STATUSES",
     "ConsumerGroup",
     "DeadLetter",
     "GroupTopic",

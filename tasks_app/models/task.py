@@ -25,6 +25,8 @@ class TaskStatus(models.TextChoices):
 
 
 TERMINAL_STATUSES = (TaskStatus.SUCCEEDED, TaskStatus.DEAD, TaskStatus.CANCELLED)
+# Statuses few tasks are in; `Task.exceptional` marks them for their own indexes.
+EXCEPTIONAL_STATUSES = (TaskStatus.FAILED, TaskStatus.DEAD, TaskStatus.CANCELLED)
 
 
 class Task(models.Model):
@@ -91,6 +93,18 @@ class Task(models.Model):
     )
     result = models.JSONField(null=True, blank=True, help_text="Handler's return.")
     error = models.TextField(blank=True, default="", help_text="Last failure.")
+    # Computed by PostgreSQL from `status`: true for the statuses few tasks are
+    # in. Its partial indexes serve "the dead tasks" and "topic X's failed
+    # tasks" at any table size, and since the common transitions (pending ->
+    # published -> running -> succeeded) leave it false, they stay HOT updates.
+    exceptional = models.GeneratedField(
+        expression=models.ExpressionWrapper(
+            models.Q(status__in=EXCEPTIONAL_STATUSES),
+            output_field=models.BooleanField(),
+        ),
+        output_field=models.BooleanField(),
+        db_persist=True,
+    )
 
     class Meta:
         ordering = ["-id"]
@@ -103,6 +117,17 @@ class Task(models.Model):
             models.Index(fields=["key", "id"], name="task_key_id"),
             # A submitter's own tasks, newest first (their task list).
             models.Index(fields=["submitted_by", "id"], name="task_owner_id"),
+            # The few failed, dead and cancelled tasks, overall and per topic.
+            models.Index(
+                fields=["id"],
+                condition=models.Q(exceptional=True),
+                name="task_exceptional_id",
+            ),
+            models.Index(
+                fields=["topic", "id"],
+                condition=models.Q(exceptional=True),
+                name="task_exceptional_topic_id",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
