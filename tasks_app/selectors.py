@@ -10,7 +10,7 @@ import redis
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ValidationError
-from django.db.models import Count, QuerySet, prefetch_related_objects
+from django.db.models import QuerySet, Sum, prefetch_related_objects
 from django.utils import timezone
 
 from rotation.members import MemberInfo, Members
@@ -23,6 +23,7 @@ from tasks_app.models import (
     PartitionHead,
     Slice,
     Task,
+    TaskCount,
     TaskStatus,
     Topic,
 )
@@ -200,7 +201,7 @@ def stats_overview() -> StatsOverview:
             "id", "name", "paused", "partitions"
         )
     }
-    per_topic, overall = _task_counts_by_topic()
+    per_topic, overall = task_counts_by_topic()
     return StatsOverview(
         tasks=_task_counts(overall),
         topics=[
@@ -217,14 +218,15 @@ def stats_overview() -> StatsOverview:
     )
 
 
-def _task_counts_by_topic() -> tuple[dict[int, dict[str, int]], dict[str, int]]:
-    """Count tasks per (topic, status) in one GROUP BY; also sum them per status."""
+def task_counts_by_topic() -> tuple[dict[int, dict[str, int]], dict[str, int]]:
+    """Return task counts per topic and status, and per status overall, from the
+    counts PostgreSQL keeps (TaskCount): a few rows, however many tasks."""
     per_topic: dict[int, dict[str, int]] = defaultdict(dict)
     overall: dict[str, int] = defaultdict(int)
-    rows = Task.objects.order_by().values("topic_id", "status")
-    for row in rows.annotate(count=Count("id")):
-        per_topic[row["topic_id"]][row["status"]] = row["count"]
-        overall[row["status"]] += row["count"]
+    rows = TaskCount.objects.order_by().values("topic_id", "status")
+    for row in rows.annotate(total=Sum("count")):
+        per_topic[row["topic_id"]][row["status"]] = row["total"]
+        overall[row["status"]] += row["total"]
     return per_topic, overall
 
 

@@ -6,6 +6,7 @@ from tasks_app.models.task import (
     DeadLetter,
     OutboxEntry,
     Task,
+    TaskCount,
     TaskEvent,
     TaskStatus,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "PartitionHead",
     "Slice",
     "Task",
+    "TaskCount",
     "TaskEvent",
     "TaskStatus",
     "Topic",

@@ -202,3 +202,30 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"dead letter {self.id} of task {self.task_id}"
+
+
+class TaskCount(models.Model):
+    """How many tasks of a topic are in a status: the stats read these few rows
+    instead of counting every task.
+
+    PostgreSQL keeps them, not the application: statement triggers on the task
+    table (migration 0012) add each statement's changes to the row of the
+    connection that made them (`shard` = its backend pid), so concurrent
+    writers never wait on each other's counts. The purge folds the rows into
+    shard 0 (services/retention.py). A topic's count is the sum over shards.
+    """
+
+    topic = models.ForeignKey(Topic, on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(max_length=16, choices=TaskStatus.choices)
+    shard = models.IntegerField(help_text="Backend pid of the writer; 0 once folded.")
+    count = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["topic", "status", "shard"], name="taskcount_topic_status_shard"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.topic_id} {self.status}: {self.count}"

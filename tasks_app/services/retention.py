@@ -6,6 +6,8 @@ in small batches (one short transaction each, rows in use skipped), so a purge
 never holds locks the publisher or a lane waits on. Dead tasks stay until an
 operator retries or deletes them, and so does a task whose dead letter is still
 waiting to be sent (or, defensively, an outbox entry).
+
+The same beat run folds the task counts (TaskCount) each connection kept.
 """
 
 import time
@@ -31,6 +33,22 @@ DELETE FROM {slice} WHERE id IN (
     ORDER BY id LIMIT %(batch)s
 )
 """
+# Per-connection count rows (TaskCount) summed into shard 0; rows a writer has
+# locked right now are left for the next fold, so the fold never waits.
+_FOLD_COUNTS = """
+WITH taken AS (
+    DELETE FROM {taskcount} WHERE id IN (
+        SELECT id FROM {taskcount} WHERE shard <> 0 FOR UPDATE SKIP LOCKED
+    )
+    RETURNING topic_id, status, count
+)
+INSERT INTO {taskcount} (topic_id, status, shard, count)
+SELECT topic_id, status, 0, sum(count) FROM taken
+GROUP BY topic_id, status ORDER BY topic_id, status
+ON CONFLICT (topic_id, status, shard)
+DO UPDATE SET count = {taskcount}.count + EXCLUDED.count
+"""
+_DROP_ZERO_COUNTS = "DELETE FROM {taskcount} WHERE shard = 0 AND count = 0"
 _PURGE_BATCH = """
 WITH doomed AS (
     SELECT t.id FROM {task} t
@@ -49,8 +67,9 @@ DELETE FROM {task} t USING doomed WHERE t.id = doomed.id
 
 def retention_purge_run() -> int:
     """Purge what SCHEDULER_RETENTION_DAYS no longer keeps, within the purge's
-    time budget (beat runs this every SCHEDULER_PURGE_INTERVAL_S); return how
-    many tasks and slices went."""
+    time budget (beat runs this every SCHEDULER_PURGE_INTERVAL_S), after folding
+    the task counts; return how many tasks and slices went."""
+    task_counts_fold()
     days = settings.SCHEDULER_RETENTION_DAYS
     if days <= 0:
         return 0
@@ -59,6 +78,13 @@ def retention_purge_run() -> int:
     slices = slices_purge(older_than=older_than, batch=batch, budget_s=budget_s / 2)
     tasks = tasks_purge(older_than=older_than, batch=batch, budget_s=budget_s / 2)
     return slices + tasks
+
+
+def task_counts_fold() -> None:
+    """Sum the task counts each connection kept into one row per topic and status."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql(_FOLD_COUNTS))
+        cursor.execute(sql(_DROP_ZERO_COUNTS))
 
 
 def slices_purge(*, older_than: timedelta, batch: int, budget_s: float) -> int:
