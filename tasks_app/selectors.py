@@ -102,6 +102,14 @@ def tasks_pending_seed(
     return [{"topic": topic, "message": message} for topic, message in rows]
 
 
+def topic_by_name(*, name: str) -> Topic:
+    """Return the topic called `name`, or NotFound."""
+    topic = Topic.objects.filter(name=name).first()
+    if topic is None:
+        raise NotFound(f"No topic named {name!r}.", field="topic")
+    return topic
+
+
 def slice_list(
     *,
     topic: str | None = None,
@@ -123,7 +131,7 @@ def slice_list(
     )
 
 
-def _from_redis(read: Callable[[], T], *, what: str) -> T:
+def redis_read(read: Callable[[], T], *, what: str) -> T:
     """Run a Redis read; a lost Redis becomes a 503 that names it and what to do."""
     try:
         return read()
@@ -135,7 +143,7 @@ def _from_redis(read: Callable[[], T], *, what: str) -> T:
 
 def member_list() -> list[MemberInfo]:
     """List the live rotation members (those that beat recently), by name."""
-    return _from_redis(runtime().members.describe, what="members")
+    return redis_read(runtime().members.describe, what="members")
 
 
 @dataclass(frozen=True)
@@ -190,14 +198,20 @@ def _task_counts(found: Mapping[str, int]) -> TaskCounts:
     return TaskCounts({status: found.get(status, 0) for status in TaskStatus.values})
 
 
+def _topics_by_pk() -> dict[int, dict[str, Any]]:
+    """Map each topic's pk to the fields the lane summaries need, by name."""
+    rows = Topic.objects.order_by("name").values("id", "name", "paused", "partitions")
+    return {row["id"]: row for row in rows}
+
+
+def lane_stats() -> list[LaneStats]:
+    """List every lane with its resume point, log end and paused flag (3 queries)."""
+    return _lane_stats(_topics_by_pk())
+
+
 def stats_overview() -> StatsOverview:
     """Summarise the system in six queries and one Redis read, whatever its size."""
-    topics = {
-        row["id"]: row
-        for row in Topic.objects.order_by("name").values(
-            "id", "name", "paused", "partitions"
-        )
-    }
+    topics = _topics_by_pk()
     per_topic, overall = _task_counts_by_topic()
     return StatsOverview(
         tasks=_task_counts(overall),
@@ -211,7 +225,7 @@ def stats_overview() -> StatsOverview:
         ],
         outbox_due=OutboxEntry.objects.filter(available_at__lte=timezone.now()).count(),
         lanes=_lane_stats(topics),
-        members=len(_from_redis(runtime().members.live, what="members")),
+        members=len(redis_read(runtime().members.live, what="members")),
     )
 
 
