@@ -4,7 +4,8 @@ import os
 import socket
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import redis
@@ -96,6 +97,21 @@ class Cluster(CeleryProcesses):
     def name_of(self, member: str) -> str:
         """Map a member (node name) back to the worker name it was started as."""
         return member.split("@", 1)[0]
+
+
+@contextmanager
+def running_cluster(
+    env: dict[str, str], log_dir: Path, workers: Iterable[str]
+) -> Iterator[Cluster]:
+    """Run beat, the publisher and the named rotation workers for a block."""
+    cluster = Cluster(env, log_dir)
+    try:
+        cluster.start_control()
+        for name in workers:
+            cluster.start_worker(name)
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 def settle(cluster: Cluster) -> None:

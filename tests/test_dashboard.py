@@ -41,7 +41,7 @@ def dead_task(topic) -> Task:
         status=TaskStatus.DEAD,
         attempts=3,
         finished_at=timezone.now(),
-        error="RuntimeError: boom\nTraceback ...",
+        error="Traceback (most recent call last):\n" + "  ...\n" * 200 + "E: boom",
     )
     return task
 
@@ -138,12 +138,45 @@ def test_the_json_reports_lanes_members_slices_and_shares(operator, topic):
     members = {m["name"]: m for m in data["members"]}
     assert (members["w1@h"]["slices"], members["w1@h"]["messages"]) == (2, 10)
     assert members["w1@h"]["live"] is False
-    topics = {t["name"]: t for t in data["fairness"]["topics"]}
-    assert topics[topic.name]["share"] == pytest.approx(2 / 3, abs=0.01)
-    # Both lanes backlogged: slice time is due by weight, 2:1.
-    assert topics[topic.name]["fair_share"] == pytest.approx(2 / 3, abs=0.01)
-    assert data["fairness"]["lanes_index"] == pytest.approx(1.0)
+    assert {t["name"] for t in data["fairness"]["topics"]} == {topic.name, other.name}
     assert data["errors"] == {}
+
+
+def _topic_fairness(client: Client) -> tuple[dict, dict]:
+    fairness = client.get(DATA).json()["fairness"]
+    return {t["name"]: t for t in fairness["topics"]}, fairness
+
+
+def test_where_lanes_contend_for_one_member_slice_time_is_due_by_weight(
+    operator, topic
+):
+    light = topic_create(name=f"{topic.name}-b")  # weight 1 against 2
+    # One member alternates: 2 s on the heavy lane, 1 s on the light one.
+    turns = [(topic, 18, 2), (light, 17, 1), (topic, 15, 2), (light, 14, 1)]
+    for turn, ago_s, length_s in turns:
+        _slice(turn, "w1@h", ago_s=ago_s, length_s=length_s)
+
+    topics, fairness = _topic_fairness(_signed_in(operator))
+
+    assert topics[topic.name]["share"] == pytest.approx(2 / 3, abs=0.01)
+    assert topics[topic.name]["fair_share"] == pytest.approx(2 / 3, abs=0.01)
+    assert fairness["lanes_index"] == pytest.approx(1.0, abs=0.001)
+
+
+def test_lanes_without_contention_each_deserve_their_whole_span_whatever_the_weights(
+    operator, topic
+):
+    light = topic_create(name=f"{topic.name}-b")  # weight 1 against 2
+    for ago_s in (18, 16):
+        _slice(topic, "w1@h", ago_s=ago_s, length_s=2)
+        _slice(light, "w2@h", ago_s=ago_s, length_s=2)
+
+    topics, fairness = _topic_fairness(_signed_in(operator))
+
+    assert topics[topic.name]["fair_share"] == pytest.approx(0.5, abs=0.01)
+    assert topics[light.name]["fair_share"] == pytest.approx(0.5, abs=0.01)
+    assert fairness["lanes_index"] == pytest.approx(1.0, abs=0.001)
+    assert fairness["members_index"] == pytest.approx(1.0, abs=0.001)
 
 
 def test_the_json_counts_finished_tasks_per_bucket_with_latency(operator, topic):
@@ -199,7 +232,7 @@ def test_an_operator_retries_a_dead_task_listed_on_the_dashboard(operator, dead_
     response = client.post(f"/dashboard/tasks/{dead_task.uuid}/retry/")
 
     assert [t["uuid"] for t in listed] == [str(dead_task.uuid)]
-    assert listed[0]["error"].startswith("RuntimeError: boom")
+    assert listed[0]["error"].endswith("  ...\nE: boom")
     assert response.json() == {"task": str(dead_task.uuid), "status": "pending"}
     assert OutboxEntry.objects.filter(task=dead_task).exists()
 
