@@ -1,17 +1,16 @@
 """Reads for watching the rotation over a window of recent minutes: who worked on
-which lane and how much, each lane's holder and last slice, and fair shares.
+which lane and how much, each lane's holder and last slice, the slices.
 
 Every slice query is bounded by the window through the `slice_ended_at` index;
 the live parts (members, holders) come from Redis through rotation/'s classes.
 """
 
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, DurationField, F, Q, Sum, Value
+from django.db.models import Count, DurationField, F, Max, Min, Q, Sum, Value
 from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 
@@ -19,8 +18,7 @@ from rotation.lanes import Lane
 from rotation.lease import LeaseManager
 from rotation.members import Members
 from rotation.scheduler import EndReason
-from tasks_app.fairness import jain_index, weighted_fill
-from tasks_app.models import Slice, Topic
+from tasks_app.models import Slice
 from tasks_app.redis_client import redis_client
 from tasks_app.selectors import LaneStats, lane_stats, redis_read
 
@@ -60,6 +58,8 @@ class LaneActivity:
     messages: int
     busy_s: float  # slice time inside the window
     deadline_slices: int  # slices the deadline ended: the lane still had work
+    first_start: datetime  # of its first slice, or the window's start
+    last_end: datetime
 
 
 def slice_activity(*, window: Window) -> list[LaneActivity]:
@@ -76,6 +76,8 @@ def slice_activity(*, window: Window) -> list[LaneActivity]:
             messages=Sum("messages"),
             busy=Sum(inside, output_field=DurationField()),
             deadline=Count("id", filter=Q(end_reason=EndReason.DEADLINE)),
+            first=Min(Greatest(F("started_at"), Value(window.start))),
+            last=Max("ended_at"),
         )
     )
     return [
@@ -86,6 +88,8 @@ def slice_activity(*, window: Window) -> list[LaneActivity]:
             messages=row["messages"] or 0,
             busy_s=max(row["busy"].total_seconds(), 0.0),
             deadline_slices=row["deadline"],
+            first_start=row["first"],
+            last_end=row["last"],
         )
         for row in rows
     ]
@@ -237,95 +241,3 @@ def timeline_slices(
         for group, topic, partition, *rest in rows[:limit]
     ]
     return bars[::-1], len(rows) > limit
-
-
-@dataclass(frozen=True)
-class Share:
-    """One topic's or member's part of the window's slice time."""
-
-    name: str
-    busy_s: float
-    share: float  # of all slice time in the window
-    fair_share: float  # what the weights entitle it to, see tasks_app.fairness
-    weight: int
-
-
-@dataclass(frozen=True)
-class Fairness:
-    """Who got how much slice time, against the weights, and Jain's index over
-    the backlogged lanes (lanes) and over the members (members)."""
-
-    topics: list[Share]
-    members: list[Share]
-    lanes_index: float | None
-    members_index: float | None
-
-
-def fair_shares(
-    *, window: Window, activity: list[LaneActivity], members: list[str]
-) -> Fairness:
-    """Compare each topic's and member's slice time with its fair share.
-
-    A lane is backlogged when a deadline ended one of its slices (it still had
-    work), so it could have used the whole window; other lanes wanted only what
-    they got. The slice time handed out is shared by weighted water-filling over
-    those demands. Members, all of weight 1, each deserve an equal part.
-    """
-    busy: dict[Lane, float] = defaultdict(float)
-    for item in activity:
-        busy[item.lane] += item.busy_s
-    backlogged = {item.lane for item in activity if item.deadline_slices}
-    weights = dict(
-        Topic.objects.filter(name__in={lane.topic for lane in busy}).values_list(
-            "name", "weight"
-        )
-    )
-    demands = {
-        lane: window.seconds if lane in backlogged else spent
-        for lane, spent in busy.items()
-    }
-    lane_weights = {lane: weights.get(lane.topic, 1) for lane in busy}
-    fair = weighted_fill(sum(busy.values()), demands, lane_weights)
-    member_shares = _member_shares(activity, members)
-    return Fairness(
-        topics=_topic_shares(busy, fair, weights),
-        members=member_shares,
-        lanes_index=jain_index(
-            busy[lane] / fair[lane] for lane in backlogged if fair[lane] > 0
-        ),
-        members_index=jain_index(share.busy_s for share in member_shares),
-    )
-
-
-def _topic_shares(
-    busy: dict[Lane, float], fair: dict[Lane, float], weights: dict[str, int]
-) -> list[Share]:
-    """Add the lanes' slice time and fair share up per topic."""
-    spent: dict[str, float] = defaultdict(float)
-    deserved: dict[str, float] = defaultdict(float)
-    for lane, seconds in busy.items():
-        spent[lane.topic] += seconds
-        deserved[lane.topic] += fair[lane]
-    total = sum(spent.values()) or 1.0
-    return [
-        Share(
-            name=topic,
-            busy_s=spent[topic],
-            share=spent[topic] / total,
-            fair_share=deserved[topic] / total,
-            weight=weights.get(topic, 1),
-        )
-        for topic in sorted(spent)
-    ]
-
-
-def _member_shares(activity: list[LaneActivity], members: list[str]) -> list[Share]:
-    """Give each member (live, or busy in the window) its part of the slice time."""
-    busy = dict.fromkeys(sorted(set(members) | {i.member for i in activity}), 0.0)
-    for item in activity:
-        busy[item.member] += item.busy_s
-    total = sum(busy.values()) or 1.0
-    return [
-        Share(name, spent, spent / total, fair_share=1 / len(busy), weight=1)
-        for name, spent in busy.items()
-    ]

@@ -21,7 +21,7 @@ BUCKETS_PER_WINDOW = 60
 LATENCY_PERCENTILES = (0.5, 0.95, 0.99)
 # The dead tasks listed (newest first); older ones are in the admin.
 DEAD_TASKS_SHOWN = 20
-# The part of a dead task's error shown.
+# The end of a dead task's error shown: a traceback ends with the exception.
 ERROR_CHARS = 300
 
 # Latency runs from submission, or from `run_at` for a task scheduled later.
@@ -104,6 +104,6 @@ def dead_tasks_recent(
         .values_list("uuid", "topic__name", "attempts", "finished_at", "error")[:limit]
     )
     return [
-        DeadTask(uuid, topic, attempts, finished_at, error[:ERROR_CHARS])
+        DeadTask(uuid, topic, attempts, finished_at, error[-ERROR_CHARS:])
         for uuid, topic, attempts, finished_at, error in rows
     ]

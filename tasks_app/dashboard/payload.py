@@ -12,10 +12,10 @@ from typing import Any, TypeVar
 
 from rotation.lanes import Lane
 from tasks_app.errors import ServiceUnavailable
+from tasks_app.selectors_fairness import fair_shares
 from tasks_app.selectors_rotation import (
     LaneView,
     SliceBar,
-    fair_shares,
     lane_holders,
     lanes_overview,
     members_with_activity,
@@ -56,7 +56,7 @@ def dashboard_data(*, window_s: int) -> dict[str, Any]:
         "lanes": [_lane(view, holders) for view in lanes],
         "timeline": {"slices": [_bar(bar) for bar in bars], "truncated": truncated},
         "throughput": [_bucket(b) for b in throughput_series(window=window)],
-        "fairness": asdict(fair_shares(window=window, activity=activity, members=live)),
+        "fairness": asdict(fair_shares(activity=activity, members=live)),
         "dead_tasks": [_dead(task) for task in dead_tasks_recent(window=window)],
         "errors": errors,
     }
