@@ -15,7 +15,7 @@
   // Slice ends that are part of normal work; others are outlined in red.
   const NORMAL_ENDS = new Set(["deadline", "drained", "paused", "shutdown"]);
   const LABEL_WIDTH = 170;
-  const ROW_HEIGHT = 22;
+  const ROW_HEIGHT = 24;
   const AXIS_HEIGHT = 20;
   const CHART_HEIGHT = 160;
   const TICKS = 6;
@@ -128,7 +128,7 @@
       { text: number(l.lag), cls: "num lag", value: l.lag },
       { text: number(l.next_offset), cls: "num" },
       { text: number(l.end_offset), cls: "num" },
-      l.holder === null ? "unknown" : { text: l.holder || "—", colour: l.holder && colourOf(l.holder), cls: "holder" },
+      { text: l.holder === null ? "unknown" : l.holder || "—", colour: l.holder && colourOf(l.holder), cls: "holder" },
       lastSlice(l.last_slice, data.now),
       config.canChangeTopic
         ? { action: l.paused ? "resume" : "pause", data: { topic: l.topic }, label: l.paused ? "Resume topic" : "Pause topic" }
@@ -212,7 +212,7 @@
         if (v === null) return;
         const gap = i === 0 || s.points[i - 1][1] === null;
         path += `${gap ? "M" : "L"}${x(t).toFixed(1)},${y(v).toFixed(1)}`;
-        svg.append(el("svg:circle", { cx: x(t), cy: y(v), r: 2.5, fill: s.colour },
+        if (v > 0) svg.append(el("svg:circle", { cx: x(t), cy: y(v), r: 2.5, fill: s.colour },
           el("svg:title", { text: `${clock(t)} ${s.name}: ${format(v)}` })));
       });
       svg.prepend(el("svg:path", { d: path, class: "line", stroke: s.colour }));
@@ -228,7 +228,7 @@
     lineChart(document.getElementById("throughput"), data, [
       { name: "succeeded", colour: PALETTE[2], points: data.throughput.map((b) => [mid(b), rate(b.succeeded)]) },
       { name: "dead", colour: PALETTE[5], points: data.throughput.map((b) => [mid(b), rate(b.dead)]) },
-    ], (v) => `${v < 10 ? v.toFixed(1) : Math.round(v)}/s`);
+    ], (v) => `${v === 0 || v >= 10 ? Math.round(v) : v.toFixed(1)}/s`);
     lineChart(document.getElementById("latency"), data, ["p50", "p95", "p99"].map((p, i) => ({
       name: p, colour: PALETTE[i], points: data.throughput.map((b) => [mid(b), b.latency_s[p] ?? null]),
     })), duration);
@@ -262,7 +262,8 @@
       t.topic,
       { text: String(t.attempts), cls: "num" },
       ago(t.finished_at, data.now),
-      { text: t.error.split("\n")[0], title: t.error, cls: "wrap" },
+      // A traceback's last line names the exception and its message.
+      { text: t.error.trim().split("\n").pop(), title: t.error, cls: "wrap" },
       config.canChangeTask ? { action: "retry", data: { task: t.uuid }, label: "Retry" } : "",
     ], "No task died in this window.");
   }
