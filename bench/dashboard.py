@@ -33,15 +33,16 @@ from django.db import connection  # noqa: E402
 
 from tasks_app.dashboard.payload import dashboard_data  # noqa: E402
 from tasks_app.models import ConsumerGroup, GroupTopic, Topic  # noqa: E402
-from tasks_app.selectors_fairness import fair_shares  # noqa: E402
-from tasks_app.selectors_rotation import (  # noqa: E402
+from tasks_app.selectors.fairness import fair_shares  # noqa: E402
+from tasks_app.selectors.rotation import (  # noqa: E402
     WINDOW_CHOICES_S,
+    LaneActivity,
     lanes_overview,
     slice_activity,
     timeline_slices,
     window_ending_now,
 )
-from tasks_app.selectors_throughput import (  # noqa: E402
+from tasks_app.selectors.throughput import (  # noqa: E402
     dead_tasks_recent,
     throughput_series,
 )
@@ -132,7 +133,7 @@ def median_ms(read: Callable[[], object]) -> float:
 def reads(window_s: int) -> dict[str, Callable[[], object]]:
     """Name each read of the dashboard over a window ending at each call."""
 
-    def activity() -> object:
+    def activity() -> list[LaneActivity]:
         return slice_activity(window=window_ending_now(window_s))
 
     return {

@@ -7,6 +7,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import redis
 from django.db import connection
@@ -14,11 +15,12 @@ from django.db import connection
 from rotation.members import Members
 from scheduler_site.devstack.celery_processes import CeleryProcesses
 
-APP = "scheduler_site"
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 
 # Short intervals so failures are noticed quickly in tests.
+T = TypeVar("T")
+
 TEST_TUNING = {
     "SCHEDULER_HEARTBEAT_S": "0.5",
     "SCHEDULER_WATCHDOG_S": "0.5",
@@ -46,12 +48,12 @@ def redis_database(number: int) -> redis.Redis:
 
 
 def wait_for(
-    condition: Callable[[], object],
+    condition: Callable[[], T | None],
     *,
     timeout_s: float,
     what: str,
     interval_s: float = 0.05,
-) -> object:
+) -> T:
     """Poll until `condition()` is truthy and return it; fail naming `what`."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -78,7 +80,7 @@ class Cluster(CeleryProcesses):
 
     def start_worker(self, name: str) -> str:
         """Start a rotation worker and wait until it has joined as a member."""
-        self.worker(name, APP, "rotation")
+        self.worker(name, "rotation")
         node = self.node(name)
         wait_for(
             lambda: node in self.members.live(),
@@ -89,10 +91,8 @@ class Cluster(CeleryProcesses):
 
     def start_control(self) -> None:
         """Start beat and the publisher worker (which also runs the watchdog)."""
-        self.worker("publisher", APP, "publish")
-        self.celery(
-            "beat", APP, "beat", "--schedule", str(self.log_dir / "beat-schedule")
-        )
+        self.worker("publisher", "publish")
+        self.beat()
 
     def name_of(self, member: str) -> str:
         """Map a member (node name) back to the worker name it was started as."""

@@ -8,6 +8,7 @@ SCHEDULER_HANDLER_MODULES (tests/stack_plugin.py), so the test process and the
 workers it starts register `record`.
 """
 
+import functools
 import json
 import os
 import time
@@ -17,14 +18,10 @@ import redis
 
 from tasks_app.handlers import TaskContext, register_handler
 
-_clients: dict[int, redis.Redis] = {}
 
-
+@functools.cache
 def _redis() -> redis.Redis:
-    pid = os.getpid()
-    if pid not in _clients:
-        _clients[pid] = redis.Redis.from_url(os.environ["REDIS_URL"])
-    return _clients[pid]
+    return redis.Redis.from_url(os.environ["REDIS_URL"])
 
 
 def runs_key(topic: str) -> str:

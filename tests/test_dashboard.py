@@ -9,7 +9,7 @@ import redis
 from django.test import Client
 from django.utils import timezone
 
-from rotation.scheduler import EndReason
+from rotation.store import EndReason
 from tasks_app.models import OutboxEntry, Slice, Task, TaskStatus, Topic
 from tasks_app.services.tasks import TaskSpec, task_submit
 from tasks_app.services.topics import group_default, topic_create
@@ -264,9 +264,8 @@ def test_without_redis_the_lanes_still_answer_and_the_error_names_redis(
     operator, topic, monkeypatch
 ):
     unreachable = redis.Redis(port=1, socket_connect_timeout=0.5)
-    monkeypatch.setattr(
-        "tasks_app.selectors_rotation.redis_client", lambda: unreachable
-    )
+    for module in ("tasks_app.selectors", "tasks_app.selectors.rotation"):
+        monkeypatch.setattr(f"{module}.redis_client", lambda: unreachable)
 
     data = _signed_in(operator).get(DATA).json()
 

@@ -15,6 +15,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from selenium.common.exceptions import NoSuchElementException, WebDriverException
@@ -72,7 +73,7 @@ class DashboardPage:
         self.driver.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
         wait_for(self.refreshes, timeout_s=WAIT_S, what="the dashboard's first data")
 
-    def _js(self, script: str, *args: object) -> object:
+    def _js(self, script: str, *args: object) -> Any:
         return self.driver.execute_script(script, *args)
 
     def refreshes(self) -> int:
@@ -156,6 +157,8 @@ def _stopped_lag(page: DashboardPage, lane: str) -> int:
         before = page.lane(lane)
         page.after_refreshes(1)
         after = page.lane(lane)
+        if after is None:
+            return None
         held = after[1] not in ("", "—")
         return None if held or before != after else (after[0],)
 

@@ -148,7 +148,7 @@ def test_a_malformed_port_variable_is_refused(
 ) -> None:
     bare_env.setenv("DEVSTACK_REDIS_PORT", "redis")
     with pytest.raises(
-        StackError, match="^Redis: DEVSTACK_REDIS_PORT='redis' is not a port"
+        StackError, match=r"^Redis: DEVSTACK_REDIS_PORT='redis' is not a port"
     ):
         Stack(stack_dir, persistent=False).start()
 

@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 
 from rotation.lanes import Lane
 from tasks_app.errors import ServiceUnavailable
-from tasks_app.selectors_fairness import fair_shares
-from tasks_app.selectors_rotation import (
+from tasks_app.selectors.fairness import fair_shares
+from tasks_app.selectors.rotation import (
     LaneView,
     SliceBar,
     lane_holders,
@@ -23,7 +23,7 @@ from tasks_app.selectors_rotation import (
     timeline_slices,
     window_ending_now,
 )
-from tasks_app.selectors_throughput import (
+from tasks_app.selectors.throughput import (
     DeadTask,
     ThroughputBucket,
     bucket_seconds,

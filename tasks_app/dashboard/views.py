@@ -20,7 +20,7 @@ from tasks_app.errors import InvalidInput, SchedulerError
 from tasks_app.middleware import body_error
 from tasks_app.roles import CHANGE_TASK, CHANGE_TOPIC, VIEW_ROTATION
 from tasks_app.selectors import topic_by_name
-from tasks_app.selectors_rotation import WINDOW_CHOICES_S
+from tasks_app.selectors.rotation import WINDOW_CHOICES_S
 from tasks_app.services.tasks import task_retry
 from tasks_app.services.topics import topic_set_paused
 

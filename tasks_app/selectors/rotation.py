@@ -8,7 +8,6 @@ the live parts (members, holders) come from Redis through rotation/'s classes.
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import connection
 from django.db.models import Count, DurationField, F, Max, Min, Q, Sum, Value
 from django.db.models.functions import Greatest, Least
@@ -16,11 +15,10 @@ from django.utils import timezone
 
 from rotation.lanes import Lane
 from rotation.lease import LeaseManager
-from rotation.members import Members
-from rotation.scheduler import EndReason
+from rotation.store import EndReason
 from tasks_app.models import Slice
 from tasks_app.redis_client import redis_client
-from tasks_app.selectors import LaneStats, lane_stats, redis_read
+from tasks_app.selectors import LaneStats, lane_stats, members_reader, redis_read
 
 # The windows an operator can pick, in seconds: 1, 5 and 15 minutes.
 WINDOW_CHOICES_S = (60, 300, 900)
@@ -111,8 +109,10 @@ class MemberView:
 
 def members_with_activity(*, activity: list[LaneActivity]) -> list[MemberView]:
     """List live members and the members that worked in the window, by name."""
-    members = Members(redis_client(), heartbeat_s=settings.SCHEDULER_HEARTBEAT_S)
-    live = {info.name: info for info in redis_read(members.describe, what="members")}
+    live = {
+        info.name: info
+        for info in redis_read(members_reader().describe, what="members")
+    }
     names = sorted(set(live) | {item.member for item in activity})
     views = []
     for name in names:
@@ -236,8 +236,9 @@ def timeline_slices(
             "last_offset",
         )[: limit + 1]
     )
+    newest = rows[:limit]
     bars = [
-        SliceBar(Lane(group, topic, partition), *rest)
-        for group, topic, partition, *rest in rows[:limit]
+        SliceBar(Lane(group, topic, part), member, start, end, count, why, first, last)
+        for group, topic, part, member, start, end, count, why, first, last in newest
     ]
     return bars[::-1], len(rows) > limit

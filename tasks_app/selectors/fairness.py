@@ -8,7 +8,7 @@ from datetime import datetime
 from rotation.lanes import Lane
 from tasks_app.fairness import jain_index, weighted_fill
 from tasks_app.models import Topic
-from tasks_app.selectors_rotation import LaneActivity
+from tasks_app.selectors.rotation import LaneActivity
 
 
 @dataclass(frozen=True)

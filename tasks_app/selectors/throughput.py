@@ -8,12 +8,13 @@ so they read the pages of the window's tasks, not the table.
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from django.db import connection
 
 from tasks_app.models import Task, TaskStatus
-from tasks_app.selectors_rotation import Window
+from tasks_app.selectors.rotation import Window
 
 # Buckets per window: a point every second over a minute, every 15 s over 15.
 BUCKETS_PER_WINDOW = 60
@@ -63,7 +64,7 @@ def throughput_series(*, window: Window) -> list[ThroughputBucket]:
     width = timedelta(seconds=bucket_seconds(window))
     epoch = datetime.fromtimestamp(0, tz=window.start.tzinfo)
     first = epoch + (window.start - epoch) // width * width
-    params = {
+    params: dict[str, Any] = {
         "bucket": width,
         "origin": epoch,
         "percentiles": list(LATENCY_PERCENTILES),
@@ -106,4 +107,5 @@ def dead_tasks_recent(
     return [
         DeadTask(uuid, topic, attempts, finished_at, error[-ERROR_CHARS:])
         for uuid, topic, attempts, finished_at, error in rows
+        if finished_at is not None  # always set on a dead task; narrows the type
     ]

@@ -1,4 +1,8 @@
-"""Reads that are more than a filter: tasks, slices, live members, system stats."""
+"""Reads that are more than a filter: tasks, slices, live members, system stats.
+
+The windowed reads behind the dashboard live beside: `rotation` (who worked
+where, lanes, timeline), `fairness` (shares and Jain's index), `throughput`.
+"""
 
 from collections import defaultdict
 from collections.abc import Callable, Mapping
@@ -7,12 +11,13 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 import redis
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet, prefetch_related_objects
 from django.utils import timezone
 
-from rotation.members import MemberInfo
+from rotation.members import MemberInfo, Members
 from tasks_app.errors import NotFound, ServiceUnavailable
 from tasks_app.models import (
     GroupTopic,
@@ -24,30 +29,26 @@ from tasks_app.models import (
     TaskStatus,
     Topic,
 )
+from tasks_app.redis_client import redis_client
 from tasks_app.roles import VIEW_TASK
-from tasks_app.rotation_runtime import runtime
 
 T = TypeVar("T")
 LaneKey = tuple[int, int, int]  # (group pk, topic pk, partition)
 PartitionKey = tuple[int, int]  # (topic pk, partition)
-REDIS_DOWN_MESSAGE = (
-    "Redis is unreachable, so the live {what} cannot be read. Retry shortly; if it "
-    "persists, check the Redis server and REDIS_URL."
-)
 
 
-def tasks_visible(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Task]:
+def tasks_visible(*, user: User | AnonymousUser) -> QuerySet[Task]:
     """Return the tasks a user may see: every task with `view_task` (operators),
     else the tasks the user submitted. Tasks without an owner are system tasks."""
     tasks = Task.objects.select_related("topic")
     if user.has_perm(VIEW_TASK):
         return tasks
-    return tasks.filter(submitted_by=user) if user.is_authenticated else tasks.none()
+    return tasks.filter(submitted_by=user) if isinstance(user, User) else tasks.none()
 
 
 def task_list(
     *,
-    user: AbstractBaseUser | AnonymousUser,
+    user: User | AnonymousUser,
     status: str | None = None,
     topic: str | None = None,
     key: str | None = None,
@@ -63,9 +64,7 @@ def task_list(
     return tasks
 
 
-def task_with_events(
-    *, user: AbstractBaseUser | AnonymousUser, task_id: UUID | str
-) -> Task:
+def task_with_events(*, user: User | AnonymousUser, task_id: UUID | str) -> Task:
     """Return a task the user may see, with its transitions loaded, or NotFound.
 
     A task the user may not see is "not found" too, so its existence is not
@@ -79,15 +78,7 @@ def task_with_events(
     return task
 
 
-def task_idempotency_key_used(*, user: AbstractBaseUser, key: str) -> bool:
-    """Tell whether this user already submitted a task under this key."""
-    owner = user if user.is_authenticated else None
-    return Task.objects.filter(submitted_by=owner, idempotency_key=key).exists()
-
-
-def tasks_pending_seed(
-    *, user: AbstractBaseUser | AnonymousUser
-) -> list[dict[str, Any]]:
+def tasks_pending_seed(*, user: User | AnonymousUser) -> list[dict[str, Any]]:
     """List the user's visible unpublished tasks oldest first, as the seed's
     `GET /tasks` did.
 
@@ -136,14 +127,19 @@ def redis_read(read: Callable[[], T], *, what: str) -> T:
     try:
         return read()
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise ServiceUnavailable(
-            REDIS_DOWN_MESSAGE.format(what=what), service="redis"
+        raise ServiceUnavailable.down(
+            "redis", so=f"the live {what} cannot be read"
         ) from exc
+
+
+def members_reader() -> Members:
+    """Read the rotation's members from Redis, where their heartbeats go."""
+    return Members(redis_client(), heartbeat_s=settings.SCHEDULER_HEARTBEAT_S)
 
 
 def member_list() -> list[MemberInfo]:
     """List the live rotation members (those that beat recently), by name."""
-    return redis_read(runtime().members.describe, what="members")
+    return redis_read(members_reader().describe, what="members")
 
 
 @dataclass(frozen=True)
@@ -201,7 +197,7 @@ def _task_counts(found: Mapping[str, int]) -> TaskCounts:
 def _topics_by_pk() -> dict[int, dict[str, Any]]:
     """Map each topic's pk to the fields the lane summaries need, by name."""
     rows = Topic.objects.order_by("name").values("id", "name", "paused", "partitions")
-    return {row["id"]: row for row in rows}
+    return {row["id"]: dict(row) for row in rows}
 
 
 def lane_stats() -> list[LaneStats]:
@@ -225,7 +221,7 @@ def stats_overview() -> StatsOverview:
         ],
         outbox_due=OutboxEntry.objects.filter(available_at__lte=timezone.now()).count(),
         lanes=_lane_stats(topics),
-        members=len(redis_read(runtime().members.live, what="members")),
+        members=len(redis_read(members_reader().live, what="members")),
     )
 
 
@@ -254,7 +250,7 @@ def _lane_stats(topics: Mapping[int, Mapping[str, Any]]) -> list[LaneStats]:
             group=group_name,
             topic=topics[topic_pk]["name"],
             partition=partition,
-            next_offset=resume.get((group_pk, topic_pk, partition), 0),
+            next_offset=resume.get((int(group_pk), topic_pk, partition), 0),
             end_offset=ends.get((topic_pk, partition), 0),
             paused=topics[topic_pk]["paused"],
         )
