@@ -1,5 +1,5 @@
 """Top-level routes: the REST API, the seed-compatible routes, admin, the
-operators' dashboard, health, and the JSON error answers for requests no view
+operators' dashboard, /metrics, health, and the JSON error answers for requests no view
 handles."""
 
 from django.contrib import admin
@@ -9,6 +9,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("tasks_app.api.urls")),
     path("dashboard/", include("tasks_app.dashboard.urls")),
+    path("", include("tasks_app.metrics.urls")),
     path("", include("tasks_app.api.seed_urls")),
 ]
 

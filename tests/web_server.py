@@ -27,6 +27,7 @@ def gunicorn(env: dict[str, str], log: Path, *, workers: int = 2) -> Iterator[st
     with log.open("wb") as output:
         process = subprocess.Popen(
             [str(BIN / "gunicorn"), "scheduler_site.wsgi", "--workers", str(workers),
+             "--config", "python:scheduler_site.gunicorn_conf",
              "--bind", f"127.0.0.1:{port}", "--access-logfile", "-"],
             env=env, cwd=REPO, stdout=output, stderr=subprocess.STDOUT,
         )  # fmt: skip
