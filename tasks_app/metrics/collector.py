@@ -30,9 +30,7 @@ from tasks_app.selectors.metrics import (
     Histogram,
     outbox_backlog,
     partitions_lost,
-    publish_latency,
     slice_figures,
-    task_event_counts,
     topic_names,
 )
 from tasks_app.selectors.rotation import (
@@ -42,6 +40,7 @@ from tasks_app.selectors.rotation import (
     slice_activity,
     window_ending_now,
 )
+from tasks_app.selectors.task_history import HistoryTotals, history_totals
 from tasks_app.services.rotation_events import RotationEvent, rotation_event_totals
 
 logger = logging.getLogger(__name__)
@@ -76,13 +75,14 @@ class SchedulerCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         started = time.perf_counter()
-        yield from _task_counters()
+        history = history_totals()
+        yield from _task_counters(history)
         yield _gauge("outbox_backlog_tasks", "Outbox entries due", outbox_backlog())
         yield _histogram(
             "publish_latency_seconds",
             "Time from submission (or run_at) to publication",
             ["topic"],
-            publish_latency(),
+            history.publish_latency,
         )
         yield from _slice_families()
         yield _gauge(
@@ -94,8 +94,8 @@ class SchedulerCollector(Collector):
         COLLECT_SECONDS.observe(time.perf_counter() - started)
 
 
-def _task_counters() -> Iterator[Metric]:
-    counts = task_event_counts()
+def _task_counters(history: HistoryTotals) -> Iterator[Metric]:
+    counts = history.counts
     topics = sorted(topic_names() | {topic for topic, _ in counts})
     for status, (name, documentation) in TASK_COUNTERS.items():
         family = CounterMetricFamily(PREFIX + name, documentation, labels=["topic"])

@@ -18,15 +18,13 @@ from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
 
-from tasks_app.models import OutboxEntry, PartitionHead, TaskEvent, Topic
+from tasks_app.models import OutboxEntry, PartitionHead, Topic
 from tasks_app.services.sql import sql
 
 Labels = tuple[str, ...]
 
-# Upper bounds, in seconds or messages. Publishing waits for a beat tick at
-# worst (1 s by default), slices last about their topic's slice_ms (2 s by
-# default), and hand-offs take milliseconds when a member is idle.
-PUBLISH_LATENCY_BOUNDS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# Upper bounds, in seconds or messages. Slices last about their topic's
+# slice_ms (2 s by default); hand-offs take milliseconds when a member is idle.
 SLICE_DURATION_BOUNDS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
 SLICE_MESSAGES_BOUNDS = (0, 1, 5, 10, 25, 50, 100, 200, 500, 1000, 5000)
 HANDOFF_GAP_BOUNDS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -46,6 +44,16 @@ class Histogram:
         counts[index] += count
         self.sums[labels] += total
 
+    def plus(self, other: "Histogram") -> "Histogram":
+        """Return a new histogram holding both one's and the other's values."""
+        total = Histogram(self.bounds)
+        for histogram in (self, other):
+            for labels, counts in histogram.buckets.items():
+                for index, count in enumerate(counts):
+                    total.add(labels, index, count, 0.0)
+                total.sums[labels] += histogram.sums[labels]
+        return total
+
     def cumulative(self, labels: Labels) -> list[tuple[str, int]]:
         """Return Prometheus' buckets for a label set: ("le", values <= le)."""
         running, out = 0, []
@@ -60,30 +68,15 @@ def _bound_name(bound: float) -> str:
     return repr(float(bound))
 
 
-def _bucket_index_sql(value: str) -> str:
+def bucket_index_sql(value: str) -> str:
     """SQL for the index of the first bound >= `value` (len(bounds) when none):
     width_bucket counts the bounds <= x, so count the negated bounds <= -value.
     Takes the bound count and the negated, ascending bounds as %s parameters."""
     return f"%s - width_bucket(-({value}), %s::float8[])"
 
 
-def _bound_params(bounds: Sequence[float]) -> list[Any]:
+def bound_params(bounds: Sequence[float]) -> list[Any]:
     return [len(bounds), sorted(-float(bound) for bound in bounds)]
-
-
-def task_event_counts() -> dict[tuple[str, str], int]:
-    """Count every recorded transition by (topic, status), since the start.
-
-    Each task's history holds one row per transition (pending when accepted or
-    retried, published, running per attempt, then how it ended), so the counts
-    only grow and are counters in Prometheus' sense.
-    """
-    rows = (
-        TaskEvent.objects.order_by()
-        .values_list("task__topic__name", "status")
-        .annotate(count=Count("id"))
-    )
-    return {(topic, status): count for topic, status, count in rows}
 
 
 def outbox_backlog() -> dict[str, int]:
@@ -95,31 +88,6 @@ def outbox_backlog() -> dict[str, int]:
         .annotate(count=Count("id"))
     )
     return dict(rows)
-
-
-_PUBLISH_LATENCY_SQL = sql(
-    """
-SELECT tp.name, {index}, count(*), sum(x.latency)
-  FROM (SELECT topic_id, greatest(0, extract(epoch FROM published_at
-               - greatest(created_at, coalesce(run_at, created_at))))::float8
-               AS latency
-          FROM {task} WHERE published_at IS NOT NULL) x
-  JOIN {topic} tp ON tp.id = x.topic_id
- GROUP BY 1, 2
-""",
-    index=_bucket_index_sql("x.latency"),
-)
-
-
-def publish_latency() -> Histogram:
-    """Time from submission (or `run_at`) to publication, per topic, over the
-    tasks published and not yet retried (a retry starts a task's clock again)."""
-    histogram = Histogram(PUBLISH_LATENCY_BOUNDS_S)
-    with connection.cursor() as cursor:
-        cursor.execute(_PUBLISH_LATENCY_SQL, _bound_params(histogram.bounds))
-        for topic, index, count, total in cursor:
-            histogram.add((topic,), index, count, total)
-    return histogram
 
 
 @dataclass(frozen=True)
@@ -162,9 +130,9 @@ SELECT 'gap', grp, topic, {gap}, count(*), sum(gap)
 SELECT 'reason:' || end_reason, grp, topic, 0, count(*), 0
   FROM s GROUP BY 1, 2, 3
 """,
-    duration=_bucket_index_sql("duration"),
-    messages=_bucket_index_sql("messages"),
-    gap=_bucket_index_sql("gap"),
+    duration=bucket_index_sql("duration"),
+    messages=bucket_index_sql("messages"),
+    gap=bucket_index_sql("gap"),
 )
 
 
@@ -182,9 +150,9 @@ def slice_figures() -> SliceFigures:
         "gap": figures.handoff_gaps,
     }
     params = [
-        *_bound_params(figures.durations.bounds),
-        *_bound_params(figures.messages.bounds),
-        *_bound_params(figures.handoff_gaps.bounds),
+        *bound_params(figures.durations.bounds),
+        *bound_params(figures.messages.bounds),
+        *bound_params(figures.handoff_gaps.bounds),
     ]
     with connection.cursor() as cursor:
         cursor.execute(_SLICES_SQL, params)
