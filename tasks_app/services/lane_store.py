@@ -2,7 +2,8 @@
 
 An adapter: each method calls the module that owns its part (the lane fencing
 protocol in lane_state, partition heads in publisher.heads, growth barriers in
-growth), and turns database failures into StoreUnavailable. Running handlers
+growth), turns database failures into StoreUnavailable, and counts the
+fence's refusals (rotation_events, for /metrics). Running handlers
 and healing are injected by the worker runtime, which owns the producer.
 """
 
