@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from rotation.store import LaneStore
 from tasks_app.roles import Role
-from tests.cluster import Cluster, worker_database_url
+from tests.cluster import running_cluster, worker_database_url
 from tests.factories import UserFactory
 from tests.lane_harness import Harness, harness
 
@@ -106,10 +106,5 @@ def worker(django_db_setup, django_db_blocker, tmp_path_factory):
     """One rotation worker, a publisher worker and beat, for the test module."""
     with django_db_blocker.unblock():
         env = {**os.environ, "DATABASE_URL": worker_database_url()}
-    cluster = Cluster(env, tmp_path_factory.mktemp("cluster"))
-    try:
-        cluster.start_control()
-        cluster.start_worker("w1")
+    with running_cluster(env, tmp_path_factory.mktemp("cluster"), ["w1"]) as cluster:
         yield cluster
-    finally:
-        cluster.stop()

@@ -1,4 +1,8 @@
-"""Reads that are more than a filter: tasks, slices, live members, system stats."""
+"""Reads that are more than a filter: tasks, slices, live members, system stats.
+
+The windowed reads behind the dashboard live beside: `rotation` (who worked
+where, lanes, timeline), `fairness` (shares and Jain's index), `throughput`.
+"""
 
 from collections import defaultdict
 from collections.abc import Callable, Mapping
@@ -100,6 +104,14 @@ def tasks_pending_seed(*, user: User | AnonymousUser) -> list[dict[str, Any]]:
     return [{"topic": topic, "message": message} for topic, message in rows]
 
 
+def topic_by_name(*, name: str) -> Topic:
+    """Return the topic called `name`, or NotFound."""
+    topic = Topic.objects.filter(name=name).first()
+    if topic is None:
+        raise NotFound(f"No topic named {name!r}.", field="topic")
+    return topic
+
+
 def slice_list(
     *,
     topic: str | None = None,
@@ -121,7 +133,7 @@ def slice_list(
     )
 
 
-def _from_redis(read: Callable[[], T], *, what: str) -> T:
+def redis_read(read: Callable[[], T], *, what: str) -> T:
     """Run a Redis read; a lost Redis becomes a 503 that names it and what to do."""
     try:
         return read()
@@ -131,14 +143,14 @@ def _from_redis(read: Callable[[], T], *, what: str) -> T:
         ) from exc
 
 
-def _members() -> Members:
+def members_reader() -> Members:
     """Read the rotation's members from Redis, where their heartbeats go."""
     return Members(redis_client(), heartbeat_s=settings.SCHEDULER_HEARTBEAT_S)
 
 
 def member_list() -> list[MemberInfo]:
     """List the live rotation members (those that beat recently), by name."""
-    return _from_redis(_members().describe, what="members")
+    return redis_read(members_reader().describe, what="members")
 
 
 @dataclass(frozen=True)
@@ -193,14 +205,20 @@ def _task_counts(found: Mapping[str, int]) -> TaskCounts:
     return TaskCounts({status: found.get(status, 0) for status in TaskStatus.values})
 
 
+def _topics_by_pk() -> dict[int, dict[str, Any]]:
+    """Map each topic's pk to the fields the lane summaries need, by name."""
+    rows = Topic.objects.order_by("name").values("id", "name", "paused", "partitions")
+    return {row["id"]: dict(row) for row in rows}
+
+
+def lane_stats() -> list[LaneStats]:
+    """List every lane with its resume point, log end and paused flag (3 queries)."""
+    return _lane_stats(_topics_by_pk())
+
+
 def stats_overview() -> StatsOverview:
     """Summarise the system in six queries and one Redis read, whatever its size."""
-    topics = {
-        row["id"]: row
-        for row in Topic.objects.order_by("name").values(
-            "id", "name", "paused", "partitions"
-        )
-    }
+    topics = _topics_by_pk()
     per_topic, overall = task_counts_by_topic()
     return StatsOverview(
         tasks=_task_counts(overall),
@@ -214,7 +232,7 @@ def stats_overview() -> StatsOverview:
         ],
         outbox_due=OutboxEntry.objects.filter(available_at__lte=timezone.now()).count(),
         lanes=_lane_stats(topics),
-        members=len(_from_redis(_members().live, what="members")),
+        members=len(redis_read(members_reader().live, what="members")),
     )
 
 
