@@ -451,3 +451,51 @@ def _someone_waits_for_a_lock() -> bool:
             "AND datname = current_database()"
         )
         return cursor.fetchone()[0] > 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_system_tasks_racing_with_one_idempotency_key_store_one_task(topic_name):
+    """Ownerless (system) tasks share one idempotency namespace: the database's
+    unique index treats the empty owner as a value, so a racing second use of a
+    key on another topic waits for the first and is refused, not stored twice."""
+    import threading
+
+    from django.db import connection, transaction
+
+    from tasks_app.errors import Conflict
+
+    for topic in (topic_name, f"{topic_name}-b"):  # existing topics: no shared lock
+        task_submit(submitted_by=None, spec=TaskSpec(topic=topic, message=0))
+    in_transaction, release = threading.Event(), threading.Event()
+    outcomes: list[object] = []
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                spec = TaskSpec(topic=topic_name, message=1, idempotency_key="sys-1")
+                task_submit(submitted_by=None, spec=spec)
+                in_transaction.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    def second() -> None:
+        try:
+            spec = TaskSpec(topic=f"{topic_name}-b", message=2, idempotency_key="sys-1")
+            outcomes.append(task_submit(submitted_by=None, spec=spec))
+        except Conflict as exc:
+            outcomes.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    threads[0].start()
+    assert in_transaction.wait(30)
+    threads[1].start()
+    threads[1].join(2)  # with the fix it waits on the first's uncommitted row
+    release.set()
+    for thread in threads:
+        thread.join(30)
+
+    assert Task.objects.filter(idempotency_key="sys-1").count() == 1
+    assert isinstance(outcomes[0], Conflict)

@@ -145,10 +145,12 @@ class Task(models.Model):
             ),
         ]
         constraints = [
+            # System tasks (no owner) share one key space: NULLS NOT DISTINCT.
             models.UniqueConstraint(
                 fields=["submitted_by", "idempotency_key"],
                 name="task_idempotency_key_per_user",
                 condition=models.Q(idempotency_key__isnull=False),
+                nulls_distinct=False,
             )
         ]
 
