@@ -19,6 +19,7 @@ from rotation.lane_reader import LaneReading, Progress
 from rotation.lanes import Lane, LanePolicy
 from rotation.lease import Lease, LeaseError, LeaseKeeper, LeaseManager
 from rotation.members import Members
+from rotation.rate_limit import RateLimiter
 from rotation.scheduler import Scheduler
 from rotation.store import (
     EndReason,
@@ -57,6 +58,7 @@ class SliceRunner:
         members: Members,
         turns: Turns,
         scheduler: Scheduler,
+        limiter: RateLimiter,
         shutdown: threading.Event,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
@@ -69,6 +71,7 @@ class SliceRunner:
         self.members = members
         self.turns = turns
         self.scheduler = scheduler
+        self.limiter = limiter
         self.shutdown = shutdown
         self.clock = clock
         self.wall_clock = wall_clock
@@ -170,7 +173,7 @@ class SliceRunner:
                 if claim.log_lost:
                     claim = self.store.heal(lane, lease.token)
                 progress.next_offset, progress.careful_until = claim[:2]
-                reason = self._read(lane, lease, keeper, claim, progress)
+                reason = self._read(lane, lease, keeper, claim, progress, policy)
             except Fenced as exc:
                 logger.warning("%s; stopping without writing", exc)
                 reason = EndReason.LEASE_LOST
@@ -196,6 +199,7 @@ class SliceRunner:
             last_offset=progress.last_offset,
             next_offset=progress.next_offset,
             end_reason=reason,
+            wait_s=progress.wait_s if reason == EndReason.RATE_LIMITED else 0.0,
         )
 
     def _claim(self, lane: Lane, lease: Lease) -> LaneClaim:
@@ -217,6 +221,7 @@ class SliceRunner:
         keeper: LeaseKeeper,
         claim: LaneClaim,
         progress: Progress,
+        policy: LanePolicy,
     ) -> EndReason:
         """Read the lane until the slice must end (rotation/lane_reader.py)."""
         reading = LaneReading(
@@ -232,6 +237,8 @@ class SliceRunner:
             deadline=self.clock() + (lease.ttl_ms - self.config.grace_ms) / 1000,
             batch_size=self.config.batch_size,
             poll_timeout_s=self.config.poll_timeout_ms / 1000,
+            limiter=self.limiter,
+            rate_limit=policy.rate_limit,
             clock=self.clock,
         )
         return reading.run()

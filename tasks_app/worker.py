@@ -32,6 +32,7 @@ from rotation.kafka.consumer import ConsumerCache
 from rotation.kafka.producer import BatchProducer
 from rotation.lease import LeaseManager
 from rotation.members import Heartbeat, Members
+from rotation.rate_limit import RateLimiter
 from rotation.scheduler import Scheduler
 from rotation.slice import RotationConfig, SliceRunner
 from rotation.turns import Turn, Turns
@@ -73,6 +74,7 @@ class Runtime:
             heal=functools.partial(lane_heal, producer=self.producer),
         )
         self.turns = Turns(client, self.members, _send_turn)
+        self.limiter = RateLimiter(client)
         self.scheduler = Scheduler(
             client=client,
             store=self.store,
@@ -100,6 +102,7 @@ class Runtime:
             members=self.members,
             turns=self.turns,
             scheduler=self.scheduler,
+            limiter=self.limiter,
             shutdown=SHUTDOWN,
         )
 

@@ -338,3 +338,27 @@ def test_command_line_exits_non_zero_and_prints_the_error(write):
     )
     assert run.returncode != 0
     assert f"{path}, line 3: " in run.stderr
+
+
+@pytest.mark.django_db
+def test_a_topics_rate_limit_is_declared_in_the_file(write, topic_name):
+    path = write(f"""
+        [[topics]]
+        name = "{topic_name}"
+        rate_limit = 50
+        rate_burst = 20
+    """)
+    config_apply(config=config_load(path=path))
+    topic = Topic.objects.get(name=topic_name)
+    assert (topic.rate_limit, topic.rate_burst) == (50.0, 20)
+
+
+def test_a_rate_limit_below_the_minimum_is_refused_at_its_line(write, topic_name):
+    path = write(f"""
+        [[topics]]
+        name = "{topic_name}"
+        rate_limit = 0.0
+    """)
+    message = _load_error(path)
+    assert "line 3: " in message
+    assert "'rate_limit': Ensure this value is greater than or equal to" in message

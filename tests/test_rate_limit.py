@@ -7,7 +7,10 @@ import pytest
 import redis
 
 from rotation.rate_limit import RateLimit, RateLimiter, rate_limit_for
+from rotation.store import EndReason
+from tasks_app.models import Slice
 from tests.cluster import redis_database
+from tests.lane_harness import published_topic
 
 
 @pytest.fixture
@@ -83,3 +86,38 @@ def test_no_rate_means_no_limit_and_the_burst_defaults_to_one_second():
     assert rate_limit_for(50.0, None) == RateLimit(per_s=50.0, burst=50)
     assert rate_limit_for(0.2, None) == RateLimit(per_s=0.2, burst=1)
     assert rate_limit_for(2.5, 10) == RateLimit(per_s=2.5, burst=10)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_limited_lane_yields_its_slice_and_its_next_turn_waits_for_tokens(
+    slice_harness,
+):
+    lane, _ = published_topic(30, rate_limit=10.0, rate_burst=5)
+    harness = slice_harness()
+    record = harness.run_turn(lane)
+    assert record.end_reason == EndReason.RATE_LIMITED
+    assert record.messages == 5
+    [next_turn] = harness.sent
+    # Five tokens return at 10/s in 0.5 s: the turn is not due before then.
+    assert 0.1 < next_turn.not_before - time.time() <= 0.5
+    assert Slice.objects.get(topic__name=lane.topic).end_reason == "rate_limited"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_limited_lane_runs_no_more_than_burst_plus_rate_times_time(slice_harness):
+    lane, _ = published_topic(200, rate_limit=20.0, rate_burst=5)
+    harness = slice_harness()
+    started = time.monotonic()
+    ran = 0
+    while time.monotonic() - started < 2.0:
+        ran += harness.run_turn(lane).messages  # turn after turn, never waiting
+    elapsed = time.monotonic() - started
+    assert ran <= 5 + 20.0 * elapsed + 1
+    assert ran >= 5 + 10  # generous: tokens did return while it ran
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_unlimited_lane_is_not_held_back(slice_harness):
+    lane, _ = published_topic(30)
+    record = slice_harness().run_turn(lane)
+    assert (record.end_reason, record.messages) == (EndReason.DRAINED, 30)
