@@ -5,25 +5,52 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tasks_app', '0010_topic_name_help'),
+        ("tasks_app", "0010_topic_name_help"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='topic',
-            name='rate_burst',
-            field=models.PositiveIntegerField(blank=True, help_text="Tasks that may run back to back above the rate after a quiet spell; empty: one second's worth (at least 1). Used with rate_limit.", null=True, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(1000000)]),
+            model_name="topic",
+            name="rate_burst",
+            field=models.PositiveIntegerField(
+                blank=True,
+                help_text="Tasks that may run back to back above the rate after a quiet spell; empty: one second's worth (at least 1). Used with rate_limit.",
+                null=True,
+                validators=[
+                    django.core.validators.MinValueValidator(1),
+                    django.core.validators.MaxValueValidator(1000000),
+                ],
+            ),
         ),
         migrations.AddField(
-            model_name='topic',
-            name='rate_limit',
-            field=models.FloatField(blank=True, help_text='Most tasks a second the topic runs, across all workers and hosts (a lane that reaches it hands its turn on); empty: no limit.', null=True, validators=[django.core.validators.MinValueValidator(0.001), django.core.validators.MaxValueValidator(1000000)]),
+            model_name="topic",
+            name="rate_limit",
+            field=models.FloatField(
+                blank=True,
+                help_text="Most tasks a second the topic runs, across all workers and hosts (a lane that reaches it hands its turn on); empty: no limit.",
+                null=True,
+                validators=[
+                    django.core.validators.MinValueValidator(0.001),
+                    django.core.validators.MaxValueValidator(1000000),
+                ],
+            ),
         ),
         migrations.AlterField(
-            model_name='slice',
-            name='end_reason',
-            field=models.CharField(choices=[('deadline', 'deadline'), ('drained', 'drained'), ('error', 'error'), ('lease_lost', 'lease_lost'), ('shutdown', 'shutdown'), ('paused', 'paused'), ('log_lost', 'log_lost'), ('rate_limited', 'rate_limited')], max_length=16),
+            model_name="slice",
+            name="end_reason",
+            field=models.CharField(
+                choices=[
+                    ("deadline", "deadline"),
+                    ("drained", "drained"),
+                    ("error", "error"),
+                    ("lease_lost", "lease_lost"),
+                    ("shutdown", "shutdown"),
+                    ("paused", "paused"),
+                    ("log_lost", "log_lost"),
+                    ("rate_limited", "rate_limited"),
+                ],
+                max_length=16,
+            ),
         ),
     ]
