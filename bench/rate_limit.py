@@ -72,10 +72,14 @@ def submit(topic: str, count: int, keys: int) -> None:
 
 def started_in(topic: str, start: float, end: float) -> list[float]:
     """Return the start times (epoch s) of the topic's handlers within [start, end]."""
-    times = Task.objects.filter(
-        topic__name=topic, started_at__isnull=False
-    ).values_list("started_at", flat=True)
-    return sorted(t.timestamp() for t in times if start <= t.timestamp() <= end)
+    times = [
+        t.timestamp()
+        for t in Task.objects.filter(topic__name=topic).values_list(
+            "started_at", flat=True
+        )
+        if t is not None
+    ]
+    return sorted(t for t in times if start <= t <= end)
 
 
 def run(args: argparse.Namespace, prefix: str, processes: Processes) -> None:

@@ -36,7 +36,7 @@ PartitionKey = tuple[int, int]  # (topic pk, partition)
 def tasks_visible(*, user: User | AnonymousUser) -> QuerySet[Task]:
     """Return the tasks a user may see: every task with `view_task` (operators),
     else the tasks the user submitted. Tasks without an owner are system tasks."""
-    tasks = Task.objects.select_related("topic")
+    tasks = Task.objects.select_related("topic", "schedule")
     if user.has_perm(VIEW_TASK):
         return tasks
     return tasks.filter(submitted_by=user) if isinstance(user, User) else tasks.none()
@@ -48,6 +48,7 @@ def task_list(
     status: str | None = None,
     topic: str | None = None,
     key: str | None = None,
+    schedule: int | None = None,
 ) -> QuerySet[Task]:
     """Return the user's visible tasks matching every filter given."""
     tasks = tasks_visible(user=user)
@@ -57,6 +58,8 @@ def task_list(
         tasks = tasks.filter(topic__name=topic)
     if key:
         tasks = tasks.filter(key=key)
+    if schedule:
+        tasks = tasks.filter(schedule_id=schedule)
     return tasks
 
 

@@ -19,8 +19,9 @@ STOP_TIMEOUT_S = 30.0
 # Short intervals so failures are noticed quickly in tests.
 TEST_TUNING = {
     "SCHEDULER_HEARTBEAT_S": "0.5",
-    "SCHEDULER_WATCHDOG_S": "0.5",
-    "SCHEDULER_PUBLISH_INTERVAL": "0.5",
+    # Beat's database scheduler keeps whole seconds.
+    "SCHEDULER_WATCHDOG_S": "1",
+    "SCHEDULER_PUBLISH_INTERVAL": "1",
     "SCHEDULER_LEASE_GRACE_MS": "700",
     "SCHEDULER_POLL_TIMEOUT_MS": "50",
     "LOG_LEVEL": "INFO",

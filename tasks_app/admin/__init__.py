@@ -1,5 +1,6 @@
-"""Django admin: tasks, topics and groups through the services; records read-only."""
+"""Django admin: tasks, topics, groups and schedules through the services;
+records read-only."""
 
-from tasks_app.admin import records, tasks, topics
+from tasks_app.admin import records, schedules, tasks, topics
 
-__all__ = ["records", "tasks", "topics"]
+__all__ = ["records", "schedules", "tasks", "topics"]

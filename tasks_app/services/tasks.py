@@ -33,6 +33,7 @@ class TaskSpec:
     key: str | None = None
     run_at: datetime | None = None
     idempotency_key: str | None = None
+    schedule_id: int | None = None  # the recurring schedule submitting it
 
     def body_hash(self) -> str:
         """Fingerprint the request body, to tell a repeat from a conflicting reuse."""
@@ -181,6 +182,7 @@ def _new_task(user: User | None, spec: TaskSpec, topic: Topic) -> Task:
         idempotency_key=spec.idempotency_key,
         request_hash=spec.body_hash() if spec.idempotency_key else "",
         submitted_by=user,
+        schedule_id=spec.schedule_id,
     )
 
 

@@ -164,6 +164,11 @@ class TaskSerializer(serializers.ModelSerializer):
 
     id = serializers.UUIDField(source="uuid", read_only=True)
     topic = serializers.CharField(source="topic.name", read_only=True)
+    schedule: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="name",
+        read_only=True,
+        help_text="Name of the recurring schedule that submitted it, if one did.",
+    )
     url = serializers.HyperlinkedIdentityField(
         view_name="task-detail", lookup_field="uuid", lookup_url_kwarg="id"
     )
@@ -177,6 +182,7 @@ class TaskSerializer(serializers.ModelSerializer):
             "message",
             "run_at",
             "idempotency_key",
+            "schedule",
             "status",
             "attempts",
             "created_at",
@@ -222,4 +228,9 @@ class TaskListQuerySerializer(QueryParamsSerializer):
         max_length=255,
         trim_whitespace=False,
         help_text="Only tasks with this key.",
+    )
+    schedule = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        help_text="Only the runs of the recurring schedule with this id.",
     )
