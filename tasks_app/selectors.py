@@ -150,6 +150,7 @@ class TopicStats:
 
     topic: str
     paused: bool
+    rate_limit: float | None
     tasks: TaskCounts
 
 
@@ -190,7 +191,7 @@ def stats_overview() -> StatsOverview:
     topics = {
         row["id"]: row
         for row in Topic.objects.order_by("name").values(
-            "id", "name", "paused", "partitions"
+            "id", "name", "paused", "partitions", "rate_limit"
         )
     }
     per_topic, overall = _task_counts_by_topic()
@@ -200,6 +201,7 @@ def stats_overview() -> StatsOverview:
             TopicStats(
                 topic=row["name"],
                 paused=row["paused"],
+                rate_limit=row["rate_limit"],
                 tasks=_task_counts(per_topic[pk]),
             )
             for pk, row in topics.items()
