@@ -11,13 +11,14 @@ deploy, submit that tick once.
 import json
 import logging
 import math
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django_celery_beat.models import PeriodicTask
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
 from tasks_app.errors import Conflict, InvalidInput
 from tasks_app.models import Schedule, Task
@@ -83,6 +84,23 @@ def _entry_sync(schedule: Schedule) -> PeriodicTask:
     entry.description = "Kept in step with its schedule: edit the schedule."
     entry.save()
     return entry
+
+
+def schedule_timing(
+    *, every_s: int | None = None, crontab: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Return the interval or crontab row for `every_s` seconds or a crontab's
+    fields (UTC), as `interval` and `crontab` arguments of the services."""
+    if every_s is not None:
+        interval, _ = IntervalSchedule.objects.get_or_create(
+            every=every_s, period=IntervalSchedule.SECONDS
+        )
+        return {"interval": interval, "crontab": None}
+    if crontab is None:
+        raise InvalidInput("Give every_s or crontab.")
+    row = CrontabSchedule.objects.filter(timezone="UTC", **crontab).first()
+    row = row or CrontabSchedule.objects.create(timezone="UTC", **crontab)
+    return {"interval": None, "crontab": row}
 
 
 def schedule_run(*, schedule_id: int, fired_at: float) -> Task | None:
