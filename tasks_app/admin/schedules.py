@@ -4,7 +4,6 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
-from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -33,11 +32,11 @@ class ScheduleAdmin(admin.ModelAdmin):
     """Recurring schedules: "submit this message to topic T every ..."."""
 
     form = ScheduleAdminForm
-    list_display = ["name", "topic", "timing", "enabled", "owner", "runs"]
+    list_display = ["name", "topic", "timing", "enabled", "runs"]
     list_filter = ["enabled", "topic"]
-    list_select_related = ["topic", "interval", "crontab", "owner"]
+    list_select_related = ["topic", "interval", "crontab"]
     search_fields = ["name"]
-    readonly_fields = ["owner", "periodic_task", "created_at", "updated_at"]
+    readonly_fields = ["periodic_task", "created_at", "updated_at"]
 
     @admin.display(description="Runs on")
     def timing(self, schedule: Schedule) -> str:
@@ -58,8 +57,7 @@ class ScheduleAdmin(admin.ModelAdmin):
             if change:
                 schedule_update(schedule=Schedule.objects.get(pk=obj.pk), **fields)
             else:
-                owner = request.user if isinstance(request.user, User) else None
-                obj.pk = schedule_create(owner=owner, **fields).pk
+                obj.pk = schedule_create(**fields).pk
         except InvalidInput as exc:  # the form checked the same rules first
             self.message_user(request, exc.message, level="error")
 

@@ -1,6 +1,5 @@
 """Recurring schedules: a message submitted to a topic on an interval or crontab."""
 
-from django.conf import settings
 from django.db import models
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
@@ -12,7 +11,8 @@ class Schedule(models.Model):
 
     Celery beat (django-celery-beat's database scheduler) fires the schedule's
     own PeriodicTask, which the schedule services keep in step; each run is a
-    task submitted like any other, once per tick.
+    task submitted like any other, once per tick. Runs are system tasks (no
+    owner): a schedule belongs to the deployment, not to whoever declared it.
     """
 
     name = models.CharField(
@@ -48,14 +48,6 @@ class Schedule(models.Model):
         help_text="Run on this crontab (set this or an interval).",
     )
     enabled = models.BooleanField(default=True, help_text="Disabled: no runs.")
-    owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-        help_text="Runs are submitted as this user; empty: system tasks.",
-    )
     periodic_task = models.OneToOneField(
         PeriodicTask,
         on_delete=models.SET_NULL,

@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
@@ -32,9 +31,9 @@ CRONTAB_TICK_S = 60
 FIELDS = ("name", "topic", "message", "key", "interval", "crontab", "enabled")
 
 
-def schedule_create(*, owner: User | None = None, **fields: Any) -> Schedule:
+def schedule_create(**fields: Any) -> Schedule:
     """Create a schedule and its beat entry."""
-    return _save(Schedule(owner=owner), fields)
+    return _save(Schedule(), fields)
 
 
 def schedule_update(*, schedule: Schedule, **changes: Any) -> Schedule:
@@ -59,7 +58,7 @@ def _save(schedule: Schedule, fields: dict[str, Any]) -> Schedule:
     for name, value in fields.items():
         setattr(schedule, name, value)
     try:
-        schedule.full_clean(exclude=["owner"])
+        schedule.full_clean()
     except ValidationError as exc:
         if schedule.pk:
             schedule.refresh_from_db()  # the caller's object stays as saved
@@ -127,7 +126,7 @@ def schedule_run(*, schedule_id: int, fired_at: float) -> Task | None:
         schedule_id=schedule.pk,
     )
     try:
-        return task_accept(submitted_by=schedule.owner, spec=spec)[0]
+        return task_accept(submitted_by=None, spec=spec)[0]
     except Conflict:
         # The tick ran with the message as it was before an edit.
         return Task.objects.get(schedule=schedule, idempotency_key=key)
