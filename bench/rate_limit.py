@@ -82,6 +82,16 @@ def started_in(topic: str, start: float, end: float) -> list[float]:
     return sorted(t for t in times if start <= t <= end)
 
 
+def held_s(topic: str, start: float, end: float) -> float:
+    """Sum the time the topic's slices spent inside [start, end] (epoch s)."""
+    total = 0.0
+    for began, ended in Slice.objects.filter(topic__name=topic).values_list(
+        "started_at", "ended_at"
+    ):
+        total += max(0.0, min(ended.timestamp(), end) - max(began.timestamp(), start))
+    return total
+
+
 def run(args: argparse.Namespace, prefix: str, processes: Processes) -> None:
     """Fill both topics while paused, resume them together, measure the window."""
     start_stack(processes, args.workers)
@@ -136,7 +146,9 @@ def report(
     print(f"  slices by end reason: {dict(reasons)}")
     busy_s = max(free_runs[-1] - free_runs[0], 1e-3) if free_runs else 1.0
     print(f"unlimited topic: {len(free_runs)} of {UNLIMITED_TASKS} in the window,")
-    print(f"  {len(free_runs) / busy_s:.0f} tasks/s while it had a backlog")
+    print(f"  {len(free_runs) / busy_s:.0f} tasks/s while it had a backlog;")
+    held = held_s(free, first, free_runs[-1] if free_runs else end)
+    print(f"  its lane was held {held / busy_s:.0%} of that time (one holder at most)")
 
 
 def main() -> None:

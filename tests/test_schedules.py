@@ -210,3 +210,9 @@ def test_a_schedule_every_2_s_submits_one_task_per_tick_across_beat_restarts(
     sends = _beat_sends(tmp_path, schedule.periodic_task.name)
     assert sends > len(ticks)  # repeated firings of a tick were absorbed
     assert len(ticks) <= elapsed / 2 + 1
+
+
+def test_a_schedule_id_past_the_database_range_is_refused(operator_client):
+    response = operator_client.get(f"/api/tasks/?schedule={2**63}")
+    assert response.status_code == 400
+    assert response.data["field"] == "schedule"

@@ -41,6 +41,9 @@ def _unstorable(value: Any) -> str | None:
     return next((reason for reason in map(_unstorable, items) if reason), None)
 
 
+# Row ids are PostgreSQL bigints: a larger number is no id (and not a 500).
+MAX_ROW_ID = 2**63 - 1
+
 class TaskMessageSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     """A topic and a JSON message: the body the Rust seed accepted."""
 
@@ -232,5 +235,6 @@ class TaskListQuerySerializer(QueryParamsSerializer):
     schedule = serializers.IntegerField(
         required=False,
         min_value=1,
+        max_value=MAX_ROW_ID,
         help_text="Only the runs of the recurring schedule with this id.",
     )
