@@ -44,6 +44,7 @@ def _unstorable(value: Any) -> str | None:
 # Row ids are PostgreSQL bigints: a larger number is no id (and not a 500).
 MAX_ROW_ID = 2**63 - 1
 
+
 class TaskMessageSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     """A topic and a JSON message: the body the Rust seed accepted."""
 
