@@ -171,6 +171,7 @@ class TaskSerializer(serializers.ModelSerializer):
     schedule: serializers.SlugRelatedField = serializers.SlugRelatedField(
         slug_field="name",
         read_only=True,
+        allow_null=True,
         help_text="Name of the recurring schedule that submitted it, if one did.",
     )
     url = serializers.HyperlinkedIdentityField(
