@@ -96,6 +96,21 @@ class Cluster(CeleryProcesses):
         return member.split("@", 1)[0]
 
 
+def beat_entries_restore() -> None:
+    """Write beat's built-in entries (publisher, watchdog) back to the database.
+
+    Beat writes them when it starts; the flush after a transactional test
+    deletes them, and beat's database scheduler re-reads its entries every five
+    minutes, so a module's long-running beat would stop ticking without them.
+    """
+    from django_celery_beat.schedulers import ModelEntry
+
+    from scheduler_site.celery import app
+
+    for name, fields in app.conf.beat_schedule.items():
+        ModelEntry.from_entry(name, app=app, **fields)
+
+
 def settle(cluster: Cluster) -> None:
     """Pause every topic and wait until no worker is in a slice.
 
