@@ -184,6 +184,10 @@ class SliceRunner:
                 # A bug or an unexpected library error: the lane must move on.
                 logger.exception("Slice on lane %s failed unexpectedly", lane)
                 reason = EndReason.ERROR
+        if reason == EndReason.ERROR and self._lease_gone(lease, keeper):
+            # The lease went first (a freeze ends in a failed service call):
+            # the lane is another member's now, and so is its next turn.
+            reason = EndReason.LEASE_LOST
         if reason != EndReason.LEASE_LOST:
             # The chain stays busy until the next turn is queued.
             self._best_effort("keep its turn", self.turns.refresh, turn)
@@ -201,6 +205,15 @@ class SliceRunner:
             end_reason=reason,
             wait_s=progress.wait_s if reason == EndReason.RATE_LIMITED else 0.0,
         )
+
+    def _lease_gone(self, lease: Lease, keeper: LeaseKeeper) -> bool:
+        """Tell whether the lease is no longer this holder's (Redis down: no)."""
+        if keeper.lost.is_set():
+            return True
+        try:
+            return self.leases.holder(lease.lane) != lease.value
+        except redis.RedisError:
+            return False
 
     def _claim(self, lane: Lane, lease: Lease) -> LaneClaim:
         """Raise the lane's fenced epoch to our token; repair a reset Redis counter."""

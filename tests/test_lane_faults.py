@@ -14,7 +14,7 @@ from django.db import InterfaceError, connection
 
 from rotation.kafka.consumer import Record
 from rotation.kafka.producer import ProduceError
-from rotation.store import EndReason
+from rotation.store import EndReason, StoreUnavailable
 from tasks_app.models import LaneState, Slice, Task, TaskStatus
 from tasks_app.services.execution import batch_process
 from tasks_app.services.lane_store import DatabaseLaneStore
@@ -212,3 +212,35 @@ def test_database_sessions_use_tcp_keepalives_on_both_ends(db):
     assert server_idle in (f"{wanted['idle']}", f"{wanted['idle']}s")
     assert "keepalives=1" in client_dsn
     assert f"keepalives_idle={wanted['idle']}" in client_dsn
+
+
+class _FrozenInClaimStore(DatabaseLaneStore):
+    """The real store, whose claim outlives the lease: the holder froze inside the
+    claim's transaction, another member took the lane, and PostgreSQL ended the
+    frozen transaction (its idle-in-transaction limit)."""
+
+    def __init__(self, leases):
+        super().__init__(process_batch=batch_process, heal=heal_here())
+        self.leases = leases
+
+    def claim(self, lane, token):
+        self.leases.client.delete(lane.key("lease"))
+        assert self.leases.acquire(lane, owner="m2", ttl_ms=60_000) is not None
+        raise StoreUnavailable(
+            "PostgreSQL failed during claim: terminating connection due to "
+            "idle-in-transaction timeout; check the database server"
+        )
+
+
+def test_a_holder_whose_lease_went_while_a_service_failed_ends_lease_lost(
+    slice_harness,
+):
+    lane, _ = published_topic(3)
+    runner = slice_harness()
+    runner.runner.store = _FrozenInClaimStore(runner.runner.leases)
+
+    record = runner.run_turn(lane)
+
+    assert record.end_reason == EndReason.LEASE_LOST
+    assert ":m2:" in runner.runner.leases.holder(lane), "not released"
+    assert runner.sent == [], "the new holder queues the next turn, not this one"
