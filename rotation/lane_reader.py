@@ -16,6 +16,7 @@ from rotation.kafka.consumer import LaneConsumer, LogGone, Record
 from rotation.lanes import Lane
 from rotation.lease import Lease, LeaseKeeper
 from rotation.log_check import STALL_S, log_loss
+from rotation.rate_limit import RateLimit, RateLimiter
 from rotation.store import BatchOutcome, EndReason, LaneClaim, LaneStore
 
 # How often a running slice re-reads its topic's policy (to notice a pause).
@@ -34,6 +35,7 @@ class Progress:
     messages: int = 0
     first_offset: int | None = None
     last_offset: int | None = None
+    wait_s: float = 0.0  # rate limited: when enough tokens are back
 
     def add(self, batch: list[Record], outcome: BatchOutcome) -> None:
         """Count a processed batch."""
@@ -60,6 +62,8 @@ class LaneReading:
     deadline: float
     batch_size: int
     poll_timeout_s: float
+    limiter: RateLimiter
+    rate_limit: RateLimit | None = None
     clock: Callable[[], float] = time.monotonic
     end: int = field(init=False)
     _next_policy_check: float = field(init=False)
@@ -88,10 +92,24 @@ class LaneReading:
             if reason is not None:
                 return reason
             batch = self._next_batch()
-            if batch:
-                reason = self._process(batch)
+            allowed = self._rate_allowed(batch)
+            if allowed:
+                reason = self._process(batch[:allowed])
                 if reason is not None:
                     return reason
+            if allowed < len(batch):
+                return EndReason.RATE_LIMITED
+
+    def _rate_allowed(self, batch: list[Record]) -> int:
+        """Take tokens for the batch from the topic's bucket; return how many
+        of its messages may run. With fewer than all, the slice ends early and
+        the lane's next turn waits until tokens are back (Progress.wait_s),
+        instead of holding the lease while it waits."""
+        if self.rate_limit is None or not batch:
+            return len(batch)
+        grant = self.limiter.take(self.lane.topic, self.rate_limit, wanted=len(batch))
+        self.progress.wait_s = grant.wait_s
+        return grant.granted
 
     def _stop_reason(self) -> EndReason | None:
         """Tell why the slice must end before reading on, if it must."""
@@ -163,6 +181,10 @@ class LaneReading:
             careful_until=self.progress.careful_until,
         )
         self.progress.add(batch, outcome)
+        if self.rate_limit is not None:
+            # Skipped messages and those the slice had no time for ran nothing.
+            unused = len(batch) - outcome.processed
+            self.limiter.give_back(self.lane.topic, self.rate_limit, unused)
         if self.keeper.lost.is_set():
             return EndReason.LEASE_LOST
         if outcome.next_offset != self.progress.next_offset:

@@ -1,6 +1,10 @@
 """Lanes (group, topic, partition): the unit of ordering and of the lease."""
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # rotation.rate_limit names its keys with this module's prefix
+    from rotation.rate_limit import RateLimit
 
 KEY_PREFIX = "rot"
 
@@ -38,3 +42,4 @@ class LanePolicy:
     weight: int
     paused: bool
     sequential: bool
+    rate_limit: "RateLimit | None" = None

@@ -44,7 +44,11 @@ class Scheduler:
         self, record: SliceRecord, *, policy: LanePolicy, delay_s: float = 0.0
     ) -> Turn | None:
         """Charge the slice to its chain and queue the next turn, or let an idle
-        chain end (new work or the watchdog starts it again)."""
+        chain end (new work or the watchdog starts it again).
+
+        A rate-limited lane's next turn waits until its tokens are back
+        (record.wait_s), so it never spins; another lane's turn does not.
+        """
         chain = chain_of(record.lane, policy.sequential)
         self.turns.charge(
             chain, seconds=record.ended_at - record.started_at, weight=policy.weight
@@ -60,7 +64,7 @@ class Scheduler:
             record.lane,
             exclude=[record.member],
             last_member=record.member,
-            delay_s=delay_s,
+            delay_s=max(delay_s, record.wait_s),
         )
 
     def kick(self, topics: Sequence[str] | None = None) -> list[Turn]:
@@ -100,7 +104,7 @@ class Scheduler:
                 lane,
                 exclude=sorted(served),
                 last_member=record.member,
-                delay_s=delay_s,
+                delay_s=max(delay_s, record.wait_s),
             )
         self.client.delete(served_key)
         following = self._next_lane(lane)

@@ -19,6 +19,7 @@ from rotation.lane_reader import LaneReading, Progress
 from rotation.lanes import Lane, LanePolicy
 from rotation.lease import Lease, LeaseError, LeaseKeeper, LeaseManager
 from rotation.members import Members
+from rotation.rate_limit import RateLimiter
 from rotation.scheduler import Scheduler
 from rotation.store import (
     EndReason,
@@ -57,6 +58,7 @@ class SliceRunner:
         members: Members,
         turns: Turns,
         scheduler: Scheduler,
+        limiter: RateLimiter,
         shutdown: threading.Event,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
@@ -69,6 +71,7 @@ class SliceRunner:
         self.members = members
         self.turns = turns
         self.scheduler = scheduler
+        self.limiter = limiter
         self.shutdown = shutdown
         self.clock = clock
         self.wall_clock = wall_clock
@@ -170,17 +173,21 @@ class SliceRunner:
                 if claim.log_lost:
                     claim = self.store.heal(lane, lease.token)
                 progress.next_offset, progress.careful_until = claim[:2]
-                reason = self._read(lane, lease, keeper, claim, progress)
+                reason = self._read(lane, lease, keeper, claim, progress, policy)
             except Fenced as exc:
                 logger.warning("%s; stopping without writing", exc)
                 reason = EndReason.LEASE_LOST
             except (RotationError, redis.RedisError) as exc:
                 logger.error("Slice on lane %s failed: %s", lane, exc)
-                reason = self._error_reason(lease, keeper)
+                reason = EndReason.ERROR
             except Exception:
                 # A bug or an unexpected library error: the lane must move on.
                 logger.exception("Slice on lane %s failed unexpectedly", lane)
-                reason = self._error_reason(lease, keeper)
+                reason = EndReason.ERROR
+        if reason == EndReason.ERROR and self._lease_gone(lease, keeper):
+            # The lease went first (a freeze ends in a failed service call):
+            # the lane is another member's now, and so is its next turn.
+            reason = EndReason.LEASE_LOST
         if reason != EndReason.LEASE_LOST:
             # The chain stays busy until the next turn is queued.
             self._best_effort("keep its turn", self.turns.refresh, turn)
@@ -196,17 +203,17 @@ class SliceRunner:
             last_offset=progress.last_offset,
             next_offset=progress.next_offset,
             end_reason=reason,
+            wait_s=progress.wait_s if reason == EndReason.RATE_LIMITED else 0.0,
         )
 
-    def _error_reason(self, lease: Lease, keeper: LeaseKeeper) -> EndReason:
-        """Name why a slice that raised ended: the lease lost, if it is gone (the
-        error was how the loss showed, e.g. the database ending the session of
-        a process frozen past its lease), else an error."""
+    def _lease_gone(self, lease: Lease, keeper: LeaseKeeper) -> bool:
+        """Tell whether the lease is no longer this holder's (Redis down: no)."""
+        if keeper.lost.is_set():
+            return True
         try:
-            gone = keeper.lost.is_set() or self.leases.holder(lease.lane) != lease.value
+            return self.leases.holder(lease.lane) != lease.value
         except redis.RedisError:
-            return EndReason.ERROR
-        return EndReason.LEASE_LOST if gone else EndReason.ERROR
+            return False
 
     def _claim(self, lane: Lane, lease: Lease) -> LaneClaim:
         """Raise the lane's fenced epoch to our token; repair a reset Redis counter."""
@@ -227,6 +234,7 @@ class SliceRunner:
         keeper: LeaseKeeper,
         claim: LaneClaim,
         progress: Progress,
+        policy: LanePolicy,
     ) -> EndReason:
         """Read the lane until the slice must end (rotation/lane_reader.py)."""
         reading = LaneReading(
@@ -242,6 +250,8 @@ class SliceRunner:
             deadline=self.clock() + (lease.ttl_ms - self.config.grace_ms) / 1000,
             batch_size=self.config.batch_size,
             poll_timeout_s=self.config.poll_timeout_ms / 1000,
+            limiter=self.limiter,
+            rate_limit=policy.rate_limit,
             clock=self.clock,
         )
         return reading.run()

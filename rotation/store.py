@@ -72,6 +72,7 @@ class EndReason(StrEnum):
     SHUTDOWN = "shutdown"
     PAUSED = "paused"
     LOG_LOST = "log_lost"  # Kafka lost the lane's messages; the next slice heals
+    RATE_LIMITED = "rate_limited"  # the topic's rate limit: the turn waits for tokens
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ class SliceRecord:
     last_offset: int | None
     next_offset: int
     end_reason: EndReason
+    wait_s: float = 0.0  # rate limited: the lane's next turn waits this long
 
 
 class LaneStore(Protocol):

@@ -4,7 +4,21 @@ Each SCHEDULER_* value can be overridden in the environment (README, Configurati
 `scheduler_site.settings` imports every name here.
 """
 
+from django.core.exceptions import ImproperlyConfigured
+
 from scheduler_site.env import env
+
+
+def beat_seconds(var: str, default: int) -> int:
+    """Read a beat interval: django-celery-beat stores intervals in whole
+    seconds, so 0.5 would silently become 0 (a task sent on every beat tick)."""
+    value = env.float(var, default=float(default))
+    if value < 1 or not value.is_integer():
+        raise ImproperlyConfigured(
+            f"{var} must be whole seconds, at least 1, got {value:g}"
+        )
+    return int(value)
+
 
 SCHEDULER_CONFIG = env.str("SCHEDULER_CONFIG", default="")
 SCHEDULER_AUTO_CREATE_TOPICS = env.bool("SCHEDULER_AUTO_CREATE_TOPICS", default=True)
@@ -16,7 +30,7 @@ SCHEDULER_DEFAULT_GROUP = env.str("SCHEDULER_DEFAULT_GROUP", default="default")
 # start-up so their @register_handler functions are registered too.
 SCHEDULER_HANDLER_MODULES = env.list("SCHEDULER_HANDLER_MODULES", default=[])
 # Beat's safety net; submissions also nudge the publisher right after commit.
-SCHEDULER_PUBLISH_INTERVAL_S = env.float("SCHEDULER_PUBLISH_INTERVAL", default=1.0)
+SCHEDULER_PUBLISH_INTERVAL_S = beat_seconds("SCHEDULER_PUBLISH_INTERVAL", 1)
 # Larger batches amortise round trips; smaller ones hold row locks for less time.
 SCHEDULER_PUBLISH_BATCH = env.int("SCHEDULER_PUBLISH_BATCH", default=500)
 # One publisher run stops after this long so beat can start a fresh one.
@@ -27,12 +41,12 @@ SCHEDULER_LEASE_GRACE_MS = env.int("SCHEDULER_LEASE_GRACE_MS", default=3000)
 SCHEDULER_CONSUME_BATCH = env.int("SCHEDULER_CONSUME_BATCH", default=200)
 SCHEDULER_POLL_TIMEOUT_MS = env.int("SCHEDULER_POLL_TIMEOUT_MS", default=50)
 SCHEDULER_HEARTBEAT_S = env.float("SCHEDULER_HEARTBEAT_S", default=2.0)
-SCHEDULER_WATCHDOG_S = env.float("SCHEDULER_WATCHDOG_S", default=2.0)
+SCHEDULER_WATCHDOG_S = beat_seconds("SCHEDULER_WATCHDOG_S", 2)
 # Succeeded and cancelled tasks (and their history) are deleted this many days
 # after they finished (0 keeps everything); dead tasks stay until retried or
 # purged on purpose (`manage.py tasks_purge --dead`); services/retention.py.
 SCHEDULER_RETENTION_DAYS = env.float("SCHEDULER_RETENTION_DAYS", default=3.0)
-SCHEDULER_PURGE_INTERVAL_S = env.float("SCHEDULER_PURGE_INTERVAL_S", default=60.0)
+SCHEDULER_PURGE_INTERVAL_S = beat_seconds("SCHEDULER_PURGE_INTERVAL_S", 60)
 SCHEDULER_PURGE_BATCH = env.int("SCHEDULER_PURGE_BATCH", default=1000)
 # Per run, so the publisher's queue (where the purge runs) is held up this long at most.
 SCHEDULER_PURGE_BUDGET_S = env.float("SCHEDULER_PURGE_BUDGET_S", default=2.0)
@@ -59,17 +73,22 @@ CELERY_TASK_ROUTES = {
     "tasks_app.tasks.run_slice": {"queue": "rotation"},
     "tasks_app.tasks.lanes_kick": {"queue": "publish"},
     "tasks_app.tasks.purge_finished": {"queue": "publish"},
+    "tasks_app.tasks.schedule_run": {"queue": "publish"},
 }
+# Beat keeps its schedule in PostgreSQL (django-celery-beat): the entries below
+# and the operators' recurring schedules (tasks_app.models.Schedule).
+# https://django-celery-beat.readthedocs.io/en/latest/
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "publish-pending": {
         "task": "tasks_app.tasks.publish_pending",
         "schedule": SCHEDULER_PUBLISH_INTERVAL_S,
-        "options": {"expires": SCHEDULER_PUBLISH_INTERVAL_S * 5},
+        "options": {"expire_seconds": SCHEDULER_PUBLISH_INTERVAL_S * 5},
     },
     "rotation-watchdog": {
         "task": "tasks_app.tasks.watchdog",
         "schedule": SCHEDULER_WATCHDOG_S,
-        "options": {"expires": SCHEDULER_WATCHDOG_S * 5},
+        "options": {"expire_seconds": SCHEDULER_WATCHDOG_S * 5},
     },
     "purge-finished": {
         "task": "tasks_app.tasks.purge_finished",

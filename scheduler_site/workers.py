@@ -1,7 +1,8 @@
 """The Celery command lines, written once for `make dev`, the tests and compose.
 
 `python -m scheduler_site.workers worker rotation worker1` runs a rotation
-worker, `... worker publish publisher` the publisher, `... beat` beat; each
+worker, `... worker publish publisher` the publisher, `... beat` beat (with
+django-celery-beat's database scheduler); each
 process replaces itself with Celery, so signals reach Celery directly.
 
 Every worker runs the solo pool (one task at a time: a rotation member holds
@@ -16,6 +17,7 @@ from pathlib import Path
 
 APP = "scheduler_site"
 CELERY = str(Path(sys.executable).parent / "celery")
+BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
 
 def worker_argv(
@@ -30,9 +32,19 @@ def worker_argv(
     ]  # fmt: skip
 
 
-def beat_argv(schedule: str, *, loglevel: str = "INFO") -> list[str]:
-    """Build the command line of beat, keeping its schedule state in `schedule`."""
-    return [CELERY, "-A", APP, "beat", "--schedule", schedule, "--loglevel", loglevel]
+def beat_argv(*, loglevel: str = "INFO") -> list[str]:
+    """Build the command line of beat, its schedule kept in PostgreSQL
+    (django-celery-beat): the built-in entries and operators' schedules."""
+    return [
+        CELERY,
+        "-A",
+        APP,
+        "beat",
+        "--scheduler",
+        BEAT_SCHEDULER,
+        "--loglevel",
+        loglevel,
+    ]
 
 
 def main(argv: Sequence[str]) -> None:
@@ -40,13 +52,10 @@ def main(argv: Sequence[str]) -> None:
     match list(argv):
         case ["worker", queue, name]:
             command = worker_argv(queue, name)
-        case ["beat", schedule]:
-            command = beat_argv(schedule)
+        case ["beat"]:
+            command = beat_argv()
         case _:
-            sys.exit(
-                "usage: python -m scheduler_site.workers worker QUEUE NAME "
-                "| beat SCHEDULE_FILE"
-            )
+            sys.exit("usage: python -m scheduler_site.workers worker QUEUE NAME | beat")
     os.execv(command[0], command)
 
 

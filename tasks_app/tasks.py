@@ -4,13 +4,16 @@ They take primitives, get their side effects from the worker runtime
 (tasks_app.worker) and pass them to the services.
 """
 
+import time
+
 from celery import Task, shared_task
 
 from rotation.turns import Turn
 from tasks_app.services.growth import growth_barriers_clear
 from tasks_app.services.publisher.run import publish_pending_run
 from tasks_app.services.retention import retention_purge_run
-from tasks_app.worker import runtime
+from tasks_app.services.schedules import schedule_run as schedule_submit
+from tasks_app.worker import SENT_AT_HEADER, runtime
 
 
 @shared_task(ignore_result=True, acks_late=False)
@@ -56,3 +59,17 @@ def purge_finished() -> int:
     Acknowledged early: a lost run is harmless, beat starts the next one.
     """
     return retention_purge_run()
+
+
+@shared_task(bind=True, ignore_result=True, acks_late=True)
+def schedule_run(self: Task, schedule_id: int) -> str | None:
+    """Submit one run of a recurring schedule (sent by beat); return its task id.
+
+    The tick is read from the time beat sent the message (a header stamped at
+    publish), not from when a worker got to it, so a queue that backs up
+    neither merges two ticks nor splits one. Late acks: a run lost with its
+    worker is redelivered with the same header, and submits its tick once.
+    """
+    sent_at = self.request.get(SENT_AT_HEADER) or time.time()
+    task = schedule_submit(schedule_id=schedule_id, fired_at=float(sent_at))
+    return str(task.uuid) if task else None

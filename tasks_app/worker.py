@@ -14,11 +14,13 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Sequence
 
 import redis
 from celery import current_app
 from celery.signals import (
+    before_task_publish,
     worker_process_init,
     worker_ready,
     worker_shutdown,
@@ -32,6 +34,7 @@ from rotation.kafka.consumer import ConsumerCache
 from rotation.kafka.producer import BatchProducer
 from rotation.lease import LeaseManager
 from rotation.members import Heartbeat, Members
+from rotation.rate_limit import RateLimiter
 from rotation.scheduler import Scheduler
 from rotation.slice import RotationConfig, SliceRunner
 from rotation.turns import Turn, Turns
@@ -39,6 +42,7 @@ from tasks_app.redis_client import redis_client
 from tasks_app.services.execution import batch_process
 from tasks_app.services.healing import lane_heal
 from tasks_app.services.lane_store import DatabaseLaneStore
+from tasks_app.services.schedules import SCHEDULE_RUN_TASK
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +54,8 @@ RUN_SLICE = "tasks_app.tasks.run_slice"
 STUCK_AFTER_TICKS = 2
 
 SHUTDOWN = threading.Event()
+# When a schedule run was sent (epoch s): its tick (services/schedules.py).
+SENT_AT_HEADER = "schedule_sent_at"
 
 
 def _send_turn(turn: Turn, delay_s: float) -> None:
@@ -73,6 +79,7 @@ class Runtime:
             heal=functools.partial(lane_heal, producer=self.producer),
         )
         self.turns = Turns(client, self.members, _send_turn)
+        self.limiter = RateLimiter(client)
         self.scheduler = Scheduler(
             client=client,
             store=self.store,
@@ -100,6 +107,7 @@ class Runtime:
             members=self.members,
             turns=self.turns,
             scheduler=self.scheduler,
+            limiter=self.limiter,
             shutdown=SHUTDOWN,
         )
 
@@ -120,11 +128,19 @@ def runtime() -> Runtime:
 
 
 def signals_connect() -> None:
-    """Connect the worker signal receivers below (called once, at app ready)."""
+    """Connect the worker signal receivers below (called once, at app ready);
+    the publish stamp runs in every process that sends tasks (beat above all)."""
+    before_task_publish.connect(_sent_at_stamp, weak=False)
     worker_process_init.connect(_runtime_build, weak=False)
     worker_ready.connect(_member_join, weak=False)
     worker_shutting_down.connect(_member_stopping, weak=False)
     worker_shutdown.connect(_member_leave, weak=False)
+
+
+def _sent_at_stamp(sender: str, headers: dict, **_: object) -> None:
+    """Stamp a schedule run with the time it was sent, kept on redelivery."""
+    if sender == SCHEDULE_RUN_TASK:
+        headers.setdefault(SENT_AT_HEADER, time.time())
 
 
 def _runtime_build(**_: object) -> None:

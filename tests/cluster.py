@@ -23,8 +23,9 @@ T = TypeVar("T")
 
 TEST_TUNING = {
     "SCHEDULER_HEARTBEAT_S": "0.5",
-    "SCHEDULER_WATCHDOG_S": "0.5",
-    "SCHEDULER_PUBLISH_INTERVAL": "0.5",
+    # Beat's database scheduler keeps whole seconds.
+    "SCHEDULER_WATCHDOG_S": "1",
+    "SCHEDULER_PUBLISH_INTERVAL": "1",
     "SCHEDULER_LEASE_GRACE_MS": "700",
     "SCHEDULER_POLL_TIMEOUT_MS": "50",
     "LOG_LEVEL": "INFO",
@@ -112,6 +113,21 @@ def running_cluster(
         yield cluster
     finally:
         cluster.stop()
+
+
+def beat_entries_restore() -> None:
+    """Write beat's built-in entries (publisher, watchdog) back to the database.
+
+    Beat writes them when it starts; the flush after a transactional test
+    deletes them, and beat's database scheduler re-reads its entries every five
+    minutes, so a module's long-running beat would stop ticking without them.
+    """
+    from django_celery_beat.schedulers import ModelEntry
+
+    from scheduler_site.celery import app
+
+    for name, fields in app.conf.beat_schedule.items():
+        ModelEntry.from_entry(name, app=app, **fields)
 
 
 def settle(cluster: Cluster) -> None:

@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from rotation.store import LaneStore
 from tasks_app.roles import Role
-from tests.cluster import running_cluster, worker_database_url
+from tests.cluster import beat_entries_restore, running_cluster, worker_database_url
 from tests.factories import UserFactory
 from tests.lane_harness import Harness, harness
 
@@ -30,6 +30,16 @@ def pytest_configure(config: pytest.Config) -> None:
 def _fast_password_hashing(settings):
     """Hash test passwords with MD5: PBKDF2's deliberate slowness buys tests nothing."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _beat_entries(request):
+    """Before each transactional test, put back the beat entries the flush after
+    the last one deleted (tests/cluster.py, beat_entries_restore)."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker is not None and marker.kwargs.get("transaction"):
+        request.getfixturevalue("transactional_db")
+        beat_entries_restore()
 
 
 @pytest.fixture

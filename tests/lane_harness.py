@@ -18,6 +18,7 @@ from rotation.kafka.consumer import ConsumerCache
 from rotation.lanes import Lane
 from rotation.lease import LeaseManager
 from rotation.members import Members
+from rotation.rate_limit import RateLimiter
 from rotation.scheduler import Scheduler
 from rotation.slice import RotationConfig, SliceRunner
 from rotation.store import LaneClaim, LaneStore, SliceRecord
@@ -92,6 +93,7 @@ def harness(store: LaneStore | None = None, *, member: str = "m1") -> Harness:
         members=members,
         turns=turns,
         scheduler=scheduler,
+        limiter=RateLimiter(client),
         shutdown=threading.Event(),
     )
     return Harness(runner, client, sent)

@@ -260,7 +260,8 @@ def _task(topic, status: str) -> Task:
 
 
 def test_stats_count_tasks_by_status_overall_and_per_topic(operator_client, members):
-    busy, idle = TopicFactory(name="busy"), TopicFactory(name="idle", paused=True)
+    busy = TopicFactory(name="busy", rate_limit=2.5)
+    idle = TopicFactory(name="idle", paused=True)
     for status in ["pending", "pending", "succeeded", "dead"]:
         _task(busy, status)
 
@@ -273,9 +274,15 @@ def test_stats_count_tasks_by_status_overall_and_per_topic(operator_client, memb
         {
             "topic": busy.name,
             "paused": False,
+            "rate_limit": 2.5,
             "tasks": {"total": 4, "by_status": busy_counts},
         },
-        {"topic": idle.name, "paused": True, "tasks": {"total": 0, "by_status": zero}},
+        {
+            "topic": idle.name,
+            "paused": True,
+            "rate_limit": None,
+            "tasks": {"total": 0, "by_status": zero},
+        },
     ]
 
 

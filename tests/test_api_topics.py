@@ -305,3 +305,20 @@ def test_a_groups_topics_must_be_names_not_numbers(operator_client, topic_name):
 
     assert response.status_code == 400
     assert "array of strings" in response.data["detail"]
+
+
+def test_a_rate_limit_is_set_cleared_and_checked(operator_client, topic_name):
+    topic_create(name=topic_name)
+    url = f"{TOPICS_URL}{topic_name}/"
+
+    response = operator_client.patch(
+        url, {"rate_limit": 2.5, "rate_burst": 10}, format="json"
+    )
+    assert response.status_code == 200, response.data
+    assert (response.data["rate_limit"], response.data["rate_burst"]) == (2.5, 10)
+    refused = operator_client.patch(url, {"rate_limit": 0}, format="json")
+    assert refused.status_code == 400
+    assert refused.data["field"] == "rate_limit"
+    cleared = operator_client.patch(url, {"rate_limit": None}, format="json")
+    assert cleared.data["rate_limit"] is None
+    assert Topic.objects.get(name=topic_name).rate_limit is None

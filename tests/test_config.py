@@ -338,3 +338,101 @@ def test_command_line_exits_non_zero_and_prints_the_error(write):
     )
     assert run.returncode != 0
     assert f"{path}, line 3: " in run.stderr
+
+
+@pytest.mark.django_db
+def test_a_topics_rate_limit_is_declared_in_the_file(write, topic_name):
+    path = write(f"""
+        [[topics]]
+        name = "{topic_name}"
+        rate_limit = 50
+        rate_burst = 20
+    """)
+    config_apply(config=config_load(path=path))
+    topic = Topic.objects.get(name=topic_name)
+    assert (topic.rate_limit, topic.rate_burst) == (50.0, 20)
+
+
+def test_a_rate_limit_below_the_minimum_is_refused_at_its_line(write, topic_name):
+    path = write(f"""
+        [[topics]]
+        name = "{topic_name}"
+        rate_limit = 0.0
+    """)
+    message = _load_error(path)
+    assert "line 3: " in message
+    assert "'rate_limit': Ensure this value is greater than or equal to" in message
+
+
+@pytest.mark.django_db
+def test_schedules_are_declared_in_the_file_and_reapplied_unchanged(write, topic_name):
+    from tasks_app.models import Schedule
+
+    path = write(f"""
+        [[topics]]
+        name = "{topic_name}"
+        [[schedules]]
+        name = "{topic_name}-every-5m"
+        topic = "{topic_name}"
+        message = {{report = "hourly"}}
+        key = "reports"
+        every_s = 300
+        [[schedules]]
+        name = "{topic_name}-nightly"
+        topic = "{topic_name}"
+        message = "nightly"
+        crontab = "30 2 * * 1-5"
+    """)
+    report = config_apply(config=config_load(path=path))
+    assert [str(c) for c in report.changes[1:]] == [
+        f"schedule {topic_name}-every-5m: created",
+        f"schedule {topic_name}-nightly: created",
+    ]
+    every = Schedule.objects.get(name=f"{topic_name}-every-5m")
+    assert (every.message, every.key, every.interval.every) == (
+        {"report": "hourly"},
+        "reports",
+        300,
+    )
+    assert every.periodic_task.interval == every.interval
+    nightly = Schedule.objects.get(name=f"{topic_name}-nightly").crontab
+    assert (nightly.minute, nightly.hour, nightly.day_of_week) == ("30", "2", "1-5")
+
+    again = config_apply(config=config_load(path=path))
+    assert {c.action for c in again.changes} == {"unchanged"}
+    changed = write(path.read_text().replace("every_s = 300", "every_s = 60"))
+    updated = config_apply(config=config_load(path=changed))
+    assert str(updated.changes[1]) == (
+        f"schedule {topic_name}-every-5m: updated "
+        "(every 300 seconds -> every 60 seconds)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        ('every_s = 60\ncrontab = "* * * * *"', "set every_s or crontab, not both"),
+        ("", "set every_s or crontab"),
+        ('crontab = "61 * * * *"', "'crontab': "),
+        ("every_s = 0", "'every_s': Ensure this value is greater than or equal to 1"),
+    ],
+)
+def test_a_schedule_without_one_valid_timing_is_refused(
+    write, topic_name, lines, message
+):
+    path = write(
+        f'[[topics]]\nname = "{topic_name}"\n[[schedules]]\nname = "s"\n'
+        f'topic = "{topic_name}"\nmessage = 1\n{lines}\n'
+    )
+    assert message in _load_error(path)
+
+
+def test_a_schedule_of_an_undeclared_topic_is_refused(write, topic_name):
+    path = write(f"""
+        [[schedules]]
+        name = "s"
+        topic = "{topic_name}"
+        message = 1
+        every_s = 5
+    """)
+    assert "which no [[topics]] table declares" in _load_error(path)

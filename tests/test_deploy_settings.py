@@ -127,6 +127,11 @@ def test_a_short_metrics_token_stops_start_up_saying_how_to_make_one():
             "2s",
             "SCHEDULER_HEARTBEAT_S must be a number, got '2s'",
         ),
+        (
+            "SCHEDULER_WATCHDOG_S",
+            "0.5",
+            "SCHEDULER_WATCHDOG_S must be whole seconds, at least 1, got 0.5",
+        ),
     ],
 )
 def test_a_malformed_number_stops_start_up_naming_the_variable(name, value, message):
@@ -142,13 +147,13 @@ def test_numbers_and_lists_read_as_written():
     env = {
         "SECRET_KEY": "$" + DOT_ENV["SECRET_KEY"],  # taken as is, not as a $NAME
         **PRODUCTION_URLS,
-        "SCHEDULER_PUBLISH_INTERVAL": "1e-1",
+        "SCHEDULER_PUBLISH_INTERVAL": "3e0",
         "ALLOWED_HOSTS": " a.example , ,b.example,",
     }
 
     result = _manage("diffsettings", env=env)
 
-    assert "SCHEDULER_PUBLISH_INTERVAL_S = 0.1" in result.stdout, result.stderr
+    assert "SCHEDULER_PUBLISH_INTERVAL_S = 3" in result.stdout, result.stderr
     assert "ALLOWED_HOSTS = ['a.example', 'b.example']" in result.stdout
 
 

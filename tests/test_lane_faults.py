@@ -14,8 +14,7 @@ from django.db import InterfaceError, connection
 
 from rotation.kafka.consumer import Record
 from rotation.kafka.producer import ProduceError
-from rotation.lease import LeaseManager
-from rotation.store import EndReason
+from rotation.store import EndReason, StoreUnavailable
 from tasks_app.models import LaneState, Slice, Task, TaskStatus
 from tasks_app.services.execution import batch_process
 from tasks_app.services.lane_store import DatabaseLaneStore
@@ -215,29 +214,33 @@ def test_database_sessions_use_tcp_keepalives_on_both_ends(db):
     assert f"keepalives_idle={wanted['idle']}" in client_dsn
 
 
-class _FrozenPastItsLeaseStore(DatabaseLaneStore):
-    """The real store; while it works, its lease expires and another member takes
-    the lane, then the database ends the stale session (a SIGSTOP longer than the
-    lease, while a transaction was open)."""
+class _FrozenInClaimStore(DatabaseLaneStore):
+    """The real store, whose claim outlives the lease: the holder froze inside the
+    claim's transaction, another member took the lane, and PostgreSQL ended the
+    frozen transaction (its idle-in-transaction limit)."""
 
-    def __init__(self):
+    def __init__(self, leases):
         super().__init__(process_batch=batch_process, heal=heal_here())
-        self.leases: LeaseManager | None = None
+        self.leases = leases
 
-    def process(self, lane, *args, **kwargs):
+    def claim(self, lane, token):
         self.leases.client.delete(lane.key("lease"))
-        self.leases.acquire(lane, owner="m2", ttl_ms=60_000)
-        raise InterfaceError("connection already closed")
+        assert self.leases.acquire(lane, owner="m2", ttl_ms=60_000) is not None
+        raise StoreUnavailable(
+            "PostgreSQL failed during claim: terminating connection due to "
+            "idle-in-transaction timeout; check the database server"
+        )
 
 
-def test_an_error_once_the_lease_is_gone_ends_the_slice_as_lease_lost(slice_harness):
+def test_a_holder_whose_lease_went_while_a_service_failed_ends_lease_lost(
+    slice_harness,
+):
     lane, _ = published_topic(3)
-    store = _FrozenPastItsLeaseStore()
-    runner = slice_harness(store)
-    store.leases = runner.runner.leases
+    runner = slice_harness()
+    runner.runner.store = _FrozenInClaimStore(runner.runner.leases)
 
     record = runner.run_turn(lane)
 
     assert record.end_reason == EndReason.LEASE_LOST
-    assert "m2" in runner.runner.leases.holder(lane), "the new holder's lease stays"
-    assert runner.sent == [], "a fenced-out member queues no turn"
+    assert ":m2:" in runner.runner.leases.holder(lane), "not released"
+    assert runner.sent == [], "the new holder queues the next turn, not this one"

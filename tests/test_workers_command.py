@@ -28,8 +28,14 @@ def test_make_dev_starts_the_same_workers_and_beat(tmp_path):
 
     assert commands["worker2"] == worker_argv("rotation", "worker2")
     assert commands["publisher"] == worker_argv("publish", "publisher")
-    beat = commands["beat"]
-    assert beat == beat_argv(beat[beat.index("--schedule") + 1])
+    assert commands["beat"] == beat_argv()
+
+
+def test_beat_keeps_its_schedule_in_the_database():
+    argv = beat_argv()
+
+    scheduler = argv[argv.index("--scheduler") + 1]
+    assert scheduler == "django_celery_beat.schedulers:DatabaseScheduler"
 
 
 def test_docker_compose_runs_the_same_command_line():
@@ -38,7 +44,7 @@ def test_docker_compose_runs_the_same_command_line():
     for name, args in {
         "worker": ["worker", "rotation", "worker"],
         "publisher": ["worker", "publish", "publisher"],
-        "beat": ["beat", "/tmp/celerybeat-schedule"],
+        "beat": ["beat"],
     }.items():
         assert services[name]["command"] == [
             "python",

@@ -42,9 +42,8 @@ class CeleryProcesses:
         )
 
     def beat(self) -> int:
-        """Start beat, its schedule state kept in the log directory."""
-        schedule = str(self.log_dir / "beat-schedule")
-        return self.start("beat", beat_argv(schedule, loglevel=self.loglevel))
+        """Start beat (its schedule is in the database: django-celery-beat)."""
+        return self.start("beat", beat_argv(loglevel=self.loglevel))
 
     def alive(self, name: str) -> bool:
         """Tell whether `name` was started and has not exited."""

@@ -189,10 +189,9 @@ def _run_step(argv: list[str], env: dict[str, str], cwd: Path) -> None:
 
 def child_commands(options: DevOptions) -> list[tuple[str, list[str]]]:
     """List the long-running children: web, beat, the publisher and rotation workers."""
-    schedule = str(options.dev_dir / "celerybeat-schedule")
     commands = [
         ("web", manage("runserver", f"127.0.0.1:{options.port}", "--noreload")),
-        ("beat", beat_argv(schedule)),
+        ("beat", beat_argv()),
         ("publisher", worker_argv("publish", "publisher")),
     ]
     for i in range(1, options.workers + 1):

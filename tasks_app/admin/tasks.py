@@ -54,7 +54,7 @@ class TaskAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "finished_at",
         "worker",
     ]
-    list_filter = [TaskStatusFilter, "topic"]
+    list_filter = [TaskStatusFilter, "topic", "schedule"]
     list_select_related = ["topic"]
     search_fields = ["uuid", "=key", "=idempotency_key"]
     # Counting millions of rows on every page load is slow; the pager still works.
@@ -68,6 +68,7 @@ class TaskAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "message",
         "run_at",
         "idempotency_key",
+        "schedule",
         "submitted_by",
         "status",
         "attempts",

@@ -51,6 +51,7 @@ class TopicAdmin(admin.ModelAdmin):
         "slice_ms",
         "weight",
         "max_attempts",
+        "rate_limit",
         "paused",
         "kafka_error",
     ]

@@ -12,13 +12,27 @@ from typing import Any, cast
 
 from rest_framework import serializers
 
-from tasks_app.api.serializers import GroupSerializer, TopicSerializer
+from tasks_app.api.serializers import (
+    GroupSerializer,
+    ScheduleSerializer,
+    TopicSerializer,
+)
 from tasks_app.api.serializers.base import json_type_mismatch
 from tasks_app.config_file.source import ConfigError, Source, Table
 from tasks_app.models import Topic
-from tasks_app.services.config import GroupDecl, SchedulerConfig, TopicDecl
+from tasks_app.services.config import (
+    GroupDecl,
+    ScheduleDecl,
+    SchedulerConfig,
+    TopicDecl,
+)
 
-TOP_LEVEL_TYPES: dict[str, type] = {"defaults": dict, "topics": list, "groups": list}
+TOP_LEVEL_TYPES: dict[str, type] = {
+    "defaults": dict,
+    "topics": list,
+    "groups": list,
+    "schedules": list,
+}
 # TOML's words for the JSON types the serializers name, where they differ.
 _TOML_WORDS = {
     "boolean": "true or false",
@@ -48,7 +62,17 @@ def config_load(*, path: Path) -> SchedulerConfig:
     ]
     _unique_check(source, "[[groups]]", [decl.group_id for decl in groups])
     _one_group_per_topic_check(source, groups)
-    return SchedulerConfig(path=path, topics=tuple(topics), groups=tuple(groups))
+    schedules = [
+        _schedule_check(_table(source, "[[schedules]]", i), raw, declared)
+        for i, raw in enumerate(data.get("schedules", []))
+    ]
+    _unique_check(source, "[[schedules]]", [decl.name for decl in schedules])
+    return SchedulerConfig(
+        path=path,
+        topics=tuple(topics),
+        groups=tuple(groups),
+        schedules=tuple(schedules),
+    )
 
 
 def _top_level_check(source: Source, data: Mapping[str, Any]) -> None:
@@ -154,6 +178,22 @@ def _group_check(table: Table, raw: dict[str, Any], declared: set[str]) -> Group
     )
 
 
+def _schedule_check(
+    table: Table, raw: dict[str, Any], declared: set[str]
+) -> ScheduleDecl:
+    table = _named(table, "schedule", raw.get("name"))
+    serializer = ScheduleSerializer(data=raw)
+    _keys_check(table, raw, _writable(serializer))
+    checked = _rules_check(table, serializer)
+    if checked["topic"] not in declared:
+        raise table.error(
+            "topic",
+            f"'topic' names {checked['topic']!r}, which no [[topics]] table "
+            "declares; declare it too",
+        )
+    return ScheduleDecl(**checked)
+
+
 def _one_group_per_topic_check(source: Source, groups: list[GroupDecl]) -> None:
     """Refuse a topic two groups declare: a topic belongs to exactly one group."""
     owner: dict[str, str] = {}
@@ -171,7 +211,11 @@ def _one_group_per_topic_check(source: Source, groups: list[GroupDecl]) -> None:
 
 def _unique_check(source: Source, header: str, names: list[str]) -> None:
     """Refuse a name declared twice: which of the two should win is not obvious."""
-    kind, key = ("topic", "name") if header == "[[topics]]" else ("group", "group_id")
+    kind, key = {
+        "[[topics]]": ("topic", "name"),
+        "[[groups]]": ("group", "group_id"),
+        "[[schedules]]": ("schedule", "name"),
+    }[header]
     seen: set[str] = set()
     for index, name in enumerate(names):
         if name in seen:

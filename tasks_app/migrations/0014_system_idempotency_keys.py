@@ -5,19 +5,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tasks_app', '0013_dashboard_time_indexes'),
+        ("tasks_app", "0013_dashboard_time_indexes"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name='task',
-            name='task_idempotency_key_per_user',
+            model_name="task",
+            name="task_idempotency_key_per_user",
         ),
         migrations.AddConstraint(
-            model_name='task',
-            constraint=models.UniqueConstraint(condition=models.Q(('idempotency_key__isnull', False)), fields=('submitted_by', 'idempotency_key'), name='task_idempotency_key_per_user', nulls_distinct=False),
+            model_name="task",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("idempotency_key__isnull", False)),
+                fields=("submitted_by", "idempotency_key"),
+                name="task_idempotency_key_per_user",
+                nulls_distinct=False,
+            ),
         ),
     ]

@@ -1,6 +1,7 @@
 """Database models: topics and groups (policy), tasks and their history, lanes."""
 
 from tasks_app.models.lane import LaneState, PartitionHead, Slice
+from tasks_app.models.schedule import Schedule
 from tasks_app.models.task import (
     EXCEPTIONAL_STATUSES,
     DeadLetter,
@@ -20,6 +21,7 @@ __all__ = [
     "LaneState",
     "OutboxEntry",
     "PartitionHead",
+    "Schedule",
     "Slice",
     "Task",
     "TaskCount",

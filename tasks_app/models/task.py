@@ -78,6 +78,15 @@ class Task(models.Model):
         help_text="Owner: the user who submitted it; empty for system tasks, "
         "which only operators see.",
     )
+    schedule = models.ForeignKey(
+        "tasks_app.Schedule",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        db_index=False,  # the (schedule, id) index below leads with it
+        related_name="runs",
+        help_text="The recurring schedule that submitted it, if one did.",
+    )
     status = models.CharField(
         max_length=16,
         choices=TaskStatus.choices,
@@ -143,6 +152,8 @@ class Task(models.Model):
                 condition=models.Q(exceptional=True),
                 name="task_exceptional_topic_id",
             ),
+            # A schedule's runs, newest first.
+            models.Index(fields=["schedule", "id"], name="task_schedule_id"),
         ]
         constraints = [
             # System tasks (no owner) share one key space: NULLS NOT DISTINCT.
@@ -151,7 +162,13 @@ class Task(models.Model):
                 name="task_idempotency_key_per_user",
                 condition=models.Q(idempotency_key__isnull=False),
                 nulls_distinct=False,
-            )
+            ),
+            # One run per schedule and tick, whoever owns the schedule.
+            models.UniqueConstraint(
+                fields=["schedule", "idempotency_key"],
+                name="task_one_run_per_tick",
+                condition=models.Q(schedule__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -68,6 +68,20 @@ class Topic(models.Model):
     paused = models.BooleanField(
         default=False, help_text="A paused topic's lanes get no turns."
     )
+    rate_limit = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.001), MaxValueValidator(1_000_000)],
+        help_text="Most tasks a second the topic runs, across all workers and "
+        "hosts (a lane that reaches it hands its turn on); empty: no limit.",
+    )
+    rate_burst = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(1_000_000)],
+        help_text="Tasks that may run back to back above the rate after a quiet "
+        "spell; empty: one second's worth (at least 1). Used with rate_limit.",
+    )
     growth_barrier = models.JSONField(
         null=True,
         blank=True,
@@ -99,6 +113,8 @@ class Topic(models.Model):
         "max_attempts",
         "retry_backoff_ms",
         "paused",
+        "rate_limit",
+        "rate_burst",
     )
 
     class Meta:

@@ -42,7 +42,7 @@ PartitionKey = tuple[int, int]  # (topic pk, partition)
 def tasks_visible(*, user: User | AnonymousUser) -> QuerySet[Task]:
     """Return the tasks a user may see: every task with `view_task` (operators),
     else the tasks the user submitted. Tasks without an owner are system tasks."""
-    tasks = Task.objects.select_related("topic")
+    tasks = Task.objects.select_related("topic", "schedule")
     if user.has_perm(VIEW_TASK):
         return tasks
     return tasks.filter(submitted_by=user) if isinstance(user, User) else tasks.none()
@@ -54,6 +54,7 @@ def task_list(
     status: str | None = None,
     topic: str | None = None,
     key: str | None = None,
+    schedule: int | None = None,
 ) -> QuerySet[Task]:
     """Return the user's visible tasks matching every filter given."""
     tasks = tasks_visible(user=user)
@@ -63,6 +64,8 @@ def task_list(
         tasks = tasks.filter(topic__name=topic)
     if key:
         tasks = tasks.filter(key=key)
+    if schedule:
+        tasks = tasks.filter(schedule_id=schedule)
     return tasks
 
 
@@ -170,6 +173,7 @@ class TopicStats:
 
     topic: str
     paused: bool
+    rate_limit: float | None
     tasks: TaskCounts
 
 
@@ -207,7 +211,9 @@ def _task_counts(found: Mapping[str, int]) -> TaskCounts:
 
 def _topics_by_pk() -> dict[int, dict[str, Any]]:
     """Map each topic's pk to the fields the lane summaries need, by name."""
-    rows = Topic.objects.order_by("name").values("id", "name", "paused", "partitions")
+    rows = Topic.objects.order_by("name").values(
+        "id", "name", "paused", "partitions", "rate_limit"
+    )
     return {row["id"]: dict(row) for row in rows}
 
 
@@ -226,6 +232,7 @@ def stats_overview() -> StatsOverview:
             TopicStats(
                 topic=row["name"],
                 paused=row["paused"],
+                rate_limit=row["rate_limit"],
                 tasks=_task_counts(per_topic[pk]),
             )
             for pk, row in topics.items()

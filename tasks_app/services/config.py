@@ -14,7 +14,12 @@ from typing import Any
 from django.db import transaction
 
 from tasks_app.errors import Conflict
-from tasks_app.models import ConsumerGroup, Topic, WalkMode
+from tasks_app.models import ConsumerGroup, Schedule, Topic, WalkMode
+from tasks_app.services.schedules import (
+    schedule_create,
+    schedule_timing,
+    schedule_update,
+)
 from tasks_app.services.topics import (
     group_create,
     group_update,
@@ -43,12 +48,27 @@ class GroupDecl:
 
 
 @dataclass(frozen=True)
+class ScheduleDecl:
+    """A recurring schedule the file declares: `every_s` seconds or a crontab
+    (its five fields by name); keys left out keep what the schedule has."""
+
+    name: str
+    topic: str
+    message: Any
+    every_s: int | None = None
+    crontab: Mapping[str, str] | None = None
+    key: str | None = None
+    enabled: bool | None = None
+
+
+@dataclass(frozen=True)
 class SchedulerConfig:
     """A checked config file: every value valid, every group topic declared."""
 
     path: Path
     topics: tuple[TopicDecl, ...]
     groups: tuple[GroupDecl, ...]
+    schedules: tuple[ScheduleDecl, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -91,6 +111,8 @@ def config_apply(*, config: SchedulerConfig) -> ConfigReport:
         topics = [_topic_apply(decl=decl, report=report) for decl in config.topics]
         for group in config.groups:
             _group_apply(decl=group, report=report)
+        for schedule in config.schedules:
+            _schedule_apply(decl=schedule, report=report)
     failures = topic_sync_kafka(topics=topics)
     report.warnings.extend(
         f"topic {name} is not in Kafka yet: {reason}"
@@ -149,3 +171,52 @@ def _group_apply(*, decl: GroupDecl, report: ConfigReport) -> None:
     report.changes.append(
         ConfigChange("group", decl.group_id, "updated", "; ".join(details))
     )
+
+
+def _schedule_apply(*, decl: ScheduleDecl, report: ConfigReport) -> None:
+    wanted = _schedule_wanted(decl)
+    schedule = Schedule.objects.filter(name=decl.name).first()
+    if schedule is None:
+        schedule_create(name=decl.name, **wanted)
+        report.changes.append(ConfigChange("schedule", decl.name, "created"))
+        return
+    changes = {k: v for k, v in wanted.items() if getattr(schedule, k) != v}
+    if not changes:
+        report.changes.append(ConfigChange("schedule", decl.name, "unchanged"))
+        return
+    detail = _schedule_changes(schedule, changes)
+    schedule_update(schedule=schedule, **changes)
+    report.changes.append(ConfigChange("schedule", decl.name, "updated", detail))
+
+
+def _schedule_wanted(decl: ScheduleDecl) -> dict[str, Any]:
+    """Return the schedule's fields as the file sets them (keys left out kept)."""
+    wanted: dict[str, Any] = {
+        "topic": Topic.objects.get(name=decl.topic),
+        "message": decl.message,
+        **schedule_timing(every_s=decl.every_s, crontab=decl.crontab),
+    }
+    if decl.key is not None:
+        wanted["key"] = decl.key
+    if decl.enabled is not None:
+        wanted["enabled"] = decl.enabled
+    return wanted
+
+
+def _schedule_changes(schedule: Schedule, changes: Mapping[str, Any]) -> str:
+    """Describe the changes: the timing as a whole, the topic by name."""
+    details = []
+    if {"interval", "crontab"} & changes.keys():
+        before = schedule.interval or schedule.crontab
+        after = changes.get("interval", schedule.interval) or changes.get(
+            "crontab", schedule.crontab
+        )
+        details.append(f"{before} -> {after}")
+    if "topic" in changes:
+        details.append(f"topic {schedule.topic.name} -> {changes['topic'].name}")
+    details += [
+        f"{k} {getattr(schedule, k)!r} -> {v!r}"
+        for k, v in changes.items()
+        if k in ("message", "key", "enabled")
+    ]
+    return ", ".join(details)

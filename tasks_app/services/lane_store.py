@@ -17,6 +17,7 @@ from django.db import connection, transaction
 
 from rotation.kafka.consumer import Record
 from rotation.lanes import Lane, LanePolicy
+from rotation.rate_limit import rate_limit_for
 from rotation.store import (
     BatchOutcome,
     Fenced,
@@ -128,22 +129,29 @@ class DatabaseLaneStore:
 
     @_store_errors
     def policy(self, lane: Lane) -> LanePolicy | None:
-        """Read the topic's slice, weight, pause flag and the group's walk mode."""
+        """Read the topic's slice, weight, pause flag, rate limit and the
+        group's walk mode."""
         row = (
             ConsumerGroup.objects.filter(group_id=lane.group, topics__name=lane.topic)
             .values_list(
-                "walk_mode", "topics__slice_ms", "topics__weight", "topics__paused"
+                "walk_mode",
+                "topics__slice_ms",
+                "topics__weight",
+                "topics__paused",
+                "topics__rate_limit",
+                "topics__rate_burst",
             )
             .first()
         )
         if row is None:
             return None
-        walk_mode, slice_ms, weight, paused = row
+        walk_mode, slice_ms, weight, paused, rate, burst = row
         return LanePolicy(
             slice_ms=slice_ms,
             weight=weight,
             paused=paused,
             sequential=walk_mode == WalkMode.SEQUENTIAL,
+            rate_limit=rate_limit_for(rate, burst),
         )
 
     @_refusals_counted

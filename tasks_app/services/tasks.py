@@ -34,6 +34,7 @@ class TaskSpec:
     key: str | None = None
     run_at: datetime | None = None
     idempotency_key: str | None = None
+    schedule_id: int | None = None  # the recurring schedule submitting it
 
     def body_hash(self) -> str:
         """Fingerprint the request body, to tell a repeat from a conflicting reuse."""
@@ -184,6 +185,7 @@ def _new_task(user: User | None, spec: TaskSpec, topic: Topic, now: datetime) ->
         request_hash=spec.body_hash() if spec.idempotency_key else "",
         submitted_by=user,
         created_at=now,
+        schedule_id=spec.schedule_id,
     )
 
 
@@ -196,18 +198,19 @@ WITH given AS (
     SELECT * FROM unnest(
         %(uuids)s::uuid[], %(topic_ids)s::bigint[], %(topic_names)s::text[],
         %(keys)s::text[], %(messages)s::text[], %(run_ats)s::timestamptz[],
-        %(idempotency_keys)s::text[], %(request_hashes)s::text[], %(envelopes)s::text[]
+        %(idempotency_keys)s::text[], %(request_hashes)s::text[], %(envelopes)s::text[],
+        %(schedule_ids)s::bigint[]
     ) WITH ORDINALITY AS g(
         uuid, topic_id, topic_name, key, message, run_at, idempotency_key,
-        request_hash, envelope, position
+        request_hash, envelope, schedule_id, position
     )
 ), task AS (
     INSERT INTO {task} (
         uuid, topic_id, key, message, run_at, idempotency_key, request_hash,
-        submitted_by_id, status, attempts, created_at, worker, error
+        schedule_id, submitted_by_id, status, attempts, created_at, worker, error
     )
     SELECT uuid, topic_id, key, message::jsonb, run_at, idempotency_key,
-           request_hash, %(user_id)s, 'pending', 0, %(now)s, '', ''
+           request_hash, schedule_id, %(user_id)s, 'pending', 0, %(now)s, '', ''
     FROM given ORDER BY position
     RETURNING id, uuid
 ), outbox AS (
@@ -238,6 +241,7 @@ def _store_accepted(tasks: list[Task], now: datetime) -> None:
                 "run_ats": [t.run_at for t in tasks],
                 "idempotency_keys": [t.idempotency_key for t in tasks],
                 "request_hashes": [t.request_hash for t in tasks],
+                "schedule_ids": [t.schedule_id for t in tasks],
                 "envelopes": [
                     task_envelope(task=t, topic_name=t.topic.name) for t in tasks
                 ],

@@ -7,6 +7,7 @@ from tasks_app.api.serializers.rotation import (
     SliceSerializer,
     StatsSerializer,
 )
+from tasks_app.api.serializers.schedules import ScheduleSerializer
 from tasks_app.api.serializers.tasks import (
     TaskAcceptedSerializer,
     TaskCreateSerializer,
@@ -29,6 +30,7 @@ __all__ = [
     "GroupUpdateSerializer",
     "MemberSerializer",
     "RejectUnknownFieldsMixin",
+    "ScheduleSerializer",
     "SliceListQuerySerializer",
     "SliceSerializer",
     "StatsSerializer",

@@ -114,6 +114,9 @@ class TopicStatsSerializer(serializers.Serializer):
 
     topic = serializers.CharField()
     paused = serializers.BooleanField()
+    rate_limit = serializers.FloatField(
+        allow_null=True, help_text="Most tasks a second, across workers; null: none."
+    )
     tasks = TaskCountsSerializer()
 
 

@@ -41,6 +41,10 @@ def _unstorable(value: Any) -> str | None:
     return next((reason for reason in map(_unstorable, items) if reason), None)
 
 
+# Row ids are PostgreSQL bigints: a larger number is no id (and not a 500).
+MAX_ROW_ID = 2**63 - 1
+
+
 class TaskMessageSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     """A topic and a JSON message: the body the Rust seed accepted."""
 
@@ -164,6 +168,12 @@ class TaskSerializer(serializers.ModelSerializer):
 
     id = serializers.UUIDField(source="uuid", read_only=True)
     topic = serializers.CharField(source="topic.name", read_only=True)
+    schedule: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="name",
+        read_only=True,
+        allow_null=True,
+        help_text="Name of the recurring schedule that submitted it, if one did.",
+    )
     url = serializers.HyperlinkedIdentityField(
         view_name="task-detail", lookup_field="uuid", lookup_url_kwarg="id"
     )
@@ -177,6 +187,7 @@ class TaskSerializer(serializers.ModelSerializer):
             "message",
             "run_at",
             "idempotency_key",
+            "schedule",
             "status",
             "attempts",
             "created_at",
@@ -229,4 +240,10 @@ class TaskListQuerySerializer(QueryParamsSerializer):
         max_length=255,
         trim_whitespace=False,
         help_text="Only tasks with this key.",
+    )
+    schedule = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_ROW_ID,
+        help_text="Only the runs of the recurring schedule with this id.",
     )

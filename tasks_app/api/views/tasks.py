@@ -121,7 +121,7 @@ class TaskViewSet(viewsets.GenericViewSet):
 
     @extend_schema(parameters=[TaskListQuerySerializer], responses=TaskSerializer)
     def list(self, request: Request) -> Response:
-        """List tasks, newest first, filtered by status, topic and key."""
+        """List tasks, newest first, filtered by status, topic, key and schedule."""
         query = TaskListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         tasks = task_list(user=request.user, **query.validated_data)
