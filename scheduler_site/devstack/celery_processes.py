@@ -29,13 +29,13 @@ class CeleryProcesses:
 
     def celery(self, name: str, app: str, *args: str) -> int:
         """Start `celery -A app ARGS` logging to LOG_DIR/name.log; return its PID."""
+        return self.start(name, [CELERY, "-A", app, *args, "--loglevel", self.loglevel])
+
+    def start(self, name: str, argv: list[str]) -> int:
+        """Start any command (a web server, say) the same way; return its PID."""
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by Popen
         self.running[name] = subprocess.Popen(
-            [CELERY, "-A", app, *args, "--loglevel", self.loglevel],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
+            argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO
         )
         return self.running[name].pid
 
