@@ -41,13 +41,14 @@ def run(env: ChaosEnv, scenario: str) -> RunResult:
 
 def assert_nothing_lost_or_reordered(result: RunResult) -> None:
     """Check issue 8's expectations, except recovery time (a figure, not a test)."""
-    why = f"{result.details} events: {result.fault['events']} logs: {result.logs}"
-    assert result.accepted == result.submitted, result.answers
-    assert result.lost == 0, why
-    assert result.out_of_order == 0, why
-    assert result.dead == 0, why
-    assert result.duplicates <= result.duplicates_bound, why
-    assert result.bad_5xx == 0, result.details["unexpected_5xx"]
+    f = result.figures
+    why = f"{f.details} events: {result.fault['events']} logs: {result.logs}"
+    assert f.accepted == result.submitted, result.answers
+    assert f.lost == 0, why
+    assert f.out_of_order == 0, why
+    assert f.dead == 0, why
+    assert f.duplicates <= result.duplicates_bound, why
+    assert result.bad_5xx == 0, f.details["unexpected_5xx"]
 
 
 # Not strict: the failure is intermittent (3 of 8 short runs, 1 of 13 full runs

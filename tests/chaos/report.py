@@ -17,7 +17,8 @@ from tests.chaos.scenarios import SCENARIOS
 
 COLUMNS = (
     "scenario", "run", "accepted", "lost", "out of order", "duplicates (bound)",
-    "dead", "resume s", "drain s", "max stall s", "API 5xx (503 named)", "verdict",
+    "dead", "resume s", "drain s", "max stall s", "overlaps", "API 5xx (503 named)",
+    "verdict",
 )  # fmt: skip
 
 
@@ -30,22 +31,24 @@ def seconds(value: float | None) -> str:
 
 def row(result: RunResult) -> list[str]:
     """One table row; failed expectations are named in the verdict."""
+    f = result.figures
     named = sum(n for kind, n in result.answers.items() if kind.startswith("503 "))
-    resume = seconds(result.resume_s)
+    resume = seconds(f.resume_s)
     if not result.recovered_in_target:
         resume += " (over target)"
     verdict = "FAIL: " + ", ".join(result.failures) if result.failures else "pass"
     return [
         result.scenario,
         str(result.run),
-        f"{result.accepted}/{result.submitted}",
-        str(result.lost),
-        str(result.out_of_order),
-        f"{result.duplicates} ({result.duplicates_bound})",
-        str(result.dead),
+        f"{f.accepted}/{result.submitted}",
+        str(f.lost),
+        str(f.out_of_order),
+        f"{f.duplicates} ({result.duplicates_bound})",
+        str(f.dead),
         resume,
-        seconds(result.drain_s),
-        seconds(result.max_stall_s),
+        seconds(f.drain_s),
+        seconds(f.max_stall_s),
+        str(f.overlapping_runs),
         f"{result.bad_5xx} ({named})",
         verdict,
     ]
@@ -55,6 +58,22 @@ def table(results: Sequence[RunResult]) -> str:
     """Render the results as a markdown table."""
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(row(r)) + " |" for r in results]
+    return "\n".join(lines) + "\n"
+
+
+def summary(results: Sequence[RunResult]) -> str:
+    """One line per scenario: runs passed, worst loss, recovery range."""
+    lines = [
+        "| scenario | runs passed | lost (worst run) | resume s (best-worst) |",
+        "|---|---|---|---|",
+    ]
+    for name in dict.fromkeys(r.scenario for r in results):
+        runs = [r for r in results if r.scenario == name]
+        passed = sum(1 for r in runs if not r.failures)
+        resumes = [r.figures.resume_s for r in runs if r.figures.resume_s is not None]
+        spread = f"{seconds(min(resumes))}-{seconds(max(resumes))}" if resumes else "-"
+        worst = max(r.figures.lost for r in runs)
+        lines.append(f"| {name} | {passed}/{len(runs)} | {worst} | {spread} |")
     return "\n".join(lines) + "\n"
 
 
@@ -116,6 +135,7 @@ def write_markdown(
             scenarios="\n".join(
                 f"- `{s.name}`: {s.description}" for s in SCENARIOS.values()
             ),
+            summary=summary(results),
             table=table(results),
             notes=notes(results),
         )
@@ -131,17 +151,16 @@ def notes(results: Sequence[RunResult]) -> str:
         broken = ", ".join(result.failures)
         lines.append(f"- **{result.scenario} #{result.run}** ({broken}):")
         lines += [f"  - {event}" for event in result.fault["events"]]
-        for topic, lost in result.details.get("lost_by_topic", {}).items():
+        details = result.figures.details
+        for topic, lost in details.get("lost_by_topic", {}).items():
             lines.append(
                 f"  - {topic}: {lost['count']} lost from task {lost['first_n']} on, "
                 f"statuses {lost['statuses']}"
             )
-        for lane in result.details.get("stuck", {}).get("lanes", []):
+        for lane in details.get("stuck", {}).get("lanes", []):
             lines.append(f"  - {stuck_lane(lane)}")
-        for sample in result.details.get("out_of_order_samples", []):
+        for sample in details.get("out_of_order_samples", []):
             lines.append(f"  - {sample}")
-        if result.logs:
-            lines.append(f"  - logs kept in `{result.logs}`")
     return "\n".join(lines) or "No run failed."
 
 

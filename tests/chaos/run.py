@@ -6,7 +6,7 @@ import json
 import random
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import psycopg
 
@@ -14,7 +14,7 @@ from tests.chaos.api import Answers
 from tests.chaos.diagnose import stuck_lanes
 from tests.chaos.environment import TIMING, ChaosEnv
 from tests.chaos.handlers import runs_key
-from tests.chaos.measure import FinalRow, figures
+from tests.chaos.measure import Figures, FinalRow, figures
 from tests.chaos.scenarios import FaultPlan, FaultWindow, Scenario, duplicates_bound
 from tests.chaos.workload import Submitter, Workload, topics_create, topics_pause
 
@@ -62,53 +62,39 @@ class RunResult:
     run: int
     seed: int
     submitted: int
-    accepted: int
-    lost: int
-    out_of_order: int
-    duplicates: int
+    figures: Figures
     duplicates_bound: int
-    dead: int
-    resume_s: float | None
-    drain_s: float | None
-    max_stall_s: float
-    stall_topic: str
-    overlapping_runs: int
     bad_5xx: int
     answers: dict[str, int]
     fault: dict
-    details: dict = field(default_factory=dict)
     logs: str = ""
 
     @property
     def failures(self) -> list[str]:
         """Name the expectations this run broke (recovery time is reported only)."""
-        broken = [
-            name
-            for name, value in (
-                ("lost", self.lost),
-                ("out-of-order", self.out_of_order),
-                ("dead", self.dead),
-                ("API 5xx", self.bad_5xx),
-            )
-            if value
-        ]
-        if self.duplicates > self.duplicates_bound:
+        f = self.figures
+        counts = {"lost": f.lost, "out-of-order": f.out_of_order, "dead": f.dead}
+        broken = [name for name, value in counts.items() if value]
+        if f.duplicates > self.duplicates_bound:
             broken.append("duplicates")
-        if self.submitted != self.accepted:
+        if self.bad_5xx:
+            broken.append("API 5xx")
+        if self.submitted != f.accepted:
             broken.append("refused")
         return broken
 
     @property
     def recovered_in_target(self) -> bool:
         """Whether every lane worked again within one lease TTL plus two ticks."""
-        return self.resume_s is None or self.resume_s <= TIMING.recovery_target_s
+        resume = self.figures.resume_s
+        return resume is None or resume <= TIMING.recovery_target_s
 
     def to_json(self) -> dict:
         """Plain data, infinities spelled "never"."""
         data = asdict(self)
         for key in ("resume_s", "drain_s", "max_stall_s"):
-            if data[key] == float("inf"):
-                data[key] = "never"
+            if data["figures"][key] == float("inf"):
+                data["figures"][key] = "never"
         data["failures"] = self.failures
         return data
 
@@ -132,8 +118,8 @@ def run_scenario(
         submitter.join()
     _settle(env, topics, len(submitter.accepted), params)
     result = _result(env, scenario, params, run, seed, submitter, window, answers)
-    if result.lost:
-        result.details["stuck"] = stuck_lanes(env, topics)
+    if result.figures.lost:
+        result.figures.details["stuck"] = stuck_lanes(env, topics)
     topics_pause(api, topics)
     return result
 
@@ -168,44 +154,44 @@ def _result(
     answers: Answers,
 ) -> RunResult:
     """Read the recorder and the final rows, and compute the figures."""
-    recorder = env.record_redis()
-    entries = {
-        topic: [json.loads(raw) for raw in recorder.lrange(runs_key(topic), 0, -1)]
-        for topic in submitter.topics
+    topics = submitter.topics
+    measured = figures(
+        submitter.accepted, _recorded(env, topics), _final_rows(env, topics), window
+    )
+    measured.details["unexpected_5xx"] = answers.unexpected
+    fault = {
+        "start": window.start,
+        "end": window.end,
+        "events": window.events,
+        "submission": [submitter.started_at, submitter.finished_at],
     }
-    rows = {
-        task_id: FinalRow(status, finished_at, attempts)
-        for task_id, status, finished_at, attempts in env.query(
-            _FINAL_SQL, [submitter.topics]
-        )
-    }
-    measured = figures(submitter.accepted, entries, rows, window)
     return RunResult(
         scenario=scenario.name,
         run=run,
         seed=seed,
         submitted=params.workload.tasks,
-        accepted=measured.accepted,
-        lost=measured.lost,
-        out_of_order=measured.out_of_order,
-        duplicates=measured.duplicates,
+        figures=measured,
         duplicates_bound=duplicates_bound(
             window.interruptions, params.workload.sleep_ms
         ),
-        dead=measured.dead,
-        resume_s=measured.resume_s,
-        drain_s=measured.drain_s,
-        max_stall_s=measured.max_stall_s,
-        stall_topic=measured.stall_topic,
-        overlapping_runs=measured.overlapping_runs,
         bad_5xx=answers.bad_5xx,
         answers=dict(answers.kinds),
-        fault={
-            "start": window.start,
-            "end": window.end,
-            "events": window.events,
-            "submission_started": submitter.started_at,
-            "submission_ended": submitter.finished_at,
-        },
-        details={**measured.details, "unexpected_5xx": answers.unexpected},
+        fault=fault,
     )
+
+
+def _recorded(env: ChaosEnv, topics: list[str]) -> dict[str, list[dict]]:
+    """Read every handler run the recorder holds, by topic."""
+    recorder = env.record_redis()
+    return {
+        topic: [json.loads(raw) for raw in recorder.lrange(runs_key(topic), 0, -1)]
+        for topic in topics
+    }
+
+
+def _final_rows(env: ChaosEnv, topics: list[str]) -> dict[str, FinalRow]:
+    """Read every task's final status and finish time, by task id."""
+    return {
+        task_id: FinalRow(status, finished_at, attempts)
+        for task_id, status, finished_at, attempts in env.query(_FINAL_SQL, [topics])
+    }
