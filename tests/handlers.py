@@ -1,8 +1,15 @@
 """Handlers for the rotation tests: they record what ran, where and when, in Redis.
 
 Each run appends `start` and `end` entries to the list `test:runs:<topic>`, so a
-test can check order, overlap and which member ran what. The message may ask
-for a sleep (`sleep_ms`) or for its first attempts to fail (`fail_attempts`).
+test can check order, overlap and which member (and process) ran what. The
+message may ask for a sleep (`sleep_ms`) or for its first attempts to fail
+(`fail_attempts`).
+
+Entries go to the Redis at TEST_RECORD_URL when it is set, else to REDIS_URL. The
+chaos suite sets it to a Redis of its own that no scenario restarts, so the
+record survives the application's Redis restarted empty; each entry is one
+RPUSH before the handler goes on, so a start written just before its worker is
+SIGKILLed is kept.
 """
 
 import json
@@ -14,13 +21,17 @@ import redis
 
 from tasks_app.handlers import TaskContext
 
+RECORD_URL_VAR = "TEST_RECORD_URL"
+HANDLER_PATH = "tests.handlers.record"
+
 _clients: dict[int, redis.Redis] = {}
 
 
 def _redis() -> redis.Redis:
     pid = os.getpid()
     if pid not in _clients:
-        _clients[pid] = redis.Redis.from_url(os.environ["REDIS_URL"])
+        url = os.environ.get(RECORD_URL_VAR) or os.environ["REDIS_URL"]
+        _clients[pid] = redis.Redis.from_url(url)
     return _clients[pid]
 
 
@@ -35,6 +46,7 @@ def _note(context: TaskContext, phase: str) -> None:
         "phase": phase,
         "t": time.time(),
         "worker": context.worker,
+        "pid": os.getpid(),
         "offset": context.offset,
         "attempt": context.attempt,
     }

@@ -33,10 +33,10 @@ class CeleryProcesses:
 
     def start(self, name: str, argv: list[str]) -> int:
         """Start any command (a web server, say) the same way; return its PID."""
-        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by Popen
-        self.running[name] = subprocess.Popen(
-            argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO
-        )
+        with open(self.log_dir / f"{name}.log", "ab") as log:  # the child keeps a copy
+            self.running[name] = subprocess.Popen(
+                argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO
+            )
         return self.running[name].pid
 
     def worker(self, name: str, app: str, queue: str) -> int:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import signal
 import sys
 import time
 import traceback
 from pathlib import Path
+from types import FrameType
 
 from tests.chaos import report
 from tests.chaos.environment import ChaosEnv
@@ -66,8 +68,15 @@ def run_once(
     return result
 
 
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """Turn SIGTERM into SystemExit, so every started process is stopped on the
+    way out (SIGINT may be ignored: background jobs of a script ignore it)."""
+    sys.exit(128 + signum)
+
+
 def main() -> int:
     """Run the suite; exit 1 if any run broke an expectation."""
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     args = parse_args()
     params = params_from(args)
     scenarios = [SCENARIOS[name] for name in args.scenario or SCENARIOS]

@@ -19,7 +19,6 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import psycopg
@@ -30,8 +29,8 @@ from scheduler_site.devstack import brokers
 from scheduler_site.devstack.process import Service, free_port, tcp_open
 from scheduler_site.devstack.services import Stack
 from tests.chaos.api import Answers, ApiClient
-from tests.chaos.handlers import RECORD_URL_VAR
 from tests.cluster import TEST_TUNING, Cluster, wait_for
+from tests.handlers import RECORD_URL_VAR
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -76,22 +75,6 @@ class ChaosEnv:
         self.workers = [f"w{n}" for n in range(1, workers + 1)]
         self.base_url = ""
         self.token = ""
-
-    def __enter__(self) -> ChaosEnv:
-        try:
-            self.start()
-        except BaseException:
-            self.stop(keep_logs=True)
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop(keep_logs=exc is not None)
 
     def start(self) -> None:
         """Start services and migrate; then web, beat and workers all at once,

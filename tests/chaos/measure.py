@@ -2,7 +2,7 @@
 dead, recovery, stalls.
 
 Inputs are the tasks the API accepted (with the time it answered), the runs the
-handler recorded (tests/chaos/handlers.py) and the tasks' final rows. Times are
+handler recorded (tests/handlers.py) and the tasks' final rows. Times are
 epoch seconds from one machine's clock.
 """
 

@@ -13,10 +13,10 @@ import psycopg
 from tests.chaos.api import Answers
 from tests.chaos.diagnose import stuck_lanes
 from tests.chaos.environment import TIMING, ChaosEnv
-from tests.chaos.handlers import runs_key
 from tests.chaos.measure import Figures, FinalRow, figures
 from tests.chaos.scenarios import FaultPlan, FaultWindow, Scenario, duplicates_bound
 from tests.chaos.workload import Submitter, Workload, topics_create, topics_pause
+from tests.handlers import runs_key
 
 SETTLE_POLL_S = 0.25
 

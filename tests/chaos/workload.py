@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 
 from tests.chaos.api import ApiClient
-from tests.chaos.handlers import HANDLER_PATH
+from tests.handlers import HANDLER_PATH
 
 TASKS_PATH = "/api/tasks/"
 TOPICS_PATH = "/api/topics/"
