@@ -18,15 +18,15 @@ from rotation.lanes import KEY_PREFIX, Lane, text
 from tests.chaos.environment import GROUP, ChaosEnv
 
 _STUCK_SQL = """
-SELECT p.name, s.epoch, s.next_offset, h.end_offset, count(*), min(t."offset"),
-       string_agg(DISTINCT t.status, ',')
+SELECT p.name, t.partition, s.epoch, s.next_offset, h.end_offset, count(*),
+       min(t."offset"), string_agg(DISTINCT t.status, ',')
   FROM tasks_app_task t
   JOIN tasks_app_topic p ON p.id = t.topic_id
   LEFT JOIN tasks_app_lanestate s ON s.topic_id = p.id AND s.partition = t.partition
   LEFT JOIN tasks_app_partitionhead h
     ON h.topic_id = p.id AND h.partition = t.partition
  WHERE p.name = ANY(%s) AND t.status NOT IN ('succeeded', 'dead', 'cancelled')
- GROUP BY 1, 2, 3, 4
+ GROUP BY 1, 2, 3, 4, 5
 """
 _LAST_SLICES_SQL = """
 SELECT s.member, s.token, s.messages, s.first_offset, s.last_offset, s.end_reason,
@@ -44,17 +44,18 @@ def stuck_lanes(env: ChaosEnv, topics: list[str]) -> dict:
     lanes = [
         {
             "topic": name,
+            "partition": partition,
             "epoch": epoch,
             "next_offset": next_offset,
             "end_offset": end,
             "unfinished": unfinished,
             "first_unfinished_offset": first,
             "statuses": statuses,
-            "redis": _lane_state(client, Lane(GROUP, name, 0)),
+            "redis": _lane_state(client, Lane(GROUP, name, partition)),
             "last_slices": [list(r) for r in env.query(_LAST_SLICES_SQL, [name])],
         }
-        for name, epoch, next_offset, end, unfinished, first, statuses in env.query(
-            _STUCK_SQL, [topics]
+        for name, partition, epoch, next_offset, end, unfinished, first, statuses in (
+            env.query(_STUCK_SQL, [topics])
         )
     ]
     return {"lanes": lanes, "celery": _celery_state(client)}

@@ -166,15 +166,22 @@ def notes(results: Sequence[RunResult]) -> str:
 
 def stuck_lane(lane: dict) -> str:
     """Summarise a stuck lane: resume point, recorded end, its turn in Redis."""
+    if lane["partition"] is None:
+        return f"topic {lane['topic']}: {lane['unfinished']} tasks never published"
     turn = lane["redis"].get("turn")
     queued = "no queued turn"
     if turn:
         data = json.loads(turn)
         state = "running" if data["running"] else "waiting"
         queued = f"turn {state}, woken on {data['member'] or 'the shared queue'}"
+    resume = lane["next_offset"]
+    where = f"lane {lane['topic']}/{lane['partition']}: " + (
+        "never claimed (no lane reads this partition?)"
+        if resume is None
+        else f"resume point {resume}"
+    )
     return (
-        f"lane {lane['topic']}: resume point {lane['next_offset']}, recorded end "
-        f"{lane['end_offset']}, {lane['unfinished']} unfinished from offset "
-        f"{lane['first_unfinished_offset']} ({lane['statuses']}); {queued}; "
-        f"lease {lane['redis'].get('lease') or 'free'}"
+        f"{where}, recorded end {lane['end_offset']}, {lane['unfinished']} "
+        f"unfinished from offset {lane['first_unfinished_offset']} "
+        f"({lane['statuses']}); {queued}; lease {lane['redis'].get('lease') or 'free'}"
     )
