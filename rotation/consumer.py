@@ -2,6 +2,7 @@
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 
 from confluent_kafka import (
@@ -63,11 +64,31 @@ class KafkaUnavailable(RotationError):
     """The broker refused or did not answer; the message names it."""
 
 
+class LogGone(RotationError):
+    """Kafka no longer holds messages the lane still needs (data loss)."""
+
+
+# Fetch errors that mean the lane's messages are gone, not that Kafka is down:
+# the offset is outside the log (retention, truncation; with auto.offset.reset
+# "error" librdkafka reports it as _AUTO_OFFSET_RESET), or the topic is gone.
+GONE_CODES = frozenset(
+    (
+        KafkaError._AUTO_OFFSET_RESET,
+        KafkaError.OFFSET_OUT_OF_RANGE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_PARTITION,
+        KafkaError._UNKNOWN_TOPIC,
+    )
+)
+
+
 class LaneConsumer:
     """Read one lane at a time from an explicit offset and commit synchronously.
 
     Auto-commit and the automatic offset store are off: the only offsets Kafka
-    ever sees are the fenced resume points this class is told to commit.
+    ever sees are the fenced resume points this class is told to commit. An
+    offset outside the log is an error, never a silent jump to its start or
+    end: that would skip the tasks in between.
     """
 
     def __init__(self, bootstrap_servers: str, group: str):
@@ -79,7 +100,7 @@ class LaneConsumer:
                 "group.id": group,
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
-                "auto.offset.reset": "earliest",
+                "auto.offset.reset": "error",
                 "fetch.wait.max.ms": FETCH_WAIT_MAX_MS,
                 "socket.timeout.ms": 10000,
             }
@@ -114,9 +135,32 @@ class LaneConsumer:
             error = message.error()
             if error is None:
                 good.append(Record.from_message(message))
+            elif error.code() in GONE_CODES:
+                raise LogGone(
+                    f"Kafka at {self.bootstrap_servers} no longer holds the "
+                    f"requested messages of {message.topic()}/{message.partition()}: "
+                    f"{error.str()}"
+                )
             elif error.code() != KafkaError._PARTITION_EOF:
                 raise self._unavailable("consume", KafkaException(error))
         return good
+
+    def probe(self, lane: Lane, offset: int, timeout_s: float) -> bool | None:
+        """Tell whether Kafka holds the lane's message at `offset`: True, False
+        (the offset is outside the log), or None (no answer within `timeout_s`).
+
+        The consumer is left assigned at `offset`; assign it where it should be.
+        """
+        self.assign(lane, offset)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                found = self.poll_batch(1, min(0.1, timeout_s))
+            except LogGone:
+                return False
+            if found:
+                return found[0].offset == offset
+        return None
 
     def commit(self, lane: Lane, next_offset: int) -> None:
         """Mirror the lane's fenced resume point in Kafka, synchronously."""

@@ -83,6 +83,15 @@ class Members:
         score = self.client.zscore(MEMBERS_KEY, name)
         return score is not None and score >= self.clock() - self.expiry_s
 
+    def any_idle(self) -> bool:
+        """Tell whether some live member is waiting for a turn right now."""
+        idle = self.client.zrange(IDLE_KEY, 0, -1)
+        if not idle:
+            return False
+        cutoff = self.clock() - self.expiry_s
+        beats = self.client.zmscore(MEMBERS_KEY, idle)
+        return any(beat is not None and beat >= cutoff for beat in beats)
+
     def describe(self) -> list[MemberInfo]:
         """Return what is known about each live member."""
         result = []

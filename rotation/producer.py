@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import zlib
 from collections.abc import Sequence
 from functools import partial
 from typing import Any, NamedTuple
@@ -26,6 +27,8 @@ FLUSH_MARGIN_S = 5.0
 LINGER_MS = 5
 # How long the reachability probe waits for the broker's metadata answer.
 PROBE_TIMEOUT_S = 2.0
+# librdkafka's "unassigned partition": the producer's partitioner picks by key.
+ANY_PARTITION = -1
 # When the local queue is full, serve delivery reports this long and retry.
 QUEUE_FULL_POLL_S = 0.05
 
@@ -48,12 +51,14 @@ Headers = list[tuple[str, str | bytes | None]]
 
 
 class OutgoingMessage(NamedTuple):
-    """One record to produce: topic, key, value and headers."""
+    """One record to produce: topic, key, value, headers, and a partition when the
+    key's own partition will not do (re-publishing into a known partition)."""
 
     topic: str
     key: str
     value: str | bytes
     headers: Headers | None = None
+    partition: int | None = None
 
 
 class Delivery(NamedTuple):
@@ -174,11 +179,19 @@ class BatchProducer:
             self._producer.poll,
             reports.record,
         )
-        for index, (topic, key, value, headers) in enumerate(messages):
+        for index, (topic, key, value, headers, partition) in enumerate(messages):
             on_delivery = partial(record, index)
+            placed = ANY_PARTITION if partition is None else partition
             while True:
                 try:
-                    produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+                    produce(
+                        topic,
+                        value,
+                        key,
+                        placed,
+                        headers=headers,
+                        on_delivery=on_delivery,
+                    )
                     break
                 except BufferError:
                     poll(QUEUE_FULL_POLL_S)
@@ -189,6 +202,12 @@ class BatchProducer:
         self._producer.purge()
         self._producer.flush(0)
         self._producer = Producer(self._config)
+
+
+def key_partition(key: str, partitions: int) -> int:
+    """Return the partition of a key, as librdkafka's default (consistent)
+    partitioner picks it: CRC-32 of the key, modulo the partition count."""
+    return zlib.crc32(key.encode()) % partitions
 
 
 UNREACHABLE_CODES = frozenset(

@@ -25,6 +25,7 @@ class EndReason(StrEnum):
     LEASE_LOST = "lease_lost"
     SHUTDOWN = "shutdown"
     PAUSED = "paused"
+    LOG_LOST = "log_lost"  # Kafka lost the lane's messages; the next slice heals
 
 
 def chain_of(lane: Lane, sequential: bool) -> str:
@@ -43,14 +44,14 @@ class Scheduler:
         turns: Turns,
         leases: LeaseManager,
         members: Members,
-        max_wait_s: float,
+        stuck_after_s: float,
     ):
         self.client = client
         self.store = store
         self.turns = turns
         self.leases = leases
         self.members = members
-        self.max_wait_s = max_wait_s
+        self.stuck_after_s = stuck_after_s
 
     def after_slice(
         self, record: SliceRecord, *, policy: LanePolicy, delay_s: float = 0.0
@@ -140,7 +141,7 @@ class Scheduler:
     def _chain_busy(self, chain: str, lanes: list[Lane]) -> bool:
         queued = self.turns.queued(chain)
         if queued is not None and not self.turns.is_stuck(
-            queued, max_wait_s=self.max_wait_s
+            queued, after_s=self.stuck_after_s
         ):
             return True
         return any(self.leases.holder(lane) for lane in lanes)

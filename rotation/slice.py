@@ -6,12 +6,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rotation.consumer import ConsumerCache, KafkaUnavailable, LaneConsumer, Record
+import redis
+
+from rotation.consumer import ConsumerCache, LaneConsumer, LogGone, Record
+from rotation.errors import RotationError
 from rotation.lanes import Lane, LanePolicy
 from rotation.lease import Lease, LeaseError, LeaseKeeper, LeaseManager
+from rotation.log_check import STALL_S, log_loss
 from rotation.members import Members
 from rotation.scheduler import EndReason, Scheduler
-from rotation.store import Fenced, LaneStore, SliceRecord, StoreUnavailable
+from rotation.store import (
+    Fenced,
+    LaneClaim,
+    LaneStore,
+    SliceRecord,
+    StoreUnavailable,
+)
 from rotation.turns import Turn, Turns
 
 logger = logging.getLogger(__name__)
@@ -38,6 +48,7 @@ class _Progress:
     """What a slice has done so far."""
 
     next_offset: int
+    careful_until: int = 0
     messages: int = 0
     first_offset: int | None = None
     last_offset: int | None = None
@@ -79,7 +90,7 @@ class SliceRunner:
         The member goes back to the idle pool afterwards in every case, also
         when nothing was claimed: the wake-up sent to it reserved it.
         """
-        self.members.mark_busy(self.member)
+        self._best_effort("mark itself busy", self.members.mark_busy, self.member)
         try:
             turn = self.turns.claim(wake, self.member)
             if turn is None:
@@ -87,14 +98,22 @@ class SliceRunner:
             try:
                 return self._run(turn)
             finally:
-                self.turns.finish(turn)
+                self._best_effort("finish its turn", self.turns.finish, turn)
         finally:
             if not self.shutdown.is_set():
-                self.members.mark_idle(self.member)
+                self._best_effort(
+                    "mark itself idle",
+                    self.members.mark_idle,
+                    self.member,
+                )
 
     def _run(self, turn: Turn) -> SliceRecord | None:
         lane = turn.lane
-        policy = self.store.policy(lane)
+        try:
+            policy = self.store.policy(lane)
+        except StoreUnavailable as exc:
+            self._retry_later(turn, exc)
+            return None
         if policy is None or policy.paused:
             logger.info("Lane %s is paused or gone; its chain stops", lane)
             return None
@@ -103,15 +122,50 @@ class SliceRunner:
         )
         if lease is None:
             return None  # another member holds it and will queue the next turn
-        self.members.set_lane(self.member, str(lane))
-        record = self._slice_under_lease(turn, lease, policy)
-        self.members.set_lane(self.member, "")
-        self.store.record_slice(record)
-        delay_s = (
-            self.config.error_backoff_s if record.end_reason == EndReason.ERROR else 0
+        self._best_effort(
+            "show its lane", self.members.set_lane, self.member, f"{lane}"
         )
-        self.scheduler.after_slice(record, policy=policy, delay_s=delay_s)
+        record = self._slice_under_lease(turn, lease, policy)
+        self._best_effort("clear its lane", self.members.set_lane, self.member, "")
+        self._hand_on(record, policy)
         return record
+
+    def _retry_later(self, turn: Turn, exc: Exception) -> None:
+        """Queue the chain's turn again after the error back-off."""
+        delay_s = self.config.error_backoff_s
+        logger.error("Lane %s: %s; trying again in %.1f s", turn.lane, exc, delay_s)
+        self.turns.enqueue(
+            turn.chain, turn.lane, last_member=self.member, delay_s=delay_s
+        )
+
+    def _hand_on(self, record: SliceRecord, policy: LanePolicy) -> None:
+        """Record the slice and queue the lane's next turn.
+
+        Either may fail when a service is down; neither failure may skip the
+        other, and an unqueued turn is queued again by the watchdog.
+        """
+        try:
+            self.store.record_slice(record)
+        except StoreUnavailable as exc:
+            logger.error("Slice on lane %s was not recorded: %s", record.lane, exc)
+        error = record.end_reason == EndReason.ERROR
+        delay_s = self.config.error_backoff_s if error else 0
+        try:
+            self.scheduler.after_slice(record, policy=policy, delay_s=delay_s)
+        except (redis.RedisError, RotationError) as exc:
+            logger.error(
+                "Lane %s: its next turn was not queued (%s); the watchdog will",
+                record.lane,
+                exc,
+            )
+
+    def _best_effort(self, what: str, action: Callable[..., object], *args) -> None:
+        """Run member and turn bookkeeping in Redis; a failure only delays the
+        rotation (the watchdog repairs it), so it is logged, not raised."""
+        try:
+            action(*args)
+        except redis.RedisError as exc:
+            logger.warning("%s could not %s in Redis: %s", self.member, what, exc)
 
     def _slice_under_lease(
         self, turn: Turn, lease: Lease, policy: LanePolicy
@@ -121,16 +175,24 @@ class SliceRunner:
         progress = _Progress(next_offset=-1)
         with LeaseKeeper(self.leases, lease) as keeper:
             try:
-                progress.next_offset = self._claim(lane, lease)
-                reason = self._consume(lane, lease, keeper, policy, progress)
+                claim = self._claim(lane, lease)
+                if claim.log_lost:
+                    claim = self.store.heal(lane, lease.token)
+                progress.next_offset, progress.careful_until = claim[:2]
+                reason = self._consume(lane, lease, keeper, claim, progress)
             except Fenced as exc:
                 logger.warning("%s; stopping without writing", exc)
                 reason = EndReason.LEASE_LOST
-            except (KafkaUnavailable, StoreUnavailable, LeaseError) as exc:
+            except (RotationError, redis.RedisError) as exc:
                 logger.error("Slice on lane %s failed: %s", lane, exc)
                 reason = EndReason.ERROR
+            except Exception:
+                # A bug or an unexpected library error: the lane must move on.
+                logger.exception("Slice on lane %s failed unexpectedly", lane)
+                reason = EndReason.ERROR
         if reason != EndReason.LEASE_LOST:
-            self.turns.refresh(turn)  # the chain stays busy until the next turn
+            # The chain stays busy until the next turn is queued.
+            self._best_effort("keep its turn", self.turns.refresh, turn)
             self._release(lease)
         return SliceRecord(
             lane=lane,
@@ -145,7 +207,7 @@ class SliceRunner:
             end_reason=reason,
         )
 
-    def _claim(self, lane: Lane, lease: Lease) -> int:
+    def _claim(self, lane: Lane, lease: Lease) -> LaneClaim:
         """Raise the lane's fenced epoch to our token; repair a reset Redis counter."""
         try:
             return self.store.claim(lane, lease.token)
@@ -162,13 +224,16 @@ class SliceRunner:
         lane: Lane,
         lease: Lease,
         keeper: LeaseKeeper,
-        policy: LanePolicy,
+        claim: LaneClaim,
         progress: _Progress,
     ) -> EndReason:
         consumer = self.consumers.get(lane.group)
         consumer.assign(lane, progress.next_offset)
         try:
-            return self._loop(lane, lease, keeper, consumer, progress)
+            return self._loop(lane, lease, keeper, consumer, claim, progress)
+        except LogGone as exc:
+            self.store.log_lost(lane, str(exc))
+            return EndReason.LOG_LOST
         finally:
             consumer.unassign()
 
@@ -178,13 +243,20 @@ class SliceRunner:
         lease: Lease,
         keeper: LeaseKeeper,
         consumer: LaneConsumer,
+        claim: LaneClaim,
         progress: _Progress,
     ) -> EndReason:
         deadline = self.clock() + lease.ttl_ms / 1000 - self.config.grace_ms / 1000
-        end = self.store.end_offset(lane)
+        end = claim.end_offset
         next_check = self.clock() + POLICY_CHECK_S
+        last_message_at, received = self.clock(), False
         while True:
             reason = self._interruption(keeper, deadline)
+            starved = not received and progress.next_offset < end
+            if reason == EndReason.DEADLINE and starved:
+                # Starved the whole slice (shorter than STALL_S) while the log
+                # should hold messages: check it before giving the turn away.
+                self._check_log(lane, consumer, claim, progress.next_offset, end)
             if reason is not None:
                 return reason
             if self.clock() >= next_check:
@@ -201,7 +273,11 @@ class SliceRunner:
             messages = [m for m in messages if m.offset >= progress.next_offset]
             messages, end = self._published(lane, consumer, messages, end)
             if not messages:
+                if self.clock() - last_message_at >= STALL_S:
+                    self._check_log(lane, consumer, claim, progress.next_offset, end)
+                    last_message_at = self.clock()
                 continue
+            last_message_at, received = self.clock(), True
             outcome = self.store.process(
                 lane,
                 lease.token,
@@ -209,6 +285,7 @@ class SliceRunner:
                 messages,
                 deadline,
                 lambda: keeper.lost.is_set() or self.shutdown.is_set(),
+                careful_until=progress.careful_until,
             )
             if outcome.processed:
                 if progress.first_offset is None:
@@ -224,6 +301,21 @@ class SliceRunner:
                 return self._interruption(keeper, deadline) or EndReason(
                     outcome.stop_reason
                 )
+
+    def _check_log(
+        self,
+        lane: Lane,
+        consumer: LaneConsumer,
+        claim: LaneClaim,
+        next_offset: int,
+        end: int,
+    ) -> None:
+        """Raise LogGone if Kafka lost the messages this lane waits for (a slow
+        broker raises KafkaUnavailable instead); else read on from `next_offset`."""
+        lost = log_loss(consumer, lane, end=end, recorded_topic_id=claim.kafka_topic_id)
+        if lost is not None:
+            raise LogGone(lost)
+        consumer.assign(lane, next_offset)
 
     def _published(
         self, lane: Lane, consumer: LaneConsumer, messages: list[Record], end: int

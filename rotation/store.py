@@ -6,7 +6,7 @@ outcomes and resume points under the lease's fencing token.
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from rotation.consumer import Record
 from rotation.errors import RotationError
@@ -27,6 +27,20 @@ class Fenced(RotationError):
 
 class StoreUnavailable(RotationError):
     """The store (PostgreSQL) failed; the message names it and what to do."""
+
+
+class HealPostponed(RotationError):
+    """A lane whose messages Kafka lost could not heal now; its next turn retries."""
+
+
+class LaneClaim(NamedTuple):
+    """What a holder learns when it claims a lane."""
+
+    next_offset: int  # the fenced resume point
+    careful_until: int  # a holder died before this offset: count each run first
+    end_offset: int  # after the last message PostgreSQL records as published
+    log_lost: bool  # Kafka lost messages of the lane: heal before anything else
+    kafka_topic_id: str  # the topic's id in Kafka when last seen ("" unknown)
 
 
 @dataclass(frozen=True)
@@ -69,14 +83,22 @@ class LaneStore(Protocol):
     def policy(self, lane: Lane) -> LanePolicy | None:
         """Return the lane's policy, or None when its group or topic is gone."""
 
-    def claim(self, lane: Lane, token: int) -> int:
-        """Raise the lane's epoch to `token` and return its resume offset.
+    def claim(self, lane: Lane, token: int) -> LaneClaim:
+        """Raise the lane's epoch to `token`; return its resume offset and the
+        offset below which a holder that died may have left a killer task.
 
         Raise Fenced when the epoch is already `token` or newer.
         """
 
     def end_offset(self, lane: Lane) -> int:
         """Return the offset after the last message published to the lane."""
+
+    def log_lost(self, lane: Lane, reason: str) -> None:
+        """Note that Kafka lost messages of the lane (the next claim heals it)."""
+
+    def heal(self, lane: Lane, token: int) -> LaneClaim:
+        """Publish the lane's unfinished tasks again, in order, and move its resume
+        point to them, fenced by `token`; return the claim as it stands after."""
 
     def process(
         self,
@@ -86,12 +108,18 @@ class LaneStore(Protocol):
         messages: Sequence[Record],
         deadline: float,
         interrupted: Callable[[], bool],
+        careful_until: int = 0,
     ) -> BatchOutcome:
         """Run the handlers in order and record outcomes and the resume point,
-        fenced by `token`; stop early at `deadline` or when `interrupted()`."""
+        fenced by `token`; stop early at `deadline` or when `interrupted()`.
+
+        Below `careful_until` each task is recorded as running (its attempt
+        counted) before its handler starts, so a task whose handler kills the
+        worker is caught and ends dead after `max_attempts` runs.
+        """
 
     def record_slice(self, record: SliceRecord) -> None:
-        """Store the slice's record."""
+        """Store the slice's record and note that its holder lived to its end."""
 
     def overview(self) -> list[LaneView]:
         """Return every lane with its policy and whether it has a backlog."""

@@ -223,11 +223,18 @@ class Turns:
         raw = self.client.get(chain_key(chain))
         return Turn.from_message(json.loads(raw)) if raw else None
 
-    def is_stuck(self, turn: Turn, *, max_wait_s: float) -> bool:
-        """A queued turn woken on a member that died, or waiting far too long, is
-        stuck; a running one never is (its marker expires by itself)."""
+    def is_stuck(self, turn: Turn, *, after_s: float) -> bool:
+        """Tell whether a queued turn's wake-up was lost.
+
+        It was when the member it went to is gone, or when the turn has been due
+        for `after_s` while some member sat idle: an idle member takes a wake-up
+        within milliseconds, and a restarted worker keeps its name, so "gone"
+        alone misses a wake-up lost with a worker that came back. A running turn
+        is never stuck (its marker expires by itself).
+        """
         if turn.running:
             return False
         if turn.member and not self.members.is_live(turn.member):
             return True
-        return self.clock() - turn.queued_at > max_wait_s
+        overdue_s = self.clock() - max(turn.queued_at, turn.not_before)
+        return overdue_s > after_s and self.members.any_idle()

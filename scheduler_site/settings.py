@@ -2,26 +2,37 @@
 
 The three service URLs come from DATABASE_URL, REDIS_URL and KAFKA_BOOTSTRAP_SERVERS.
 When one is unset, the values written by the running dev stack
-(`.devstack/services.env`) are used, so `manage.py` and `celery` work in a second
-shell next to `make dev`.
+(`.devstack/services.env`, or `$DEVSTACK_DIR/services.env`) are used. Only those
+URLs: DEBUG and SECRET_KEY come from the environment alone, so a stray dev file
+can never turn DEBUG on or hand its key to a deploy; a second shell gets them by
+`source .devstack/services.env`.
 """
 
 import os
+import shlex
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-DEV_SERVICES_ENV = BASE_DIR / ".devstack" / "services.env"
+DEV_DIR = Path(os.environ.get("DEVSTACK_DIR") or BASE_DIR / ".devstack")
+DEV_SERVICES_ENV = DEV_DIR / "services.env"
+DEV_SERVICE_VARS = ("DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS")
 
 
 def _dev_services() -> dict[str, str]:
-    """Read `NAME=value` lines that `make dev` wrote for the embedded services."""
+    """Read the service URLs from the `export NAME=value` lines `make dev` wrote."""
     if not DEV_SERVICES_ENV.exists():
         return {}
-    pairs = (line.split("=", 1) for line in DEV_SERVICES_ENV.read_text().splitlines())
-    return {name.strip(): value.strip() for name, value in pairs if value}
+    found = {}
+    for line in DEV_SERVICES_ENV.read_text().splitlines():
+        words = shlex.split(line, comments=True)
+        name, _, value = (words[-1] if words else "").partition("=")
+        if name in DEV_SERVICE_VARS and value:
+            found[name] = value
+    return found
 
 
 def env_str(name: str, default: str | None = None) -> str:
@@ -39,6 +50,12 @@ def env_bool(name: str, default: bool) -> bool:
     """Read a yes/no flag: 1, true, yes, on (any case) mean yes."""
     raw = os.environ.get(name)
     return default if raw is None else raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    """Read a comma-separated list, dropping blanks around and between items."""
+    raw = os.environ.get(name, default)
+    return [item.strip() for item in raw.split(",") if item.strip()]
 
 
 def env_int(name: str, default: int) -> int:
@@ -70,19 +87,37 @@ if not DEBUG and (len(SECRET_KEY) < 32 or SECRET_KEY.startswith(_INSECURE_PREFIX
     raise ImproperlyConfigured(
         "SECRET_KEY must be set to a random string of at least 32 characters when "
         'DEBUG is off. Generate one with: python -c "import secrets; '
-        'print(secrets.token_urlsafe(50))"'
+        'print(secrets.token_urlsafe(50))". Next to `make dev`, run '
+        "`source .devstack/services.env` first (it sets DEBUG and a dev-only key)."
     )
 
-ALLOWED_HOSTS = [
-    host.strip()
-    for host in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1").split(",")
-    if host.strip()
-]
-CSRF_TRUSTED_ORIGINS = [
-    origin.strip()
-    for origin in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",")
-    if origin.strip()
-]
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+# HTTPS. With DEBUG off every default is the secure one, so a deploy that sets
+# nothing is safe: HTTP is redirected, cookies travel over HTTPS only, browsers
+# are told to use HTTPS for a year (HSTS). `manage.py check --deploy` passes
+# under docker-compose.yml's environment (tests/test_deploy_settings.py).
+# https://docs.djangoproject.com/en/5.2/ref/middleware/#http-strict-transport-security
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+# Probes reach /healthz over plain HTTP inside the network (compose's
+# healthcheck, a load balancer), so it is never redirected.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+# Behind a proxy that terminates TLS, name the header it sets to "https" (e.g.
+# X-Forwarded-Proto), so Django knows the request was secure and does not
+# redirect it forever. Only with a proxy that always sets (or strips) it:
+# otherwise a client could claim HTTPS. https://docs.djangoproject.com/en/5.2/ref/settings/#secure-proxy-ssl-header
+_PROXY_SSL_HEADER = os.environ.get("SECURE_PROXY_SSL_HEADER", "")
+if _PROXY_SSL_HEADER:
+    SECURE_PROXY_SSL_HEADER = (
+        "HTTP_" + _PROXY_SSL_HEADER.upper().replace("-", "_"),
+        "https",
+    )
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -95,11 +130,14 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "tasks_app",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before anything reads a body: 413 over the limit, 415 for non-UTF-8.
+    "tasks_app.middleware.RequestBodyCheckMiddleware",
     # Serves /static/ from gunicorn, so no proxy is needed for the admin's assets.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -109,6 +147,15 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "tasks_app.middleware.DatabaseUnavailableMiddleware",
+    # Last, as axes asks: turns a locked-out sign-in into tasks_app.lockout's answer.
+    "axes.middleware.AxesMiddleware",
+]
+
+# Axes refuses sign-ins of a locked-out (username, address) before the password
+# is checked; ModelBackend then checks it.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "scheduler_site.urls"
@@ -138,18 +185,62 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL (postgres://...)")
-DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
-    "DATABASE_CONNECT_TIMEOUT_S", 3
+_DB_OPTIONS = DATABASES["default"].setdefault("OPTIONS", {})
+_DB_OPTIONS["connect_timeout"] = env_int("DATABASE_CONNECT_TIMEOUT_S", 3)
+# TCP keepalives both ways, so a vanished peer is noticed in ~15 s instead of the
+# kernel's two hours: the client side lets a worker give up on a dead database
+# host; the server side ends the session of a worker that vanished (a crash, a
+# network split), freeing the lane rows it had locked.
+# https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-KEEPALIVES
+DATABASE_KEEPALIVE = {"idle": 5, "interval": 2, "count": 3, "user_timeout_ms": 15000}
+_DB_OPTIONS.update(
+    keepalives=1,
+    keepalives_idle=DATABASE_KEEPALIVE["idle"],
+    keepalives_interval=DATABASE_KEEPALIVE["interval"],
+    keepalives_count=DATABASE_KEEPALIVE["count"],
+    tcp_user_timeout=DATABASE_KEEPALIVE["user_timeout_ms"],
 )
+_DB_OPTIONS["options"] = " ".join(
+    [
+        _DB_OPTIONS.get("options", ""),
+        f"-c tcp_keepalives_idle={DATABASE_KEEPALIVE['idle']}",
+        f"-c tcp_keepalives_interval={DATABASE_KEEPALIVE['interval']}",
+        f"-c tcp_keepalives_count={DATABASE_KEEPALIVE['count']}",
+        f"-c tcp_user_timeout={DATABASE_KEEPALIVE['user_timeout_ms']}",
+    ]
+).strip()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL")
 KAFKA_BOOTSTRAP_SERVERS = env_str("KAFKA_BOOTSTRAP_SERVERS")
 
+# Largest request body (form fields and JSON; the API takes no file uploads).
+# Bounds a bulk submission: SCHEDULER_MAX_BULK_TASKS tasks must fit in it.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BYTES", 4 * 1024 * 1024)
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+
+# Sign-in lockout (tasks_app/lockout.py): after LOGIN_FAILURE_LIMIT failed
+# sign-ins for one username from one address, that pair waits
+# LOGIN_LOCKOUT_MINUTES. Per pair, so an attacker cannot lock a user out from
+# elsewhere; a success clears the count.
+# https://django-axes.readthedocs.io/en/latest/4_configuration.html
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# Successful sign-ins show in each user's last_login; a log row per sign-in
+# would also make a session for every token request.
+AXES_DISABLE_ACCESS_LOG = True
+AXES_LOCKOUT_CALLABLE = "tasks_app.lockout.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "tasks_app.lockout.client_ip"
+# Behind a TLS proxy every connection comes from the proxy: name the header it
+# sets to the client's address (e.g. X-Forwarded-For); its right-most address
+# is used. Leave empty when clients reach the server directly.
+CLIENT_IP_HEADER = os.environ.get("CLIENT_IP_HEADER", "")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -180,7 +271,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["tasks_app.api.throttling.SharedUserRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "user": os.environ.get("API_THROTTLE_RATE", "6000/minute"),
     },
@@ -201,6 +292,16 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Document what the API does (tests/test_api_schema_fuzz.py checks it):
+    # required text is non-blank, bodies are JSON (form posts are for the
+    # browsable API), answers are JSON, and each error status is listed.
+    "ENFORCE_NON_BLANK_FIELDS": True,
+    "PARSER_WHITELIST": ["rest_framework.parsers.JSONParser"],
+    "RENDERER_WHITELIST": ["rest_framework.renderers.JSONRenderer"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "tasks_app.api.schema.errors_postprocess",
+    ],
 }
 
 # The throttle counts live in Redis so every web process shares them.
@@ -217,6 +318,10 @@ SCHEDULER_AUTO_CREATE_TOPICS = env_bool("SCHEDULER_AUTO_CREATE_TOPICS", True)
 SCHEDULER_MAX_MESSAGE_BYTES = env_int("SCHEDULER_MAX_MESSAGE_BYTES", 256 * 1024)
 SCHEDULER_MAX_BULK_TASKS = env_int("SCHEDULER_MAX_BULK_TASKS", 1000)
 SCHEDULER_DEFAULT_GROUP = os.environ.get("SCHEDULER_DEFAULT_GROUP", "default")
+# Workers run only registered handlers (tasks_app/handlers/registry.py). Besides
+# the `handlers` module of every installed app, these modules are imported at
+# start-up so their @register_handler functions are registered too.
+SCHEDULER_HANDLER_MODULES = env_list("SCHEDULER_HANDLER_MODULES")
 # Beat's safety net; submissions also nudge the publisher right after commit.
 SCHEDULER_PUBLISH_INTERVAL_S = env_float("SCHEDULER_PUBLISH_INTERVAL", 1.0)
 # Larger batches amortise round trips; smaller ones hold row locks for less time.

@@ -1,4 +1,5 @@
-"""Top-level routes: the REST API, the seed-compatible routes, admin, health."""
+"""Top-level routes: the REST API, the seed-compatible routes, admin, health, and
+the JSON error answers for requests no view handles."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -8,3 +9,7 @@ urlpatterns = [
     path("api/", include("tasks_app.api.urls")),
     path("", include("tasks_app.api.seed_urls")),
 ]
+
+handler400 = "tasks_app.api.site_errors.bad_request"
+handler404 = "tasks_app.api.site_errors.page_not_found"
+handler500 = "tasks_app.api.site_errors.server_error"

@@ -9,3 +9,11 @@ class TasksAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "tasks_app"
     verbose_name = "Workload scheduler"
+
+    def ready(self) -> None:
+        """Fill the handler registry from the deployed code (see handlers/), and
+        register the OpenAPI extensions before any schema is built."""
+        from tasks_app.api import schema  # noqa: F401
+        from tasks_app.handlers import handlers_discover
+
+        handlers_discover()

@@ -23,14 +23,16 @@ from rotation.slice import RotationConfig, SliceRunner
 from rotation.turns import Turn, Turns
 from tasks_app.redis_client import redis_client
 from tasks_app.services.execution import batch_process
+from tasks_app.services.healing import lane_heal
 from tasks_app.services.lanes import DatabaseLaneStore
 
 logger = logging.getLogger(__name__)
 
 ROTATION_QUEUE = "rotation"
-# A queued turn older than this is assumed lost and queued again (the stale
-# copy then does nothing). Long, because a busy shared queue is not a fault.
-TURN_MAX_WAIT_S = 3600.0
+# A queued turn due this many watchdog ticks ago while a member sat idle lost
+# its wake-up and is queued again (a spare wake-up claims nothing, so erring
+# early costs little).
+STUCK_AFTER_TICKS = 2
 
 SHUTDOWN = threading.Event()
 
@@ -51,7 +53,7 @@ class Runtime:
         client = redis_client()
         self.members = Members(client, heartbeat_s=settings.SCHEDULER_HEARTBEAT_S)
         self.leases = LeaseManager(client)
-        self.store = DatabaseLaneStore(batch_process)
+        self.store = DatabaseLaneStore(batch_process, lane_heal)
         self.turns = Turns(client, self.members, _send_turn)
         self.scheduler = Scheduler(
             client=client,
@@ -59,7 +61,7 @@ class Runtime:
             turns=self.turns,
             leases=self.leases,
             members=self.members,
-            max_wait_s=TURN_MAX_WAIT_S,
+            stuck_after_s=STUCK_AFTER_TICKS * settings.SCHEDULER_WATCHDOG_S,
         )
         self.consumers = ConsumerCache(settings.KAFKA_BOOTSTRAP_SERVERS)
         self.config = RotationConfig(

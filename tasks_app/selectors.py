@@ -7,14 +7,15 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 import redis
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet, prefetch_related_objects
 from django.utils import timezone
 
 from rotation.members import MemberInfo
-from tasks_app.errors import ServiceUnavailable
+from tasks_app.errors import NotFound, ServiceUnavailable
 from tasks_app.models import (
-    ConsumerGroup,
+    GroupTopic,
     LaneState,
     OutboxEntry,
     PartitionHead,
@@ -23,8 +24,8 @@ from tasks_app.models import (
     TaskStatus,
     Topic,
 )
+from tasks_app.roles import VIEW_TASK
 from tasks_app.rotation_runtime import runtime
-from tasks_app.services.tasks import task_get
 
 T = TypeVar("T")
 LaneKey = tuple[int, int, int]  # (group pk, topic pk, partition)
@@ -35,11 +36,24 @@ REDIS_DOWN_MESSAGE = (
 )
 
 
-def task_list(
-    *, status: str | None = None, topic: str | None = None, key: str | None = None
-) -> QuerySet[Task]:
-    """Return tasks matching every filter given, with their topics joined."""
+def tasks_visible(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Task]:
+    """Return the tasks a user may see: every task with `view_task` (operators),
+    else the tasks the user submitted. Tasks without an owner are system tasks."""
     tasks = Task.objects.select_related("topic")
+    if user.has_perm(VIEW_TASK):
+        return tasks
+    return tasks.filter(submitted_by=user) if user.is_authenticated else tasks.none()
+
+
+def task_list(
+    *,
+    user: AbstractBaseUser | AnonymousUser,
+    status: str | None = None,
+    topic: str | None = None,
+    key: str | None = None,
+) -> QuerySet[Task]:
+    """Return the user's visible tasks matching every filter given."""
+    tasks = tasks_visible(user=user)
     if status:
         tasks = tasks.filter(status=status)
     if topic:
@@ -49,9 +63,18 @@ def task_list(
     return tasks
 
 
-def task_with_events(*, task_id: UUID | str) -> Task:
-    """Return a task with its recorded transitions loaded, or NotFound."""
-    task = task_get(task_id=task_id)
+def task_with_events(
+    *, user: AbstractBaseUser | AnonymousUser, task_id: UUID | str
+) -> Task:
+    """Return a task the user may see, with its transitions loaded, or NotFound.
+
+    A task the user may not see is "not found" too, so its existence is not
+    revealed.
+    """
+    try:
+        task = tasks_visible(user=user).get(uuid=task_id)
+    except (Task.DoesNotExist, ValueError, ValidationError) as exc:
+        raise NotFound(f"No task with id {task_id}.") from exc
     prefetch_related_objects([task], "events")
     return task
 
@@ -62,13 +85,17 @@ def task_idempotency_key_used(*, user: AbstractBaseUser, key: str) -> bool:
     return Task.objects.filter(submitted_by=owner, idempotency_key=key).exists()
 
 
-def tasks_pending_seed() -> list[dict[str, Any]]:
-    """List unpublished tasks oldest first, as the seed's `GET /tasks` did.
+def tasks_pending_seed(
+    *, user: AbstractBaseUser | AnonymousUser
+) -> list[dict[str, Any]]:
+    """List the user's visible unpublished tasks oldest first, as the seed's
+    `GET /tasks` did.
 
     The outbox holds exactly the tasks not yet published, and is small.
     """
     rows = (
-        Task.objects.filter(pk__in=OutboxEntry.objects.values("task_id"))
+        tasks_visible(user=user)
+        .filter(pk__in=OutboxEntry.objects.values("task_id"))
         .order_by("id")
         .values_list("topic__name", "message")
     )
@@ -204,9 +231,9 @@ def _lane_stats(topics: Mapping[int, Mapping[str, Any]]) -> list[LaneStats]:
 
     A lane no slice has claimed yet has no LaneState row and resumes at 0.
     """
-    pairs = ConsumerGroup.topics.through.objects.order_by(
-        "consumergroup__group_id", "topic__name"
-    ).values_list("consumergroup_id", "consumergroup__group_id", "topic_id")
+    pairs = GroupTopic.objects.order_by("group__group_id", "topic__name").values_list(
+        "group_id", "group__group_id", "topic_id"
+    )
     resume, ends = _lane_offsets()
     return [
         LaneStats(

@@ -5,6 +5,7 @@ from celery import shared_task
 from rotation.turns import Turn
 from tasks_app.rotation_runtime import runtime
 from tasks_app.services.publisher import publish_pending_run
+from tasks_app.services.topics import growth_barriers_clear
 
 
 @shared_task(ignore_result=True, acks_late=False)
@@ -30,5 +31,7 @@ def run_slice(self, turn: dict) -> int:
 
 @shared_task(ignore_result=True, acks_late=False)
 def watchdog() -> int:
-    """Queue turns for backlogged lanes that have no holder and no queued turn."""
+    """Queue turns for backlogged lanes that have no holder and no queued turn
+    (also lanes a passed growth barrier set free), and tidy passed barriers."""
+    growth_barriers_clear()
     return len(runtime().scheduler.kick())

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import redis
+from django.db import connection
 
 from rotation.members import Members
 from scheduler_site.devstack.celery_processes import CeleryProcesses
@@ -23,6 +24,12 @@ TEST_TUNING = {
     "SCHEDULER_POLL_TIMEOUT_MS": "50",
     "LOG_LEVEL": "INFO",
 }
+
+
+def worker_database_url() -> str:
+    """Return the URL of the test database, for the processes a test starts."""
+    db = connection.settings_dict
+    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
 def wait_for(

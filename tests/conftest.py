@@ -1,12 +1,19 @@
-"""Shared fixtures: users, authenticated API clients, unique topic names."""
+"""Shared fixtures: users in each role, authenticated API clients, topic names,
+and a one-worker Celery cluster for end-to-end modules."""
 
+import os
 import uuid
+from collections.abc import Callable, Iterator
 
 import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from rotation.store import LaneStore
+from tasks_app.roles import Role
+from tests.cluster import Cluster, worker_database_url
 from tests.factories import UserFactory
+from tests.lane_harness import Harness, harness
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -26,18 +33,46 @@ def _fast_password_hashing(settings):
 
 
 @pytest.fixture
-def user(db):
-    """Return a regular user."""
+def submitter(db):
+    """Return a user in the submitters group: submits tasks, sees their own."""
+    return UserFactory(role=Role.SUBMITTER)
+
+
+@pytest.fixture
+def operator(db):
+    """Return a staff user in the operators group: manages everything."""
+    return UserFactory(role=Role.OPERATOR)
+
+
+@pytest.fixture
+def nobody(db):
+    """Return an active user in no group: signed in, allowed nothing."""
     return UserFactory()
 
 
 @pytest.fixture
-def api_client(user) -> APIClient:
-    """Return an API client authenticated with the user's token."""
-    client = APIClient()
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-    return client
+def client_for():
+    """Return a function that builds an API client using a user's token."""
+
+    def build(user) -> APIClient:
+        client = APIClient()
+        token, _ = Token.objects.get_or_create(user=user)
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        return client
+
+    return build
+
+
+@pytest.fixture
+def submitter_client(client_for, submitter) -> APIClient:
+    """Return an API client authenticated with the submitter's token."""
+    return client_for(submitter)
+
+
+@pytest.fixture
+def operator_client(client_for, operator) -> APIClient:
+    """Return an API client authenticated with the operator's token."""
+    return client_for(operator)
 
 
 @pytest.fixture
@@ -50,3 +85,31 @@ def anon_client() -> APIClient:
 def topic_name() -> str:
     """Return a topic name no other test uses (the broker never forgets topics)."""
     return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def slice_harness() -> Iterator[Callable[..., Harness]]:
+    """Build in-process slice runners (tests/lane_harness.py); close them after."""
+    built: list[Harness] = []
+
+    def build(store: LaneStore | None = None, *, member: str = "m1") -> Harness:
+        built.append(harness(store, member=member))
+        return built[-1]
+
+    yield build
+    for made in built:
+        made.close()
+
+
+@pytest.fixture(scope="module")
+def worker(django_db_setup, django_db_blocker, tmp_path_factory):
+    """One rotation worker, a publisher worker and beat, for the test module."""
+    with django_db_blocker.unblock():
+        env = {**os.environ, "DATABASE_URL": worker_database_url()}
+    cluster = Cluster(env, tmp_path_factory.mktemp("cluster"))
+    try:
+        cluster.start_control()
+        cluster.start_worker("w1")
+        yield cluster
+    finally:
+        cluster.stop()

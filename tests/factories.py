@@ -8,17 +8,26 @@ from django.utils import timezone
 
 from rotation.scheduler import EndReason
 from tasks_app.models import ConsumerGroup, Slice, Topic
+from tasks_app.roles import Role
+from tasks_app.services.users import user_role_grant
 
 
 class UserFactory(factory.django.DjangoModelFactory):
-    """A user with a known password ("pw-for-tests-1")."""
+    """A user with a known password ("pw-for-tests-1"); `role=` grants it a role
+    (none: it can sign in, but is allowed nothing)."""
 
     class Meta:
         model = get_user_model()
         django_get_or_create = ("username",)
+        skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"user{n}")
     password = factory.django.Password("pw-for-tests-1")
+
+    @factory.post_generation
+    def role(self, create: bool, extracted: Role | None, **kwargs: object) -> None:
+        if create and extracted:
+            user_role_grant(user=self, role=extracted)
 
 
 class TopicFactory(factory.django.DjangoModelFactory):

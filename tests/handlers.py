@@ -2,8 +2,10 @@
 
 Each run appends `start` and `end` entries to the list `test:runs:<topic>`, so a
 test can check order, overlap and which member (and process) ran what. The
-message may ask for a sleep (`sleep_ms`) or for its first attempts to fail
-(`fail_attempts`).
+message may ask for a sleep (`sleep_ms`), for its first attempts to fail
+(`fail_attempts`), or for its worker to die mid-handler (`die`). The test run
+lists this module in SCHEDULER_HANDLER_MODULES (tests/stack_plugin.py), so the
+test process and the workers it starts register `record`.
 
 Entries go to the Redis at TEST_RECORD_URL when it is set, else to REDIS_URL. The
 chaos suite sets it to a Redis of its own that no scenario restarts, so the
@@ -19,7 +21,7 @@ from typing import Any
 
 import redis
 
-from tasks_app.handlers import TaskContext
+from tasks_app.handlers import TaskContext, register_handler
 
 RECORD_URL_VAR = "TEST_RECORD_URL"
 HANDLER_PATH = "tests.handlers.record"
@@ -53,9 +55,12 @@ def _note(context: TaskContext, phase: str) -> None:
     _redis().rpush(runs_key(context.topic), json.dumps(entry))
 
 
+@register_handler
 def record(message: Any, context: TaskContext) -> Any:
-    """Record start and end around an optional sleep or planned failure."""
+    """Record start and end around an optional sleep, planned failure or death."""
     _note(context, "start")
+    if isinstance(message, dict) and message.get("die"):
+        os._exit(1)  # the worker dies mid-handler: a segfault, an OOM kill
     if isinstance(message, dict) and message.get("sleep_ms"):
         time.sleep(message["sleep_ms"] / 1000)
     if isinstance(message, dict) and context.attempt <= message.get("fail_attempts", 0):

@@ -4,7 +4,11 @@ pytest-django imports the settings inside `pytest_load_initial_conftests`, and t
 settings read DATABASE_URL, REDIS_URL and KAFKA_BOOTSTRAP_SERVERS at import time,
 so the stack must be up (and the variables exported) before that hook runs.
 Settings also refuse to load without SECRET_KEY (unless DEBUG), so a random one is
-provided for the run when none is set. Registered with `-p tests.stack_plugin`.
+provided for the run when none is set; tests speak plain HTTP, so the HTTPS
+redirect that production settings default to is off; and the test handlers
+(tests/handlers.py) are registered through SCHEDULER_HANDLER_MODULES. The test
+process and every worker and server it starts share these. Registered with
+`-p tests.stack_plugin`.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from scheduler_site.devstack.services import Stack, StackError
 
 STACK_KEY = pytest.StashKey[Stack]()
 SECRET_KEY_BYTES = 50
+TEST_HANDLER_MODULES = "tests.handlers"
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -34,6 +39,8 @@ def pytest_load_initial_conftests(
 ) -> Generator[None, None, None]:
     """Start the services the environment lacks and export their URLs; then Django."""
     os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(SECRET_KEY_BYTES))
+    os.environ.setdefault("SCHEDULER_HANDLER_MODULES", TEST_HANDLER_MODULES)
+    os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
     options = parser.parse_known_args(args)
     if not (options.help or options.version):
         _start_stack(early_config)

@@ -209,6 +209,21 @@ def test_shrinking_a_topics_partitions_in_the_admin_is_refused(
     assert Topic.objects.get(pk=topic.pk).partitions == 2
 
 
+def test_an_unregistered_handler_in_the_admin_is_refused_on_the_form(
+    admin_client, topic_name
+):
+    topic = topic_create(name=topic_name)
+
+    response = admin_client.post(
+        f"/admin/tasks_app/topic/{topic.pk}/change/",
+        _topic_form(topic_name, handler="subprocess.getoutput"),
+    )
+
+    assert response.status_code == 200, "the form is shown again with the error"
+    assert b"&#x27;subprocess.getoutput&#x27; is not registered" in response.content
+    assert Topic.objects.get(pk=topic.pk).handler == "tasks_app.handlers.log_message"
+
+
 def test_adding_a_group_sets_its_topics(admin_client, records, topic_name):
     topic = records["topic"]
 

@@ -1,5 +1,6 @@
 """`/api/slices/`, `/api/members/`, `/api/stats/`: the rotation's records and state."""
 
+import base64
 import time
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -69,18 +70,18 @@ def test_anonymous_callers_are_refused(anon_client, db, url):
 
 
 @pytest.mark.parametrize("url", ["/api/slices/", "/api/members/", "/api/stats/"])
-def test_the_rotation_routes_are_read_only(api_client, url):
-    assert api_client.post(url, {}, format="json").status_code == 405
+def test_the_rotation_routes_are_read_only(operator_client, url):
+    assert operator_client.post(url, {}, format="json").status_code == 405
 
 
 @pytest.mark.parametrize(
     "url",
     ["/api/", "/api/slices/", "/api/slices/{id}/", "/api/members/", "/api/stats/"],
 )
-def test_a_session_user_browses_the_rotation_routes_as_html(user, members, url):
+def test_a_session_user_browses_the_rotation_routes_as_html(operator, members, url):
     recorded = SliceFactory()
     client = APIClient()
-    client.force_login(user)
+    client.force_login(operator)
 
     response = client.get(url.format(id=recorded.id), HTTP_ACCEPT="text/html")
 
@@ -88,17 +89,17 @@ def test_a_session_user_browses_the_rotation_routes_as_html(user, members, url):
     assert b"Django REST framework" in response.content
 
 
-def test_the_api_root_links_the_rotation_routes(api_client):
-    links = api_client.get("/api/").data
+def test_the_api_root_links_the_rotation_routes(operator_client):
+    links = operator_client.get("/api/").data
 
     assert {"slices", "members", "stats"} <= set(links)
 
 
-def test_slices_are_listed_newest_first_with_lane_names_and_duration(api_client):
+def test_slices_are_listed_newest_first_with_lane_names_and_duration(operator_client):
     older = SliceFactory()
     newer = SliceFactory(topic=older.topic, group=older.group, token=older.token + 1)
 
-    response = api_client.get("/api/slices/")
+    response = operator_client.get("/api/slices/")
 
     assert response.status_code == 200
     assert [row["id"] for row in response.data["results"]] == [newer.id, older.id]
@@ -129,7 +130,7 @@ def test_slices_are_listed_newest_first_with_lane_names_and_duration(api_client)
         ("", ["two", "one"]),
     ],
 )
-def test_the_slice_list_filters_by_each_query_field(api_client, query, expected):
+def test_the_slice_list_filters_by_each_query_field(operator_client, query, expected):
     slices = {
         "one": SliceFactory(),
         "two": SliceFactory(
@@ -141,7 +142,7 @@ def test_the_slice_list_filters_by_each_query_field(api_client, query, expected)
         ),
     }
 
-    response = api_client.get(f"/api/slices/?{query}")
+    response = operator_client.get(f"/api/slices/?{query}")
 
     assert response.status_code == 200
     assert [row["id"] for row in response.data["results"]] == [
@@ -157,14 +158,14 @@ def test_the_slice_list_filters_by_each_query_field(api_client, query, expected)
         ("partition=first", "partition: A valid integer is required."),
     ],
 )
-def test_a_bad_slice_filter_is_refused_naming_it(api_client, query, says):
-    response = api_client.get(f"/api/slices/?{query}")
+def test_a_bad_slice_filter_is_refused_naming_it(operator_client, query, says):
+    response = operator_client.get(f"/api/slices/?{query}")
 
     assert response.status_code == 400
     assert response.data["detail"].startswith(says)
 
 
-def test_the_slice_list_pages_with_a_cursor(api_client):
+def test_the_slice_list_pages_with_a_cursor(operator_client):
     first = SliceFactory()
     created = [
         first,
@@ -173,7 +174,7 @@ def test_the_slice_list_pages_with_a_cursor(api_client):
 
     seen, url = [], "/api/slices/?page_size=2"
     while url:
-        response = api_client.get(url)
+        response = operator_client.get(url)
         assert len(response.data["results"]) <= 2
         seen += [row["id"] for row in response.data["results"]]
         url = response.data["next"]
@@ -181,32 +182,32 @@ def test_the_slice_list_pages_with_a_cursor(api_client):
     assert seen == sorted((s.id for s in created), reverse=True)
 
 
-def test_one_slice_is_retrieved_by_id(api_client):
+def test_one_slice_is_retrieved_by_id(operator_client):
     recorded = SliceFactory(end_reason="lease_lost")
 
-    response = api_client.get(f"/api/slices/{recorded.id}/")
+    response = operator_client.get(f"/api/slices/{recorded.id}/")
 
     assert response.status_code == 200
     assert response.data["id"] == recorded.id
     assert response.data["end_reason"] == "lease_lost"
 
 
-def test_an_unknown_slice_answers_404(api_client):
-    response = api_client.get("/api/slices/999999999/")
+def test_an_unknown_slice_answers_404(operator_client):
+    response = operator_client.get("/api/slices/999999999/")
 
     assert response.status_code == 404
     assert response.data["code"] == "not_found"
 
 
 def test_members_lists_each_live_member_with_its_lane_and_heartbeat(
-    api_client, members
+    operator_client, members
 ):
     beat_at = float(int(time.time()))
     stamped = Members(members.client, heartbeat_s=HEARTBEAT_S, clock=lambda: beat_at)
     stamped.beat("celery@b", hostname="host-b", pid=12, lane="")
     stamped.beat("celery@a", hostname="host-a", pid=11, lane="default/A/0")
 
-    response = api_client.get("/api/members/")
+    response = operator_client.get("/api/members/")
 
     assert response.status_code == 200
     assert response.json() == [
@@ -227,32 +228,32 @@ def test_members_lists_each_live_member_with_its_lane_and_heartbeat(
     ]
 
 
-def test_a_member_that_stopped_beating_is_not_listed(api_client, members):
+def test_a_member_that_stopped_beating_is_not_listed(operator_client, members):
     long_ago = time.time() - HEARTBEAT_S * 10
     Members(members.client, heartbeat_s=HEARTBEAT_S, clock=lambda: long_ago).beat(
         "celery@gone", hostname="h", pid=1
     )
     members.beat("celery@here", hostname="h", pid=2)
 
-    response = api_client.get("/api/members/")
+    response = operator_client.get("/api/members/")
 
     assert [member["name"] for member in response.data] == ["celery@here"]
 
 
-def test_a_member_that_left_is_not_listed(api_client, members):
+def test_a_member_that_left_is_not_listed(operator_client, members):
     members.beat("celery@leaving", hostname="h", pid=3)
     members.leave("celery@leaving")
 
-    assert api_client.get("/api/members/").data == []
+    assert operator_client.get("/api/members/").data == []
 
 
 @pytest.mark.parametrize("url", ["/api/members/", "/api/stats/"])
 def test_reads_of_live_state_answer_503_naming_redis_when_it_is_down(
-    api_client, redis_at, url
+    operator_client, redis_at, url
 ):
     redis_at(f"redis://127.0.0.1:{free_port()}/0")
 
-    response = api_client.get(url)
+    response = operator_client.get(url)
 
     assert response.status_code == 503
     assert response.data["service"] == "redis"
@@ -266,12 +267,12 @@ def _task(topic, status: str) -> Task:
     return Task.objects.create(topic=topic, key=topic.name, message=1, status=status)
 
 
-def test_stats_count_tasks_by_status_overall_and_per_topic(api_client, members):
+def test_stats_count_tasks_by_status_overall_and_per_topic(operator_client, members):
     busy, idle = TopicFactory(name="busy"), TopicFactory(name="idle", paused=True)
     for status in ["pending", "pending", "succeeded", "dead"]:
         _task(busy, status)
 
-    body = api_client.get("/api/stats/").json()
+    body = operator_client.get("/api/stats/").json()
 
     zero = dict.fromkeys(TaskStatus.values, 0)
     busy_counts = {**zero, "pending": 2, "succeeded": 1, "dead": 1}
@@ -286,7 +287,7 @@ def test_stats_count_tasks_by_status_overall_and_per_topic(api_client, members):
     ]
 
 
-def test_stats_count_only_outbox_entries_that_are_due(api_client, members):
+def test_stats_count_only_outbox_entries_that_are_due(operator_client, members):
     topic = TopicFactory()
     now = timezone.now()
     for available_at in [now - timedelta(seconds=1), now, now + timedelta(hours=1)]:
@@ -298,10 +299,10 @@ def test_stats_count_only_outbox_entries_that_are_due(api_client, members):
             available_at=available_at,
         )
 
-    assert api_client.get("/api/stats/").data["outbox_due"] == 2
+    assert operator_client.get("/api/stats/").data["outbox_due"] == 2
 
 
-def test_stats_show_each_lanes_resume_point_log_end_and_lag(api_client, members):
+def test_stats_show_each_lanes_resume_point_log_end_and_lag(operator_client, members):
     topic = TopicFactory(name="lagging", partitions=2, paused=True)
     group = GroupFactory(group_id="readers")
     group.topics.add(topic)
@@ -309,7 +310,7 @@ def test_stats_show_each_lanes_resume_point_log_end_and_lag(api_client, members)
     PartitionHead.objects.create(topic=topic, partition=0, end_offset=10)
     PartitionHead.objects.create(topic=topic, partition=1, end_offset=4)
 
-    lanes = api_client.get("/api/stats/").json()["lanes"]
+    lanes = operator_client.get("/api/stats/").json()["lanes"]
 
     lane = {"group": "readers", "topic": "lagging", "paused": True}
     assert lanes == [
@@ -318,17 +319,17 @@ def test_stats_show_each_lanes_resume_point_log_end_and_lag(api_client, members)
     ]
 
 
-def test_stats_list_no_lanes_for_a_topic_no_group_consumes(api_client, members):
+def test_stats_list_no_lanes_for_a_topic_no_group_consumes(operator_client, members):
     PartitionHead.objects.create(topic=TopicFactory(), partition=0, end_offset=5)
 
-    assert api_client.get("/api/stats/").data["lanes"] == []
+    assert operator_client.get("/api/stats/").data["lanes"] == []
 
 
-def test_stats_count_the_live_members(api_client, members):
+def test_stats_count_the_live_members(operator_client, members):
     members.beat("celery@one", hostname="h", pid=1)
     members.beat("celery@two", hostname="h", pid=2)
 
-    assert api_client.get("/api/stats/").data["members"] == 2
+    assert operator_client.get("/api/stats/").data["members"] == 2
 
 
 def test_stats_take_six_queries_however_many_topics_and_lanes(
@@ -346,3 +347,22 @@ def test_stats_take_six_queries_however_many_topics_and_lanes(
         overview = stats_overview()
 
     assert len(overview.lanes) == 15
+
+
+def test_a_cursor_with_a_position_that_is_not_an_id_is_a_400(operator_client):
+    cursor = base64.b64encode(b"o=0&r=0&p=abc").decode()
+
+    response = operator_client.get("/api/slices/", {"cursor": cursor})
+
+    assert response.status_code == 400
+    assert response.json()["field"] == "cursor"
+
+
+@pytest.mark.parametrize("url", ["/api/topics/", "/api/groups/"])
+def test_a_name_cursor_holding_a_nul_is_a_400(operator_client, url):
+    cursor = base64.b64encode(b"o=0&r=0&p=a%00b").decode()
+
+    response = operator_client.get(url, {"cursor": cursor})
+
+    assert response.status_code == 400
+    assert response.json()["field"] == "cursor"

@@ -1,5 +1,6 @@
 """The task API: submit one or many, idempotency, list, read, cancel and retry."""
 
+import base64
 import uuid
 
 import pytest
@@ -14,9 +15,9 @@ def _post(client, body, **headers):
     return client.post(TASKS_URL, body, format="json", **headers)
 
 
-def _submit(topic: str, message="m", **extra) -> Task:
+def _submit(owner, topic: str, message="m", **extra) -> Task:
     return task_submit(
-        submitted_by=None, spec=TaskSpec(topic=topic, message=message, **extra)
+        submitted_by=owner, spec=TaskSpec(topic=topic, message=message, **extra)
     )
 
 
@@ -26,8 +27,8 @@ def _mark(task: Task, status: str) -> None:
     Task.objects.filter(pk=task.pk).update(status=status)
 
 
-def test_create_one_task_answers_201_with_the_stored_task(api_client, topic_name):
-    response = _post(api_client, {"topic": topic_name, "message": {"n": 1}})
+def test_create_one_task_answers_201_with_the_stored_task(submitter_client, topic_name):
+    response = _post(submitter_client, {"topic": topic_name, "message": {"n": 1}})
 
     assert response.status_code == 201, response.data
     task = Task.objects.get(uuid=response.data["id"])
@@ -38,10 +39,10 @@ def test_create_one_task_answers_201_with_the_stored_task(api_client, topic_name
     assert response.data["url"].endswith(f"/api/tasks/{task.uuid}/")
 
 
-def test_create_a_list_stores_every_task_in_order(api_client, topic_name):
+def test_create_a_list_stores_every_task_in_order(submitter_client, topic_name):
     body = [{"topic": topic_name, "message": n} for n in range(5)]
 
-    response = _post(api_client, body)
+    response = _post(submitter_client, body)
 
     assert response.status_code == 201, response.data
     ids = [item["id"] for item in response.data]
@@ -51,12 +52,12 @@ def test_create_a_list_stores_every_task_in_order(api_client, topic_name):
 
 
 def test_a_list_over_the_bulk_limit_is_refused_naming_the_limit(
-    api_client, topic_name, settings
+    submitter_client, topic_name, settings
 ):
     settings.SCHEDULER_MAX_BULK_TASKS = 3
     body = [{"topic": topic_name, "message": n} for n in range(4)]
 
-    response = _post(api_client, body)
+    response = _post(submitter_client, body)
 
     assert response.status_code == 400
     assert "at most 3 tasks" in response.data["detail"]
@@ -64,17 +65,17 @@ def test_a_list_over_the_bulk_limit_is_refused_naming_the_limit(
     assert not Task.objects.filter(topic__name=topic_name).exists()
 
 
-def test_an_empty_list_is_refused(api_client):
-    response = _post(api_client, [])
+def test_an_empty_list_is_refused(submitter_client):
+    response = _post(submitter_client, [])
 
     assert response.status_code == 400
     assert "at least one task" in response.data["detail"]
 
 
-def test_a_bad_item_in_a_list_is_named_by_its_position(api_client, topic_name):
+def test_a_bad_item_in_a_list_is_named_by_its_position(submitter_client, topic_name):
     body = [{"topic": topic_name, "message": 1}, {"topic": "bad name", "message": 2}]
 
-    response = _post(api_client, body)
+    response = _post(submitter_client, body)
 
     assert response.status_code == 400
     assert response.data["detail"].startswith("[1].topic: Invalid topic name")
@@ -82,12 +83,12 @@ def test_a_bad_item_in_a_list_is_named_by_its_position(api_client, topic_name):
 
 
 def test_a_repeated_idempotency_key_with_the_same_body_returns_the_task_with_200(
-    api_client, topic_name
+    submitter_client, topic_name
 ):
     body = {"topic": topic_name, "message": "m", "idempotency_key": "order-1"}
-    first = _post(api_client, body)
+    first = _post(submitter_client, body)
 
-    again = _post(api_client, body)
+    again = _post(submitter_client, body)
 
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.data["id"] == first.data["id"]
@@ -95,69 +96,75 @@ def test_a_repeated_idempotency_key_with_the_same_body_returns_the_task_with_200
 
 
 def test_an_idempotency_key_reused_with_another_body_is_refused_naming_it(
-    api_client, topic_name
+    submitter_client, topic_name
 ):
-    _post(api_client, {"topic": topic_name, "message": "a", "idempotency_key": "k1"})
-
-    response = _post(
-        api_client, {"topic": topic_name, "message": "b", "idempotency_key": "k1"}
+    _post(
+        submitter_client, {"topic": topic_name, "message": "a", "idempotency_key": "k1"}
     )
 
-    assert response.status_code == 400
+    response = _post(
+        submitter_client, {"topic": topic_name, "message": "b", "idempotency_key": "k1"}
+    )
+
+    assert response.status_code == 409
     assert response.data["field"] == "idempotency_key"
     assert "'k1' was already used with a different body" in response.data["detail"]
 
 
-def test_the_idempotency_key_header_works_like_the_body_field(api_client, topic_name):
+def test_the_idempotency_key_header_works_like_the_body_field(
+    submitter_client, topic_name
+):
     body = {"topic": topic_name, "message": "m"}
-    first = _post(api_client, body, HTTP_IDEMPOTENCY_KEY="hdr-1")
+    first = _post(submitter_client, body, HTTP_IDEMPOTENCY_KEY="hdr-1")
 
-    by_field = _post(api_client, {**body, "idempotency_key": "hdr-1"})
+    by_field = _post(submitter_client, {**body, "idempotency_key": "hdr-1"})
 
     assert first.data["idempotency_key"] == "hdr-1"
     assert (by_field.status_code, by_field.data["id"]) == (200, first.data["id"])
 
 
 def test_an_idempotency_header_that_disagrees_with_the_body_is_refused(
-    api_client, topic_name
+    submitter_client, topic_name
 ):
     body = {"topic": topic_name, "message": "m", "idempotency_key": "a"}
 
-    response = _post(api_client, body, HTTP_IDEMPOTENCY_KEY="b")
+    response = _post(submitter_client, body, HTTP_IDEMPOTENCY_KEY="b")
 
     assert response.status_code == 400
     assert response.data["detail"].startswith("Idempotency-Key: The header and")
 
 
-def test_an_idempotency_header_on_a_list_is_refused(api_client, topic_name):
+def test_an_idempotency_header_on_a_list_is_refused(submitter_client, topic_name):
     body = [{"topic": topic_name, "message": "m"}]
 
-    response = _post(api_client, body, HTTP_IDEMPOTENCY_KEY="k")
+    response = _post(submitter_client, body, HTTP_IDEMPOTENCY_KEY="k")
 
     assert response.status_code == 400
     assert "its own idempotency_key field" in response.data["detail"]
 
 
 def test_an_unknown_topic_is_refused_with_how_to_create_it_when_auto_create_is_off(
-    api_client, topic_name, settings
+    submitter_client, topic_name, settings
 ):
     settings.SCHEDULER_AUTO_CREATE_TOPICS = False
 
-    response = _post(api_client, {"topic": topic_name, "message": "m"})
+    response = _post(submitter_client, {"topic": topic_name, "message": "m"})
 
     assert response.status_code == 400
     assert "POST /api/topics/" in response.data["detail"]
     assert response.data["field"] == "topic"
 
 
-def test_the_list_filters_by_status_topic_and_key(api_client, topic_name):
+def test_the_list_filters_by_status_topic_and_key(
+    submitter, submitter_client, topic_name
+):
     other = f"{topic_name}-other"
-    wanted = _submit(topic_name, key="k1")
-    _submit(topic_name, key="k2")
-    _submit(other, key="k1")
-    _mark(_submit(topic_name, key="k1"), TaskStatus.PUBLISHED)
+    wanted = _submit(submitter, topic_name, key="k1")
+    _submit(submitter, topic_name, key="k2")
+    _submit(submitter, other, key="k1")
+    _mark(_submit(submitter, topic_name, key="k1"), TaskStatus.PUBLISHED)
 
-    response = api_client.get(
+    response = submitter_client.get(
         TASKS_URL, {"status": "pending", "topic": topic_name, "key": "k1"}
     )
 
@@ -165,40 +172,44 @@ def test_the_list_filters_by_status_topic_and_key(api_client, topic_name):
     assert [t["id"] for t in response.data["results"]] == [str(wanted.uuid)]
 
 
-def test_an_unknown_status_filter_is_refused_listing_the_valid_ones(api_client):
-    response = api_client.get(TASKS_URL, {"status": "done"})
+def test_an_unknown_status_filter_is_refused_listing_the_valid_ones(submitter_client):
+    response = submitter_client.get(TASKS_URL, {"status": "done"})
 
     assert response.status_code == 400
     assert "Unknown status 'done'" in response.data["detail"]
     assert "pending, published, running" in response.data["detail"]
 
 
-def test_the_list_is_newest_first_unless_ordered_oldest_first(api_client, topic_name):
-    tasks = [_submit(topic_name, message=n) for n in range(3)]
+def test_the_list_is_newest_first_unless_ordered_oldest_first(
+    submitter, submitter_client, topic_name
+):
+    tasks = [_submit(submitter, topic_name, message=n) for n in range(3)]
     ids = [str(t.uuid) for t in tasks]
 
-    newest = api_client.get(TASKS_URL, {"topic": topic_name})
-    oldest = api_client.get(TASKS_URL, {"topic": topic_name, "ordering": "created_at"})
+    newest = submitter_client.get(TASKS_URL, {"topic": topic_name})
+    oldest = submitter_client.get(
+        TASKS_URL, {"topic": topic_name, "ordering": "created_at"}
+    )
 
     assert [t["id"] for t in newest.data["results"]] == ids[::-1]
     assert [t["id"] for t in oldest.data["results"]] == ids
 
 
-def test_an_unknown_ordering_is_refused_naming_the_choices(api_client):
-    response = api_client.get(TASKS_URL, {"ordering": "status"})
+def test_an_unknown_ordering_is_refused_naming_the_choices(submitter_client):
+    response = submitter_client.get(TASKS_URL, {"ordering": "status"})
 
     assert response.status_code == 400
     assert "Unknown ordering 'status'" in response.data["detail"]
     assert "-created_at" in response.data["detail"]
 
 
-def test_the_list_pages_with_a_cursor(api_client, topic_name):
-    ids = [str(_submit(topic_name, message=n).uuid) for n in range(5)]
+def test_the_list_pages_with_a_cursor(submitter, submitter_client, topic_name):
+    ids = [str(_submit(submitter, topic_name, message=n).uuid) for n in range(5)]
     query = {"topic": topic_name, "ordering": "id", "page_size": 2}
 
     seen, url = [], None
     for _ in range(3):
-        response = api_client.get(url or TASKS_URL, None if url else query)
+        response = submitter_client.get(url or TASKS_URL, None if url else query)
         seen += [t["id"] for t in response.data["results"]]
         url = response.data["next"]
 
@@ -206,10 +217,12 @@ def test_the_list_pages_with_a_cursor(api_client, topic_name):
     assert url is None
 
 
-def test_retrieve_answers_the_task_with_its_history(api_client, topic_name):
-    task = _submit(topic_name)
+def test_retrieve_answers_the_task_with_its_history(
+    submitter, submitter_client, topic_name
+):
+    task = _submit(submitter, topic_name)
 
-    response = api_client.get(f"{TASKS_URL}{task.uuid}/")
+    response = submitter_client.get(f"{TASKS_URL}{task.uuid}/")
 
     assert response.status_code == 200
     assert response.data["id"] == str(task.uuid)
@@ -217,28 +230,30 @@ def test_retrieve_answers_the_task_with_its_history(api_client, topic_name):
 
 
 @pytest.mark.parametrize("task_id", [uuid.uuid4(), "not-a-uuid"])
-def test_retrieve_of_an_unknown_id_answers_404(api_client, task_id):
-    response = api_client.get(f"{TASKS_URL}{task_id}/")
+def test_retrieve_of_an_unknown_id_answers_404(submitter_client, task_id):
+    response = submitter_client.get(f"{TASKS_URL}{task_id}/")
 
     assert response.status_code == 404
     assert response.data["detail"] == f"No task with id {task_id}."
 
 
-def test_cancel_of_a_pending_task_cancels_it(api_client, topic_name):
-    task = _submit(topic_name)
+def test_cancel_of_a_pending_task_cancels_it(submitter, submitter_client, topic_name):
+    task = _submit(submitter, topic_name)
 
-    response = api_client.post(f"{TASKS_URL}{task.uuid}/cancel/")
+    response = submitter_client.post(f"{TASKS_URL}{task.uuid}/cancel/")
 
     assert response.status_code == 200
     assert response.data["status"] == "cancelled"
     assert not OutboxEntry.objects.filter(task=task).exists(), "never published"
 
 
-def test_cancel_of_a_published_task_answers_409_with_the_reason(api_client, topic_name):
-    task = _submit(topic_name)
+def test_cancel_of_a_published_task_answers_409_with_the_reason(
+    submitter, submitter_client, topic_name
+):
+    task = _submit(submitter, topic_name)
     _mark(task, TaskStatus.PUBLISHED)
 
-    response = api_client.post(f"{TASKS_URL}{task.uuid}/cancel/")
+    response = submitter_client.post(f"{TASKS_URL}{task.uuid}/cancel/")
 
     assert response.status_code == 409
     assert (
@@ -246,21 +261,63 @@ def test_cancel_of_a_published_task_answers_409_with_the_reason(api_client, topi
     )
 
 
-def test_retry_of_a_dead_task_queues_it_again(api_client, topic_name):
-    task = _submit(topic_name)
+def test_retry_of_a_dead_task_queues_it_again(submitter, submitter_client, topic_name):
+    task = _submit(submitter, topic_name)
     _mark(task, TaskStatus.DEAD)
 
-    response = api_client.post(f"{TASKS_URL}{task.uuid}/retry/")
+    response = submitter_client.post(f"{TASKS_URL}{task.uuid}/retry/")
 
     assert response.status_code == 200
     assert response.data["status"] == "pending"
     assert OutboxEntry.objects.filter(task=task).exists()
 
 
-def test_retry_of_a_pending_task_answers_409_with_the_reason(api_client, topic_name):
-    task = _submit(topic_name)
+def test_retry_of_a_pending_task_answers_409_with_the_reason(
+    submitter, submitter_client, topic_name
+):
+    task = _submit(submitter, topic_name)
 
-    response = api_client.post(f"{TASKS_URL}{task.uuid}/retry/")
+    response = submitter_client.post(f"{TASKS_URL}{task.uuid}/retry/")
 
     assert response.status_code == 409
     assert "only dead tasks can be retried" in response.data["detail"]
+
+
+def _cursor(query: str) -> str:
+    return base64.b64encode(query.encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        _cursor("o=0&r=0&p=abc"),
+        _cursor("o=0&r=0&p=99999999999999999999999"),
+        _cursor("o=x&r=0"),
+        "not base64 at all",
+    ],
+)
+def test_a_tampered_cursor_is_a_400_naming_the_cursor(submitter_client, cursor):
+    response = submitter_client.get(TASKS_URL, {"cursor": cursor})
+
+    assert response.status_code == 400
+    assert response.json()["field"] == "cursor"
+    assert "cursor" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("page_size", ["0", "-1", "1001", "abc", ""])
+def test_a_page_size_out_of_range_is_a_400_naming_the_range(
+    submitter_client, page_size
+):
+    response = submitter_client.get(TASKS_URL, {"page_size": page_size})
+
+    assert response.status_code == 400
+    assert response.json()["field"] == "page_size"
+    assert "from 1 to 1000" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("query", ["topic=", "key=", "status="])
+def test_an_empty_filter_is_a_400_not_ignored(submitter_client, query):
+    response = submitter_client.get(f"{TASKS_URL}?{query}")
+
+    assert response.status_code == 400
+    assert response.json()["field"] == query.rstrip("=")

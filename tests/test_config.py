@@ -244,6 +244,23 @@ def test_topic_declared_twice_is_refused(write):
     assert _load_error(path) == f"{path}, line 4: topic 'A': declared twice (table #2)"
 
 
+def test_topic_in_two_groups_is_refused_at_the_second(write):
+    path = write("""
+        [[topics]]
+        name = "A"
+        [[groups]]
+        group_id = "g"
+        topics = ["A"]
+        [[groups]]
+        group_id = "h"
+        topics = ["A"]
+    """)
+    assert _load_error(path) == (
+        f"{path}, line 8: group 'h': 'topics' names 'A', which group 'g' "
+        "consumes already; a topic belongs to exactly one group"
+    )
+
+
 def test_missing_file_is_reported_with_its_name(tmp_path):
     path = tmp_path / "absent.toml"
     assert _load_error(path).startswith(f"{path}: cannot read the scheduler config")

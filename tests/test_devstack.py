@@ -29,7 +29,6 @@ from scheduler_site.devstack.services import (
     Spec,
     Stack,
     StackError,
-    write_services_env,
 )
 from tests.stack_plugin import STACK_KEY
 
@@ -266,14 +265,6 @@ def test_a_paused_broker_still_stops_gracefully(
 def test_the_session_stack_exports_its_urls(devstack: Stack) -> None:
     for service in devstack.services.values():
         assert os.environ[service.env_var] == service.url
-
-
-def test_services_env_file_lists_each_variable(tmp_path: Path) -> None:
-    target = tmp_path / "dev" / "services.env"
-    write_services_env(
-        target, {"REDIS_URL": "redis://x/0", "DATABASE_URL": "postgres://y"}
-    )
-    assert target.read_text() == "DATABASE_URL=postgres://y\nREDIS_URL=redis://x/0\n"
 
 
 def test_exec_runs_the_command_against_a_fresh_service_and_passes_its_code_on(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -9,14 +10,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from scheduler_site.devstack.dev import (
     DevOptions,
+    banner,
     child_commands,
     clean_dev,
     setup_steps,
@@ -27,7 +30,7 @@ from scheduler_site.devstack.process import (
     processes_mentioning,
 )
 from scheduler_site.devstack.services import SPECS
-from scheduler_site.devstack.supervise import start_child, stop_children
+from scheduler_site.devstack.supervise import ChildSpec, start_child, stop_children
 
 READY_DEADLINE_S = 30.0
 DEV_READY_DEADLINE_S = 180.0
@@ -66,6 +69,14 @@ def test_apply_config_runs_only_when_there_is_a_config(tmp_path: Path) -> None:
     assert steps == ["migrate", "apply_config", "ensure_admin"]
 
 
+def test_the_banner_says_how_to_create_a_submitter(tmp_path: Path, devstack) -> None:
+    options = DevOptions(tmp_path, port=8000, workers=0, config=None)
+
+    text = banner(options, devstack)
+
+    assert "manage.py create_user NAME --role submitter" in text
+
+
 def test_dev_options_reject_a_bad_worker_count(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -76,8 +87,8 @@ def test_dev_options_reject_a_bad_worker_count(
 
 def test_stop_children_kills_a_child_that_ignores_sigterm(tmp_path: Path) -> None:
     script = "trap '' TERM; echo trap-set; while true; do sleep 0.1; done"
-    argv = ["sh", "-c", script]
-    child = start_child("stubborn", argv, os.environ, tmp_path, tmp_path)
+    argv = ("sh", "-c", script)
+    child = start_child(ChildSpec("stubborn", argv, os.environ, tmp_path, tmp_path))
     log = tmp_path / "stubborn.log"
     deadline = time.monotonic() + READY_DEADLINE_S
     while not (log.exists() and "trap-set" in log.read_text()):
@@ -108,16 +119,81 @@ class DevRun:
 
     process: subprocess.Popen[bytes]
     port: int
+    redis_port: int
     dev_dir: Path
     output: Path
 
     def wait_for_web(self) -> None:
         """Wait until the web child answers HTTP, failing early if dev exits."""
+        self._wait(lambda: _answers_http(self.port), "dev never served HTTP")
+
+    def wait_for_output(self, text: str) -> None:
+        """Wait until dev prints `text`."""
+        self._wait(lambda: text in self.output.read_text(), f"never printed {text}")
+
+    def wait_for_member(self, prefix: str, pid: int | None) -> int:
+        """Wait until a rotation member named `prefix...` beats with a live PID.
+
+        With `pid` given, wait for that PID; without, for the member's current
+        process as `dev` runs it. Return the member's PID.
+        """
+
+        def beating() -> bool:
+            wanted = pid or next(iter(self.child_pids(prefix.encode())), None)
+            return any(
+                m["name"].startswith(prefix) and m["pid"] == wanted
+                for m in self.api("/api/members/")
+            )
+
+        self._wait(beating, f"{prefix} never beat as a member")
+        return pid or self.child_pids(prefix.encode())[0]
+
+    def child_pids(self, marker: bytes) -> list[int]:
+        """List this run's processes whose command line contains `marker`."""
+        return [
+            pid
+            for pid in processes_mentioning(str(self.dev_dir))
+            if marker in _cmdline(pid)
+        ]
+
+    def api(self, path: str) -> Any:
+        """GET an API route with the admin token that dev wrote."""
+        creds = json.loads((self.dev_dir / "credentials.json").read_text())
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}",
+            headers={"Authorization": f"Token {creds['token']}"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return json.load(answer)
+
+    def _wait(self, condition: Callable[[], bool], failure: str) -> None:
+        """Poll `condition` generously; fail early, with dev's output, if dev exits."""
         deadline = time.monotonic() + DEV_READY_DEADLINE_S
-        while not _answers_http(self.port):
+        while not condition():
             assert self.process.poll() is None, self.output.read_text()[-3000:]
-            assert time.monotonic() < deadline, "dev never served HTTP"
+            assert time.monotonic() < deadline, failure
             time.sleep(0.5)
+
+
+def _pids_with(*markers: bytes) -> list[int]:
+    """List live processes whose command line holds every marker.
+
+    Redis rewrites its title over its environment, so `processes_mentioning`
+    cannot find it by the dev directory.
+    """
+    return [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit()
+        and all(marker in _cmdline(int(entry.name)) for marker in markers)
+    ]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def _answers_http(port: int) -> bool:
@@ -131,9 +207,10 @@ def _answers_http(port: int) -> bool:
 
 
 def _start_dev(base: Path, workers: int) -> DevRun:
-    port = free_port()
+    port, redis_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k not in URL_VARS}
     env.update(DEVSTACK_DIR=str(base / "dev"), PORT=str(port), WORKERS=str(workers))
+    env["DEVSTACK_REDIS_PORT"] = str(redis_port)
     output = base / "dev.out"
     with output.open("wb") as sink:
         process = subprocess.Popen(
@@ -143,7 +220,7 @@ def _start_dev(base: Path, workers: int) -> DevRun:
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
-    return DevRun(process, port, base / "dev", output)
+    return DevRun(process, port, redis_port, base / "dev", output)
 
 
 @pytest.fixture
@@ -167,15 +244,105 @@ def test_dev_serves_http_and_sigint_stops_every_process(dev_run: DevRun) -> None
 
 
 @pytest.mark.parametrize("dev_run", [0], indirect=True)
-def test_dev_stops_everything_when_a_child_dies(dev_run: DevRun) -> None:
+def test_dev_stops_everything_when_the_web_server_dies(dev_run: DevRun) -> None:
     dev_run.wait_for_web()
-    web = [
-        pid
-        for pid in processes_mentioning(f"127.0.0.1:{dev_run.port}")
-        if b"runserver" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    ]
-    assert len(web) == 1
-    os.kill(web[0], signal.SIGKILL)
+    [web] = dev_run.child_pids(b"runserver")
+    os.kill(web, signal.SIGKILL)
     assert dev_run.process.wait(DEV_STOP_DEADLINE_S) == 1
-    assert "devstack: web exited with code -9" in dev_run.output.read_text()
+    assert (
+        f"devstack: web (pid {web}) was killed by SIGKILL" in dev_run.output.read_text()
+    )
     assert processes_mentioning(str(dev_run.dev_dir)) == []
+
+
+@pytest.mark.parametrize("dev_run", [0], indirect=True)
+def test_dev_stops_everything_when_an_embedded_service_dies(dev_run: DevRun) -> None:
+    dev_run.wait_for_web()
+    [redis_server] = _pids_with(b"redis-server", str(dev_run.redis_port).encode())
+    os.kill(redis_server, signal.SIGKILL)
+    assert dev_run.process.wait(DEV_STOP_DEADLINE_S) == 1
+    assert (
+        f"devstack: Redis (pid {redis_server}) was killed by SIGKILL"
+        in dev_run.output.read_text()
+    )
+    assert processes_mentioning(str(dev_run.dev_dir)) == []
+
+
+@pytest.mark.parametrize("dev_run", [1], indirect=True)
+def test_dev_restarts_a_killed_worker_which_rejoins_the_rotation(
+    dev_run: DevRun,
+) -> None:
+    dev_run.wait_for_web()
+    [first] = dev_run.child_pids(b"worker1@")
+    dev_run.wait_for_member("worker1@", first)
+    os.kill(first, signal.SIGKILL)
+    dev_run.wait_for_output(f"devstack: worker1 (pid {first}) was killed by SIGKILL")
+    second = dev_run.wait_for_member("worker1@", None)
+    assert second != first
+    assert dev_run.child_pids(b"worker1@") == [second]
+    assert dev_run.process.poll() is None, "the stack stopped"
+    assert _answers_http(dev_run.port)
+    dev_run.process.send_signal(signal.SIGINT)
+    assert dev_run.process.wait(DEV_STOP_DEADLINE_S) == 0
+    assert processes_mentioning(str(dev_run.dev_dir)) == []
+
+
+@pytest.mark.parametrize("dev_run", [0], indirect=True)
+def test_a_second_shell_reaches_the_dev_stack_after_sourcing_services_env(
+    dev_run: DevRun,
+) -> None:
+    dev_run.wait_for_web()
+    env_file = dev_run.dev_dir / "services.env"
+    probe = (
+        "from django.contrib.auth.models import User; "
+        "print('admin exists:', User.objects.filter(username='admin').exists())"
+    )
+    shell = second_shell(env_file, f"{sys.executable} manage.py shell -c {probe!r}")
+    assert shell.returncode == 0, shell.stderr
+    assert shell.stdout.splitlines()[-1] == "admin exists: True"
+    worker = second_shell_worker(env_file, dev_run.dev_dir / "second-shell.log")
+    assert "second@" in worker and "ready." in worker
+
+
+def second_shell(env_file: Path, command: str) -> subprocess.CompletedProcess[str]:
+    """Run `source services.env && command` in bash, as a user's second shell would."""
+    return subprocess.run(
+        ["bash", "-c", f"source {env_file} && {command}"],
+        cwd=REPO_ROOT,
+        env=_bare_shell_env(),
+        capture_output=True,
+        text=True,
+        timeout=DEV_STOP_DEADLINE_S,
+    )
+
+
+def second_shell_worker(env_file: Path, log: Path) -> str:
+    """Start a Celery worker from a second shell; return its log once it is ready."""
+    celery = Path(sys.executable).parent / "celery"
+    command = (
+        f"source {env_file} && exec {celery} -A scheduler_site worker "
+        "-Q second-shell --pool solo -n second@%h --loglevel INFO"
+    )
+    with log.open("wb") as sink:
+        worker = subprocess.Popen(
+            ["bash", "-c", command],
+            cwd=REPO_ROOT,
+            env=_bare_shell_env(),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + DEV_READY_DEADLINE_S
+        while "ready." not in log.read_text() and worker.poll() is None:
+            assert time.monotonic() < deadline, "the worker never got ready"
+            time.sleep(0.5)
+    finally:
+        worker.terminate()
+        worker.wait(DEV_STOP_DEADLINE_S)
+    return log.read_text()
+
+
+def _bare_shell_env() -> dict[str, str]:
+    """Return a login-like environment: none of the variables services.env sets."""
+    dropped = {*URL_VARS, "DEBUG", "SECRET_KEY", "DEVSTACK_DIR"}
+    return {k: v for k, v in os.environ.items() if k not in dropped}

@@ -83,17 +83,17 @@ def test_published_task_carries_its_id_and_records_where_kafka_put_it(
 
 
 def test_the_api_shows_what_the_publisher_sent_and_what_it_did_not(
-    transactional_db, topic_name, api_client
+    transactional_db, topic_name, operator_client
 ):
     topic_create(name=topic_name)
     [later] = _submit(topic_name, 1, run_at=timezone.now() + timedelta(hours=1))
     [sent] = _submit(topic_name, 1)
     publish_pending_run()
 
-    assert api_client.get("/tasks").json() == [
+    assert operator_client.get("/tasks").json() == [
         {"topic": topic_name, "message": later.message}
     ]
-    body = api_client.get(f"/api/tasks/{sent.uuid}/").json()
+    body = operator_client.get(f"/api/tasks/{sent.uuid}/").json()
     sent.refresh_from_db()
     assert (body["status"], body["partition"], body["offset"]) == (
         "published",
@@ -160,3 +160,56 @@ def test_a_run_publishes_nothing_while_another_publisher_is_active(
         assert publish_pending_run() == 0
         assert Task.objects.filter(status=TaskStatus.PENDING).count() == 3
     assert publish_pending_run() == 3
+
+
+def test_key_partition_matches_the_partitioner_kafka_clients_use(topic_name):
+    """The publisher picks partitions itself; it must agree with librdkafka's
+    default partitioner, so keys keep their partitions across the upgrade."""
+    from confluent_kafka import Producer
+
+    from rotation.kafka_admin import ensure_topics
+    from rotation.producer import key_partition
+
+    ensure_topics(django_settings.KAFKA_BOOTSTRAP_SERVERS, {topic_name: 7})
+    producer = Producer({"bootstrap.servers": django_settings.KAFKA_BOOTSTRAP_SERVERS})
+    placed: dict[str, int] = {}
+    keys = [f"customer-{n}" for n in range(60)] + ["A", "ü-key", topic_name]
+    for key in keys:
+        producer.produce(
+            topic_name,
+            b"x",
+            key.encode(),
+            on_delivery=lambda err, msg: placed.__setitem__(
+                msg.key().decode(), msg.partition()
+            ),
+        )
+    assert producer.flush(30) == 0
+    assert placed == {key: key_partition(key, 7) for key in keys}
+
+
+def _retention_ms(topic: str) -> str:
+    from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+
+    admin = AdminClient({"bootstrap.servers": django_settings.KAFKA_BOOTSTRAP_SERVERS})
+    [future] = admin.describe_configs(
+        [ConfigResource(ResourceType.TOPIC, topic)]
+    ).values()
+    return future.result(timeout=10)["retention.ms"].value
+
+
+def test_task_topics_keep_their_messages_until_deleted_on_purpose(
+    transactional_db, topic_name
+):
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": django_settings.KAFKA_BOOTSTRAP_SERVERS})
+    for future in admin.create_topics(
+        [NewTopic(topic_name, 1, config={"retention.ms": "3600000"})]
+    ).values():
+        future.result(timeout=10)  # made before, with a retention of one hour
+
+    topic = topic_create(name=topic_name)
+    created = topic_create(name=f"{topic_name}-new")
+
+    assert _retention_ms(topic.name) == "-1"
+    assert _retention_ms(created.name) == "-1"

@@ -173,7 +173,7 @@ def test_a_wake_up_before_a_delayed_chain_is_due_comes_back_later(turns):
 def test_a_running_turn_keeps_its_chain_busy_until_finished(turns):
     turn = turns.claim(turns.enqueue("a", _lane("a")), "m1")
     running = turns.queued("a")
-    assert running.running and not turns.is_stuck(running, max_wait_s=0)
+    assert running.running and not turns.is_stuck(running, after_s=0)
     turns.finish(turn)
     assert turns.queued("a") is None
 
@@ -183,3 +183,39 @@ def test_finish_leaves_the_next_queued_turn_alone(turns):
     second = turns.enqueue("a", _lane("a"))
     turns.finish(first)
     assert turns.queued("a").id == second.id
+
+
+def test_a_queued_turn_whose_wake_up_went_unanswered_is_stuck_once_overdue(client):
+    """A restarted worker keeps its name, so "its member is gone" cannot be the
+    only sign of a lost wake-up: an idle member takes a wake-up at once, so a
+    turn overdue while a member sits idle was lost."""
+    now = [1_000.0]
+    members = Members(client, heartbeat_s=1.0, clock=lambda: now[0])
+    member = f"m-{uuid.uuid4().hex[:8]}"
+    members.beat(member, hostname="h", pid=1)
+    members.mark_idle(member)
+    lost: list = []
+    turns = Turns(client, members, lambda t, d: lost.append(t), clock=lambda: now[0])
+    turn = turns.enqueue("lost", _lane("lost"))
+    assert turn.member == member  # the wake-up went to it... and was lost
+    members.mark_idle(member)  # it restarted under the same name and is idle
+
+    assert not turns.is_stuck(turns.queued("lost"), after_s=2.0)
+    now[0] += 2.5
+    members.beat(member, hostname="h", pid=2)
+    assert turns.is_stuck(turns.queued("lost"), after_s=2.0)
+    members.leave(member)
+
+
+def test_a_queued_turn_waiting_while_every_member_is_busy_is_not_stuck(client):
+    now = [1_000.0]
+    members = Members(client, heartbeat_s=1.0, clock=lambda: now[0])
+    member = f"m-{uuid.uuid4().hex[:8]}"
+    members.beat(member, hostname="h", pid=1)  # alive, but busy (not idle)
+    turns = Turns(client, members, lambda t, d: None, clock=lambda: now[0])
+    turns.enqueue("waits", _lane("waits"))  # on the shared queue
+
+    now[0] += 60
+    members.beat(member, hostname="h", pid=1)
+    assert not turns.is_stuck(turns.queued("waits"), after_s=2.0)
+    members.leave(member)

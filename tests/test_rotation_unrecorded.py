@@ -5,7 +5,6 @@ partition's new end in one transaction. A lane that reads in between sees
 messages whose tasks carry no offset yet; they must wait, not be passed over.
 """
 
-import os
 from datetime import timedelta
 
 import pytest
@@ -17,25 +16,10 @@ from tasks_app.models import LaneState, OutboxEntry, Task, TaskStatus
 from tasks_app.services.lanes import lanes_kick, partition_heads_advance
 from tasks_app.services.tasks import TaskSpec, task_envelope, task_submit
 from tasks_app.services.topics import topic_set_paused
-from tests.cluster import Cluster, settle, wait_for
+from tests.cluster import settle, wait_for
 from tests.rotation_support import make_topic, submit, wait_all_finished
-from tests.test_rotation import _test_database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(scope="module")
-def worker(django_db_setup, django_db_blocker, tmp_path_factory):
-    """One rotation worker, a publisher worker and beat."""
-    with django_db_blocker.unblock():
-        env = {**os.environ, "DATABASE_URL": _test_database_url()}
-    cluster = Cluster(env, tmp_path_factory.mktemp("cluster"))
-    try:
-        cluster.start_control()
-        cluster.start_worker("w1")
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -68,7 +52,7 @@ def _record_published(topic: str, tasks: list[Task], offsets: list[int]) -> None
             status=TaskStatus.PUBLISHED, partition=0, offset=offset
         )
     OutboxEntry.objects.filter(task__in=tasks).delete()
-    partition_heads_advance(deliveries=[(topic, 0, max(offsets))])
+    partition_heads_advance(deliveries=[(topic, 0, min(offsets), max(offsets))])
     lanes_kick(topics=[topic])
 
 

@@ -7,8 +7,10 @@ from tasks_app.services.tasks import TaskSpec, task_cancel, task_submit
 
 
 @pytest.mark.parametrize("url", ["/tasks/generate", "/tasks/generate/"])
-def test_generate_answers_success_and_stores_the_task(api_client, topic_name, url):
-    response = api_client.post(
+def test_generate_answers_success_and_stores_the_task(
+    submitter_client, topic_name, url
+):
+    response = submitter_client.post(
         url, {"topic": topic_name, "message": "EE"}, format="json"
     )
 
@@ -20,14 +22,14 @@ def test_generate_answers_success_and_stores_the_task(api_client, topic_name, ur
 
 @pytest.mark.parametrize("url", ["/tasks", "/tasks/"])
 def test_list_answers_pending_tasks_oldest_first_as_topic_and_message(
-    api_client, topic_name, url
+    submitter_client, topic_name, url
 ):
     for message in ["first", {"n": 2}, "third"]:
-        api_client.post(
+        submitter_client.post(
             "/tasks/generate", {"topic": topic_name, "message": message}, format="json"
         )
 
-    response = api_client.get(url)
+    response = submitter_client.get(url)
 
     assert response.status_code == 200
     assert response.json() == [
@@ -38,12 +40,14 @@ def test_list_answers_pending_tasks_oldest_first_as_topic_and_message(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_list_omits_published_and_cancelled_tasks(api_client, topic_name):
+def test_list_omits_published_and_cancelled_tasks(
+    submitter, submitter_client, topic_name
+):
     from tasks_app.services.publisher import publish_pending_run
 
     def submit(message: str) -> Task:
         return task_submit(
-            submitted_by=None, spec=TaskSpec(topic=topic_name, message=message)
+            submitted_by=submitter, spec=TaskSpec(topic=topic_name, message=message)
         )
 
     published = submit("published")
@@ -52,13 +56,13 @@ def test_list_omits_published_and_cancelled_tasks(api_client, topic_name):
     task_cancel(task_id=submit("cancelled").uuid)
     assert Task.objects.get(pk=published.pk).status == TaskStatus.PUBLISHED
 
-    response = api_client.get("/tasks")
+    response = submitter_client.get("/tasks")
 
     assert response.json() == [{"topic": topic_name, "message": "waiting"}]
 
 
-def test_generate_with_an_invalid_topic_is_refused_with_the_rule(api_client):
-    response = api_client.post(
+def test_generate_with_an_invalid_topic_is_refused_with_the_rule(submitter_client):
+    response = submitter_client.post(
         "/tasks/generate", {"topic": "no spaces", "message": "m"}, format="json"
     )
 
@@ -66,8 +70,10 @@ def test_generate_with_an_invalid_topic_is_refused_with_the_rule(api_client):
     assert "1 to 249 characters" in response.json()["detail"]
 
 
-def test_generate_with_a_field_the_seed_did_not_have_is_refused(api_client, topic_name):
-    response = api_client.post(
+def test_generate_with_a_field_the_seed_did_not_have_is_refused(
+    submitter_client, topic_name
+):
+    response = submitter_client.post(
         "/tasks/generate",
         {"topic": topic_name, "message": "m", "key": "k"},
         format="json",
@@ -78,11 +84,11 @@ def test_generate_with_a_field_the_seed_did_not_have_is_refused(api_client, topi
 
 
 def test_generate_for_a_missing_topic_says_how_to_create_it_when_auto_create_is_off(
-    api_client, topic_name, settings
+    submitter_client, topic_name, settings
 ):
     settings.SCHEDULER_AUTO_CREATE_TOPICS = False
 
-    response = api_client.post(
+    response = submitter_client.post(
         "/tasks/generate", {"topic": topic_name, "message": "m"}, format="json"
     )
 

@@ -52,9 +52,9 @@ def test_drf_has_no_global_page_size_to_warn_about():
     assert "rest_framework.W001" not in found
 
 
-def test_test_users_hash_passwords_with_md5_for_speed(user):
-    assert user.password.startswith("md5$")
-    assert user.check_password("pw-for-tests-1")
+def test_test_users_hash_passwords_with_md5_for_speed(submitter):
+    assert submitter.password.startswith("md5$")
+    assert submitter.check_password("pw-for-tests-1")
 
 
 def _failing_view(error: type[Exception]):

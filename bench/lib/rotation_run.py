@@ -20,6 +20,8 @@ from rotation.members import Members
 from scheduler_site.devstack.celery_processes import CeleryProcesses as Processes
 from tasks_app.models import Slice, Task, TaskStatus
 from tasks_app.redis_client import redis_client
+from tasks_app.roles import Role
+from tasks_app.services.users import user_role_grant
 
 APP = "scheduler_site"
 TASKS_URL = "/api/tasks/"
@@ -31,8 +33,9 @@ FINISHED = (TaskStatus.SUCCEEDED, TaskStatus.DEAD)
 
 
 def api_client() -> APIClient:
-    """Return an in-process API client signed in with a bench user's token."""
+    """Return an in-process API client signed in with a bench submitter's token."""
     user, _ = get_user_model().objects.get_or_create(username="bench-rotation")
+    user_role_grant(user=user, role=Role.SUBMITTER)
     token, _ = Token.objects.get_or_create(user=user)
     client = APIClient(SERVER_NAME="localhost")
     client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
@@ -67,7 +70,8 @@ def submit(client: APIClient, topics: list[str], count: int) -> float:
             {"topic": topics[n % len(topics)], "message": {"n": n}}
             for n in range(first, min(first + chunk, count))
         ]
-        response = client.post(TASKS_URL, body, format="json")
+        # secure: as through the TLS proxy; the settings redirect plain HTTP.
+        response = client.post(TASKS_URL, body, format="json", secure=True)
         if response.status_code != 201:
             sys.exit(f"submit failed: {response.status_code} {response.data}")
     return time.monotonic() - started

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from scheduler_site.devstack.dev_env import dev_defaults, write_services_env
 from scheduler_site.devstack.postgres import refuse_if_locked
 from scheduler_site.devstack.process import (
     StackError,
@@ -20,15 +21,12 @@ from scheduler_site.devstack.process import (
     processes_mentioning,
     tcp_open,
 )
-from scheduler_site.devstack.services import Stack, write_services_env
+from scheduler_site.devstack.restarts import Supervisor
+from scheduler_site.devstack.services import Stack
 from scheduler_site.devstack.supervise import (
-    Child,
+    ChildSpec,
     Shutdown,
     shutdown_on_signals,
-    signals_deferred,
-    start_child,
-    stop_children,
-    watch,
 )
 
 logger = logging.getLogger(__name__)
@@ -40,6 +38,8 @@ DEFAULT_CONFIG = Path("config") / "scheduler.toml"
 CELERY_APP = "scheduler_site"
 WEB_READY_TIMEOUT_S = 60.0
 WEB_POLL_INTERVAL_S = 0.2
+# Only these children's deaths stop the stack; the others are restarted.
+ESSENTIAL_CHILDREN = frozenset({"web"})
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def running_dev_pid(dev_dir: Path) -> int | None:
 
 
 def run_dev(root: Path) -> int:
-    """Run the whole dev environment until a signal or a child's death."""
+    """Run the whole dev environment until a signal or an essential death."""
     options = DevOptions.from_env(root)
     dev_dir = options.dev_dir
     other = running_dev_pid(dev_dir)
@@ -105,62 +105,60 @@ def run_dev(root: Path) -> int:
     dev_dir.mkdir(parents=True, exist_ok=True)
     (dev_dir / "dev.pid").write_text(str(os.getpid()))
     stack = Stack(dev_dir, persistent=True)
-    children: list[Child] = []
+    supervisor = Supervisor(services=stack.services.values, report=_say)
     with shutdown_on_signals():
         try:
-            return _serve(options, stack, children)
+            return _serve(options, stack, supervisor)
         except Shutdown as stop:
-            print(f"devstack: {stop} received; stopping everything", flush=True)
+            _say(f"{stop} received; stopping everything")
             return 0
         finally:
-            stop_children(children)
+            supervisor.stop()
             stack.stop()
             for name in ("services.env", "dev.pid"):
                 (dev_dir / name).unlink(missing_ok=True)
-            print("devstack: all stopped", flush=True)
+            _say("all stopped")
 
 
-def _serve(options: DevOptions, stack: Stack, children: list[Child]) -> int:
-    """Start services, prepare the database, start the children, and watch them."""
+def _say(line: str) -> None:
+    """Print one launcher line, told apart from the children's prefixed output."""
+    print(f"devstack: {line}", flush=True)
+
+
+def _serve(options: DevOptions, stack: Stack, supervisor: Supervisor) -> int:
+    """Start services, prepare the database, start the children, and supervise."""
     ensure_port_free("web", options.port, "free it or pick another with PORT=<port>")
-    env = stack.start()
-    print(f"devstack: services ready in {stack.start_seconds:.1f} s", flush=True)
-    write_services_env(options.dev_dir / "services.env", env)
-    # Dev runs with DEBUG on (settings then need no SECRET_KEY) unless told otherwise.
-    child_env = {"DEBUG": "1", **os.environ, **env}
+    stack_env = stack.start()
+    _say(f"services ready in {stack.start_seconds:.1f} s")
+    defaults = dev_defaults(options.dev_dir, os.environ)
+    write_services_env(options.dev_dir / "services.env", {**stack_env, **defaults})
+    child_env = {**os.environ, **defaults, **stack_env}
     if options.config is not None:
         child_env["SCHEDULER_CONFIG"] = str(options.config)
     for step in setup_steps(options):
         _run_step(step, child_env, options.root)
-    _start_children(options, child_env, children)
-    _await_web(options.port, children)
-    print(banner(options, stack), flush=True)
-    dead = watch(children)
-    print(
-        f"devstack: {dead.name} exited with code {dead.process.returncode} "
-        f"(log: {dead.log_path}); stopping everything",
-        flush=True,
-    )
+    for name, argv in child_commands(options):
+        restart = name not in ESSENTIAL_CHILDREN
+        logs = options.dev_dir / "logs"
+        spec = ChildSpec(name, tuple(argv), child_env, options.root, logs, restart)
+        supervisor.start(spec)
+    fatal = _await_web(options.port, supervisor)
+    if fatal is None:
+        print(banner(options, stack), flush=True)
+        fatal = supervisor.run()
+    _say(f"{fatal}; stopping everything")
     return 1
 
 
-def _start_children(
-    options: DevOptions, env: dict[str, str], children: list[Child]
-) -> None:
-    """Start every long-running child, recording each before a signal can land."""
-    for name, argv in child_commands(options):
-        with signals_deferred():
-            child = start_child(name, argv, env, options.dev_dir / "logs", options.root)
-            children.append(child)
-
-
-def _await_web(port: int, children: list[Child]) -> None:
-    """Hold the banner until the web server accepts connections or a child dies."""
+def _await_web(port: int, supervisor: Supervisor) -> str | None:
+    """Hold the banner until the web server answers; return why to stop, if so."""
     deadline = time.monotonic() + WEB_READY_TIMEOUT_S
     while not tcp_open(port) and time.monotonic() < deadline:
-        if not all(child.alive for child in children):
-            return  # the watch loop reports it
+        fatal = supervisor.step()
+        if fatal is not None:
+            return fatal
         time.sleep(WEB_POLL_INTERVAL_S)
+    return None
 
 
 def manage(*args: str) -> list[str]:
@@ -228,6 +226,8 @@ def banner(options: DevOptions, stack: Stack) -> str:
         f"  health    {base}/healthz",
         f"  login     {creds.get('username', '?')} / {creds.get('password', '?')}",
         f"  token     {token}",
+        "  users     DEBUG=1 .venv/bin/python manage.py create_user NAME "
+        "--role submitter   (or operator; prints its password and token)",
         f"  logs      {rel_dir}/logs/",
         f"  services  source {rel_dir}/services.env   (for a second shell)",
         f'  try       curl -H "Authorization: Token {token}" {base}/api/',

@@ -26,7 +26,7 @@ from scheduler_site.devstack.process import (
     ensure_port_free,
 )
 
-__all__ = ["SPECS", "Service", "Stack", "StackError", "write_services_env"]
+__all__ = ["SPECS", "Service", "Stack", "StackError"]
 
 logger = logging.getLogger(__name__)
 
@@ -240,13 +240,3 @@ def _explicit_port(spec: Spec, raw: str) -> int:
     )
     ensure_port_free(spec.name, port, advice)
     return port
-
-
-def write_services_env(path: Path, env: Mapping[str, str]) -> None:
-    """Write `NAME=value` lines so a second shell (or settings.py) finds the stack."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_name(path.name + ".tmp")
-    scratch.write_text(
-        "".join(f"{name}={value}\n" for name, value in sorted(env.items()))
-    )
-    scratch.replace(path)

@@ -32,18 +32,66 @@ class Shutdown(BaseException):
         self.signum = signum
 
 
-@dataclass
-class Child:
-    """One long-running dev process and the log file that receives its output."""
+@dataclass(frozen=True)
+class ChildSpec:
+    """Everything needed to start one long-running child, and to start it again.
+
+    `restart` False marks a child the stack cannot run without (the web server).
+    """
 
     name: str
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    cwd: Path
+    log_dir: Path
+    restart: bool = True
+
+    @property
+    def log_path(self) -> Path:
+        """Return the file that collects this child's output across restarts."""
+        return self.log_dir / f"{self.name}.log"
+
+
+@dataclass
+class Child:
+    """One run of a long-running dev process."""
+
+    spec: ChildSpec
     process: subprocess.Popen[bytes]
-    log_path: Path
+
+    @property
+    def name(self) -> str:
+        """Return the child's name (web, beat, worker1, ...)."""
+        return self.spec.name
+
+    @property
+    def log_path(self) -> Path:
+        """Return the file that receives the child's output."""
+        return self.spec.log_path
 
     @property
     def alive(self) -> bool:
-        """Tell whether the process has not exited yet."""
-        return self.process.poll() is None
+        """Tell whether the process has not exited yet (it stays unreaped)."""
+        return exit_code(self.process) is None
+
+
+def exit_code(process: subprocess.Popen[bytes]) -> int | None:
+    """Return how a process ended (negative: its signal), without reaping it.
+
+    An unreaped process keeps its PID and process group id reserved, so its
+    group can still be signalled safely: no other process can have taken them.
+    """
+    if process.returncode is not None:
+        return process.returncode
+    try:
+        info = os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:  # reaped elsewhere meanwhile
+        return process.poll()
+    if info is None:
+        return None
+    if info.si_code == os.CLD_EXITED:
+        return info.si_status
+    return -info.si_status
 
 
 @dataclass
@@ -99,16 +147,13 @@ def signals_deferred() -> Iterator[None]:
             raise Shutdown(signum)
 
 
-def start_child(
-    name: str, argv: Sequence[str], env: Mapping[str, str], log_dir: Path, cwd: Path
-) -> Child:
+def start_child(spec: ChildSpec) -> Child:
     """Start one child in a new session; copy its output to our stdout and its log."""
-    log_path = log_dir / f"{name}.log"
-    log_dir.mkdir(parents=True, exist_ok=True)
+    spec.log_dir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
-        list(argv),
-        cwd=cwd,
-        env=dict(env),
+        list(spec.argv),
+        cwd=spec.cwd,
+        env=dict(spec.env),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -116,10 +161,10 @@ def start_child(
     )
     assert proc.stdout is not None
     forwarder = threading.Thread(
-        target=_forward, args=(name, proc.stdout, log_path), daemon=True
+        target=_forward, args=(spec.name, proc.stdout, spec.log_path), daemon=True
     )
     forwarder.start()
-    return Child(name, proc, log_path)
+    return Child(spec, proc)
 
 
 def _forward(name: str, stream: IO[bytes], log_path: Path) -> None:
@@ -134,35 +179,33 @@ def _forward(name: str, stream: IO[bytes], log_path: Path) -> None:
                 print(prefix + text, flush=True)
 
 
-def watch(children: Sequence[Child]) -> Child:
-    """Block until some child exits, and return it."""
-    while True:
-        for child in children:
-            if not child.alive:
-                return child
-        time.sleep(WATCH_INTERVAL_S)
-
-
 def stop_children(
     children: Sequence[Child], timeout_s: float = CHILD_STOP_TIMEOUT_S
 ) -> None:
-    """SIGTERM every child's group, wait, then SIGKILL the groups still there."""
-    for child in children:
-        _signal_group(child, signal.SIGTERM)
+    """SIGTERM every child's group, wait, SIGKILL what is left of each group, reap.
+
+    Leaders stay unreaped until their group is killed, so a group id can never
+    belong to some other process by then. A child already reaped (one waiting
+    for its restart) had its group killed when it died.
+    """
+    running = [child for child in children if child.process.returncode is None]
+    for child in running:
+        kill_group(child.process, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while any(child.alive for child in children) and time.monotonic() < deadline:
+    while any(child.alive for child in running) and time.monotonic() < deadline:
         time.sleep(WATCH_INTERVAL_S / 5)
-    for child in children:
-        _signal_group(child, signal.SIGKILL)
+    for child in running:
+        if child.alive:
+            logger.warning("%s did not stop in time; killed it", child.name)
+        kill_group(child.process, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             child.process.wait(CHILD_KILL_TIMEOUT_S)
 
 
-def _signal_group(child: Child, signum: int) -> None:
-    """Signal the whole group a child leads (its own workers or reloaders too)."""
-    try:
-        os.killpg(child.process.pid, signum)
-    except ProcessLookupError:
-        return
-    if signum == signal.SIGKILL:
-        logger.warning("%s did not stop in time; killed it", child.name)
+def kill_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    """Signal the whole group a process leads (its own workers or reloaders too).
+
+    Call only before the leader is reaped (see `exit_code`).
+    """
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signum)

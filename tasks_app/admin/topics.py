@@ -5,14 +5,17 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.widgets import FilteredSelectMultiple
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from tasks_app.admin.base import action_report
+from tasks_app.errors import InvalidInput
 from tasks_app.models import ConsumerGroup, Topic
 from tasks_app.services.topics import (
     TOPIC_POLICY_FIELDS,
     group_create,
+    group_topics_check,
     group_update,
     topic_create,
     topic_set_paused,
@@ -97,14 +100,43 @@ class TopicAdmin(admin.ModelAdmin):
         action_report(self, request, "Paused" if paused else "Resumed", names, [])
 
 
+class GroupAdminForm(forms.ModelForm):
+    """The group form; its topics follow the one-group-per-topic rule."""
+
+    topics = forms.ModelMultipleChoiceField(
+        queryset=Topic.objects.all(),
+        required=False,
+        widget=FilteredSelectMultiple("topics", is_stacked=False),
+        help_text=ConsumerGroup._meta.get_field("topics").help_text,
+    )
+
+    class Meta:
+        model = ConsumerGroup
+        fields = ["group_id", "walk_mode"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["topics"].initial = list(self.instance.topics.all())
+
+    def clean_topics(self) -> QuerySet[Topic]:
+        topics = self.cleaned_data["topics"]
+        group = self.instance if self.instance.pk else None
+        try:
+            group_topics_check(group=group, topics=topics)
+        except InvalidInput as exc:
+            raise forms.ValidationError(exc.message) from exc
+        return topics
+
+
 @admin.register(ConsumerGroup)
 class GroupAdmin(admin.ModelAdmin):
     """Consumer groups: saved through the services; the id is fixed once created."""
 
+    form = GroupAdminForm
     list_display = ["group_id", "walk_mode", "topic_names", "created_at"]
     list_filter = ["walk_mode"]
     search_fields = ["group_id"]
-    filter_horizontal = ["topics"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ConsumerGroup]:
         return super().get_queryset(request).prefetch_related("topics")

@@ -88,20 +88,23 @@ def _scheduler_error(exc: SchedulerError) -> Response:
     body: dict[str, Any] = {"detail": exc.message, "code": exc.code}
     if exc.field:
         body["field"] = exc.field
-    headers: dict[str, str] = {}
+    retry_after_s = exc.context.get("retry_after_s")
     if isinstance(exc, ServiceUnavailable):
         body["service"] = exc.context.get("service", "")
-        headers["Retry-After"] = str(SERVICE_RETRY_AFTER_S)
+        retry_after_s = SERVICE_RETRY_AFTER_S
+    headers = {} if retry_after_s is None else {"Retry-After": str(retry_after_s)}
     return Response(body, status=exc.status_code, headers=headers)
 
 
 def _api_exception_body(exc: drf_exceptions.APIException) -> dict[str, Any]:
     if isinstance(exc, drf_exceptions.ValidationError):
-        return {
+        body = {
             "detail": validation_summary(exc.detail),
             "code": "invalid",
             "errors": exc.detail,
         }
+        field = _first_field(exc.detail)
+        return {**body, "field": field} if field else body
     if isinstance(exc, drf_exceptions.Throttled):
         return {
             "detail": f"Too many requests from this account. Retry in {exc.wait} "
@@ -109,6 +112,13 @@ def _api_exception_body(exc: drf_exceptions.APIException) -> dict[str, Any]:
             "code": "throttled",
         }
     return {"detail": str(exc.detail), "code": exc.get_codes()}
+
+
+def _first_field(detail: Any) -> str | None:
+    """Name the first field a validation error concerns, if it names one."""
+    if not isinstance(detail, dict):
+        return None
+    return next((str(name) for name in detail if name != "non_field_errors"), None)
 
 
 def validation_summary(detail: Any) -> str:

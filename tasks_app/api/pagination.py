@@ -1,12 +1,20 @@
-"""Cursor pagination: stable pages while tasks and slices keep arriving."""
+"""Cursor pagination: stable pages while tasks and slices keep arriving.
+
+A cursor or page size the client tampered with is a 400 naming it: DRF would
+answer an undecodable cursor with 404, ignore a bad page size, and pass a
+decoded position of the wrong type to the database (a 500).
+"""
 
 from typing import Any
 
-from django.db.models import QuerySet
-from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import CursorPagination
+from django.core.exceptions import ValidationError as ModelValidationError
+from django.db.models import Model, QuerySet
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
 from rest_framework.views import APIView
+
+from tasks_app.errors import InvalidInput
 
 # The id is the submission sequence, so creation order is id order; sorting by
 # the indexed id keeps every page an index range scan.
@@ -15,12 +23,71 @@ PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 
 
+INVALID_CURSOR = (
+    "The cursor is not one this API issued. Follow the `next` and `previous` "
+    "links as given, or start again without a cursor."
+)
+
+
 class SizedCursorPagination(CursorPagination):
-    """Page with PAGE_SIZE rows by default; `?page_size=` up to MAX_PAGE_SIZE."""
+    """Page with PAGE_SIZE rows by default; `?page_size=` from 1 to MAX_PAGE_SIZE."""
 
     page_size = PAGE_SIZE
     page_size_query_param = "page_size"
     max_page_size = MAX_PAGE_SIZE
+    model: type[Model] | None = None
+
+    def paginate_queryset(
+        self, queryset: QuerySet, request: Request, view: APIView | None = None
+    ) -> list | None:
+        self.model = queryset.model  # the cursor's position is one of its fields
+        return super().paginate_queryset(queryset, request, view)
+
+    def get_page_size(self, request: Request) -> int:
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+            raise InvalidInput(
+                f"page_size must be a whole number from 1 to {MAX_PAGE_SIZE}, "
+                f"not {raw[:20]!r}.",
+                field=self.page_size_query_param,
+            )
+        return int(raw)
+
+    def decode_cursor(self, request: Request) -> Cursor | None:
+        try:
+            cursor = super().decode_cursor(request)
+        except NotFound as exc:
+            raise InvalidInput(INVALID_CURSOR, field=self.cursor_query_param) from exc
+        if cursor is not None and cursor.position is not None:
+            self._position_check(cursor.position)
+        return cursor
+
+    def get_schema_operation_parameters(self, view: APIView) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update(minimum=1, maximum=MAX_PAGE_SIZE)
+                parameter["description"] = (
+                    f"Results per page, 1 to {MAX_PAGE_SIZE} (default {PAGE_SIZE})."
+                )
+            if parameter["name"] == self.cursor_query_param:
+                parameter["description"] = (
+                    "Opaque position from a previous page's `next` or `previous` "
+                    "link; any other value is a 400."
+                )
+        return parameters
+
+    def _position_check(self, position: str) -> None:
+        """Refuse a position the ordering field could not hold (type, range, NUL)."""
+        field = self.model._meta.get_field(self.ordering[0].lstrip("-"))
+        try:
+            if "\x00" in position:
+                raise ModelValidationError("NUL")
+            field.clean(position, None)
+        except ModelValidationError as exc:
+            raise InvalidInput(INVALID_CURSOR, field=self.cursor_query_param) from exc
 
 
 class NewestFirstCursorPagination(SizedCursorPagination):

@@ -11,6 +11,7 @@ from tasks_app.api.views import (
     SliceViewSet,
     StatsViewSet,
     TaskViewSet,
+    TokenView,
     TopicViewSet,
 )
 
@@ -39,5 +40,6 @@ urlpatterns = [
     ),
     # Log-in and log-out pages for the browsable API (session authentication).
     path("auth/", include("rest_framework.urls")),
+    path("auth/token/", TokenView.as_view(), name="auth-token"),
     path("", include(router.urls)),
 ]

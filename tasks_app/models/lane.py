@@ -21,6 +21,14 @@ class LaneState(models.Model):
     next_offset = models.BigIntegerField(
         default=0, help_text="Offset the next holder starts at."
     )
+    settled = models.BooleanField(
+        default=True, help_text="The last holder lived to record its slice's end."
+    )
+    careful_until = models.BigIntegerField(
+        default=0,
+        help_text="A holder died before this offset: each task below it is counted "
+        "as running before its handler starts (the handler may kill workers).",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -29,6 +37,8 @@ class LaneState(models.Model):
                 fields=["group", "topic", "partition"], name="lane_unique"
             )
         ]
+        # Members and stats are not models; operators read them with this.
+        permissions = [("view_rotation", "Can view live members and stats")]
 
     def __str__(self) -> str:
         return f"{self.group_id}/{self.topic_id}/{self.partition}"
@@ -71,6 +81,12 @@ class PartitionHead(models.Model):
     topic = models.ForeignKey(Topic, on_delete=models.CASCADE)
     partition = models.IntegerField()
     end_offset = models.BigIntegerField(default=0)
+    lost = models.BooleanField(
+        default=False,
+        help_text="Kafka lost messages PostgreSQL still holds; the lane re-publishes "
+        "its unfinished tasks before it runs anything.",
+    )
+    lost_reason = models.TextField(blank=True, default="", help_text="How it was seen.")
 
     class Meta:
         constraints = [

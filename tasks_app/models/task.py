@@ -66,8 +66,10 @@ class Task(models.Model):
         on_delete=models.SET_NULL,
         null=True,
         blank=True,
+        db_index=False,  # the (submitted_by, id) index below leads with it
         related_name="+",
-        help_text="User who submitted the task.",
+        help_text="Owner: the user who submitted it; empty for system tasks, "
+        "which only operators see.",
     )
     status = models.CharField(
         max_length=16,
@@ -99,6 +101,8 @@ class Task(models.Model):
         indexes = [
             models.Index(fields=["topic", "id"], name="task_topic_id"),
             models.Index(fields=["key", "id"], name="task_key_id"),
+            # A submitter's own tasks, newest first (their task list).
+            models.Index(fields=["submitted_by", "id"], name="task_owner_id"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -149,3 +153,27 @@ class OutboxEntry(models.Model):
 
     def __str__(self) -> str:
         return f"outbox {self.id} -> {self.topic_name}"
+
+
+class DeadLetter(models.Model):
+    """A dead task's envelope waiting to be produced to its topic's `.dlq`.
+
+    Written in the same fenced transaction that records the task `dead`, and
+    produced by the publisher afterwards: no Kafka call happens while a lane's
+    row is locked, and a dead letter survives a Kafka outage.
+    """
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="+")
+    topic = models.ForeignKey(
+        Topic, on_delete=models.CASCADE, related_name="+", help_text="Source topic."
+    )
+    key = models.CharField(max_length=255)
+    envelope = models.TextField(help_text="The envelope the task was consumed with.")
+    error = models.TextField(help_text="Why the task died (first 1,000 characters).")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"dead letter {self.id} of task {self.task_id}"

@@ -4,7 +4,10 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from tasks_app.validators import validate_dotted_path, validate_kafka_topic_name
+from tasks_app.validators import (
+    validate_kafka_topic_name,
+    validate_registered_handler,
+)
 
 DEFAULT_HANDLER = "tasks_app.handlers.log_message"
 MAX_PARTITIONS = 1000
@@ -15,6 +18,11 @@ def default_slice_ms() -> int:
     return settings.SCHEDULER_DEFAULT_SLICE_MS
 
 
+def dead_letter_topic_for(name: str) -> str:
+    """Name the topic that receives the dead letters of topic `name`."""
+    return f"{name}.dlq"
+
+
 class Topic(models.Model):
     """A Kafka topic and the policy its tasks run under."""
 
@@ -22,7 +30,8 @@ class Topic(models.Model):
         max_length=249,
         unique=True,
         validators=[validate_kafka_topic_name],
-        help_text="Kafka topic name: 1-249 of [a-zA-Z0-9._-], not '.' or '..'.",
+        help_text="Kafka topic name: 1-249 of [a-zA-Z0-9._-], not '.' or '..', "
+        "not starting with '__'.",
     )
     partitions = models.PositiveIntegerField(
         default=1,
@@ -42,8 +51,9 @@ class Topic(models.Model):
     handler = models.CharField(
         max_length=255,
         default=DEFAULT_HANDLER,
-        validators=[validate_dotted_path],
-        help_text="Dotted path of the Python callable that runs each task.",
+        validators=[validate_registered_handler],
+        help_text="Registered name of the handler that runs each task "
+        "(see docs/handlers.md).",
     )
     max_attempts = models.PositiveIntegerField(
         default=3,
@@ -57,6 +67,20 @@ class Topic(models.Model):
     )
     paused = models.BooleanField(
         default=False, help_text="A paused topic's lanes get no turns."
+    )
+    growth_barrier = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="Where each old partition's log ended when the partitions grew: "
+        "later messages wait until every old partition has passed its end, so "
+        "keys that moved keep their order. Cleared once passed.",
+    )
+    kafka_topic_id = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        help_text="Kafka's id of the topic when last checked; a new id means the "
+        "topic was re-created and lost its messages.",
     )
     kafka_error = models.TextField(
         blank=True,
@@ -75,7 +99,7 @@ class Topic(models.Model):
     @property
     def dead_letter_topic(self) -> str:
         """Name the topic that receives envelopes of tasks that are dead."""
-        return f"{self.name}.dlq"
+        return dead_letter_topic_for(self.name)
 
 
 class WalkMode(models.TextChoices):
@@ -96,9 +120,10 @@ class ConsumerGroup(models.Model):
     )
     topics = models.ManyToManyField(
         Topic,
+        through="GroupTopic",
         related_name="groups",
         blank=True,
-        help_text="Topics this group consumes.",
+        help_text="Topics this group consumes; a topic belongs to one group.",
     )
     walk_mode = models.CharField(
         max_length=16,
@@ -113,3 +138,24 @@ class ConsumerGroup(models.Model):
 
     def __str__(self) -> str:
         return self.group_id
+
+
+class GroupTopic(models.Model):
+    """A topic's membership of the one consumer group that consumes it.
+
+    One group per topic: a task has one status, so two groups running the same
+    tasks would overwrite each other's outcomes.
+    """
+
+    group = models.ForeignKey(
+        ConsumerGroup, on_delete=models.CASCADE, db_column="consumergroup_id"
+    )
+    topic = models.OneToOneField(
+        Topic, on_delete=models.CASCADE, related_name="membership"
+    )
+
+    class Meta:
+        db_table = "tasks_app_consumergroup_topics"
+
+    def __str__(self) -> str:
+        return f"{self.topic_id} in {self.group_id}"

@@ -9,30 +9,31 @@ import json
 import logging
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
-from django.db import connection, transaction
 from django.utils import timezone
 
 from rotation.consumer import Record
 from rotation.lanes import Lane
-from rotation.producer import OutgoingMessage, shared_producer
 from rotation.scheduler import EndReason
 from rotation.store import BatchOutcome
-from tasks_app.handlers import HandlerNotFound, TaskContext, handler_resolve
-from tasks_app.models import Task, TaskStatus, Topic
+from tasks_app.handlers import HandlerNotRegistered, TaskContext, handler_get
+from tasks_app.models import DeadLetter, PartitionHead, Task, TaskStatus, Topic
 from tasks_app.models.task import TERMINAL_STATUSES
-from tasks_app.services.lanes import lane_fence_check
+from tasks_app.services.healing import MARKER_HEADER
+from tasks_app.services.lanes import lane_fenced
 
 logger = logging.getLogger(__name__)
 
 # Outcomes are written at least this often while handlers keep running, so a
 # long batch shows progress; fast batches are written once, at their end.
 FLUSH_INTERVAL_S = 0.1
+# A dead letter's `error` header carries this much of the error message.
+DEAD_LETTER_ERROR_CHARS = 1000
 # Granularity of a retry wait, so a pause, shutdown or lost lease is noticed.
 WAIT_STEP_S = 0.05
 
@@ -76,9 +77,10 @@ class _Recorder:
     lane: Lane
     token: int
     member: str  # recorded as each task's worker
+    careful_until: int = 0  # below it, write each task's running state first
     changed: dict[int, Task] = field(default_factory=dict)
     events: list[tuple] = field(default_factory=list)
-    dead_letters: list[OutgoingMessage] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
     last_flush: float = 0.0  # the first task of a batch shows as running
 
     def note(self, task: Task, status: str, *, detail: str = "") -> None:
@@ -88,31 +90,26 @@ class _Recorder:
             (task.pk, status, timezone.now(), task.worker, task.attempts, detail)
         )
 
-    def due(self) -> bool:
-        return time.monotonic() - self.last_flush >= FLUSH_INTERVAL_S
+    def due(self, offset: int) -> bool:
+        """Tell whether to write the running state before the handler at `offset`."""
+        careful = offset < self.careful_until
+        return careful or time.monotonic() - self.last_flush >= FLUSH_INTERVAL_S
 
     def flush(self, next_offset: int) -> None:
-        """Write outcomes and the resume point if the fence still holds.
-
-        The fence check locks the lane's row first; only then are dead letters
-        sent, so a stale holder neither writes rows nor produces dead letters.
-        """
-        with transaction.atomic(), connection.cursor() as cursor:
-            lane_fence_check(
-                lane=self.lane,
-                group_pk=self.group_pk,
-                topic_pk=self.topic_pk,
-                token=self.token,
-            )
-            if self.dead_letters:
-                shared_producer(settings.KAFKA_BOOTSTRAP_SERVERS).produce_batch(
-                    self.dead_letters
-                )
+        """Write outcomes, dead letters and the resume point if the fence holds."""
+        with lane_fenced(
+            lane=self.lane,
+            group_pk=self.group_pk,
+            topic_pk=self.topic_pk,
+            token=self.token,
+        ) as cursor:
             if self.changed:
                 rows = [_row(task) for task in self.changed.values()]
                 cursor.execute(_OUTCOMES_SQL, _columns(rows))
             if self.events:
                 cursor.execute(_EVENTS_SQL, _columns(self.events))
+            if self.dead_letters:
+                DeadLetter.objects.bulk_create(self.dead_letters)
             cursor.execute(
                 _RESUME_SQL,
                 [next_offset, self.group_pk, self.topic_pk, self.lane.partition],
@@ -144,14 +141,22 @@ def batch_process(
     deadline: float,
     interrupted: Callable[[], bool],
     lane_ids: tuple[int, int],
+    careful_until: int = 0,
 ) -> BatchOutcome:
-    """Run the messages' tasks in order; see the module docstring."""
-    recorder = _Recorder(*lane_ids, lane, token, member)
-    tasks = _tasks_for(messages)
+    """Run the messages' tasks in order; see the module docstring.
+
+    Below `careful_until` (a holder of the lane died there) each task's running
+    state, its attempt counted, is written before its handler starts: a task
+    that kills its worker is then known, and ends dead after `max_attempts` runs.
+    """
+    recorder = _Recorder(*lane_ids, lane, token, member, careful_until)
+    task_ids = [_task_id(message) for message in messages]
+    tasks = _tasks_for(task_ids)
+    if _partition_lost(lane_ids[1], lane.partition):  # read after the tasks
+        return BatchOutcome(messages[0].offset, 0, EndReason.LOG_LOST)
     topic = Topic.objects.get(pk=lane_ids[1])
     next_offset, processed = messages[0].offset, 0
-    for message in messages:
-        task_id = _task_id(message)
+    for message, task_id in zip(messages, task_ids, strict=True):
         task = tasks.get(task_id) if task_id else None
         if task is not None and _runnable(task, message):
             stop = _run_task(
@@ -166,24 +171,46 @@ def batch_process(
     return BatchOutcome(next_offset, processed)
 
 
+def _partition_lost(topic_pk: int, partition: int) -> bool:
+    """Tell whether the publisher found the partition's log reset.
+
+    It flags that in the transaction that records the new offsets, so once a
+    batch's tasks show them, the flag shows too: a task published into a reset
+    log never runs before the lane has healed (older tasks go first).
+    """
+    head = PartitionHead.objects.filter(topic_id=topic_pk, partition=partition)
+    return head.filter(lost=True).exists()
+
+
 def _task_id(message: Record) -> str | None:
-    """Read the task id from the headers (cheap) or, failing that, the envelope."""
-    if "task_id" in message.headers:
-        return message.headers["task_id"].decode()
+    """Return the message's task id, from its headers or else its envelope.
+
+    Anything else on the topic (another producer's message, a malformed header)
+    is passed over with a log line: it must never wedge the lane.
+    """
+    if MARKER_HEADER in message.headers:
+        return None  # opens a healed log; see tasks_app.services.healing
+    raw: Any = message.headers.get("task_id")
+    if raw is None:
+        try:
+            raw = json.loads(message.value)["task_id"]
+        except (ValueError, KeyError, TypeError):
+            raw = None
     try:
-        return json.loads(message.value)["task_id"]
-    except (ValueError, KeyError, TypeError):
-        logger.error(
-            "Message at %s/%d/%d carries no task id; skipping it",
+        return str(uuid.UUID(raw.decode() if isinstance(raw, bytes) else raw))
+    except (ValueError, TypeError, AttributeError):  # UnicodeDecodeError included
+        logger.warning(
+            "Message at %s/%d/%d carries no valid task id (%r); skipping it",
             message.topic,
             message.partition,
             message.offset,
+            raw if raw is None else raw[:64],
         )
         return None
 
 
-def _tasks_for(messages: Sequence[Record]) -> dict[str, Task]:
-    ids = [task_id for task_id in map(_task_id, messages) if task_id]
+def _tasks_for(task_ids: Sequence[str | None]) -> dict[str, Task]:
+    ids = [task_id for task_id in task_ids if task_id]
     return {str(t.uuid): t for t in Task.objects.filter(uuid__in=ids)}
 
 
@@ -207,6 +234,10 @@ def _run_task(
     next_offset: int,
 ) -> str | None:
     """Run one task, retrying in place with backoff; return a stop reason or None."""
+    # Recorded running: its last attempt started and never ended.
+    lost = task.status == TaskStatus.RUNNING
+    if lost and _failed(task, message, topic, recorder, _attempt_lost(task)):
+        return None
     while True:
         stop = _wait_for_retry(task, topic, deadline, interrupted)
         if stop is not None:
@@ -250,7 +281,7 @@ def _attempt(
     task.worker = recorder.member
     task.started_at = timezone.now()
     recorder.note(task, TaskStatus.RUNNING)
-    if recorder.due():
+    if recorder.due(message.offset):
         recorder.flush(next_offset)
     try:
         result = _call_handler(task, message, topic)
@@ -261,8 +292,19 @@ def _attempt(
     return True
 
 
+class AttemptLost(Exception):
+    """An attempt was recorded as started but never finished."""
+
+
+def _attempt_lost(task: Task) -> AttemptLost:
+    return AttemptLost(
+        f"Attempt {task.attempts} did not finish: its worker died or lost the lane "
+        "mid-handler (a crash, a kill, an out-of-memory kill or a hang)."
+    )
+
+
 def _call_handler(task: Task, message: Record, topic: Topic) -> Any:
-    handler = handler_resolve(topic.handler)
+    handler = handler_get(topic.handler)
     context = TaskContext(
         task_id=str(task.uuid),
         topic=topic.name,
@@ -283,7 +325,7 @@ def _failed(
 ) -> bool:
     task.finished_at = timezone.now()
     task.error = "".join(traceback.format_exception(exc))
-    final = isinstance(exc, HandlerNotFound) or task.attempts >= topic.max_attempts
+    final = isinstance(exc, HandlerNotRegistered) or task.attempts >= topic.max_attempts
     logger.warning(
         "Task %s attempt %d/%d failed: %s",
         task.uuid,
@@ -296,15 +338,12 @@ def _failed(
         return False
     recorder.note(task, TaskStatus.DEAD, detail=str(exc))
     recorder.dead_letters.append(
-        OutgoingMessage(
-            topic=topic.dead_letter_topic,
+        DeadLetter(
+            task=task,
+            topic=topic,
             key=task.key,
-            value=message.value,
-            headers=[
-                ("task_id", str(task.uuid)),
-                ("content-type", "application/json"),
-                ("error", str(exc)[:1000]),
-            ],
+            envelope=message.value.decode(errors="replace"),
+            error=str(exc)[:DEAD_LETTER_ERROR_CHARS],
         )
     )
     return True

@@ -163,8 +163,8 @@ def _previous_tasks(
     return previous
 
 
-def _idempotency_conflict(key: str) -> InvalidInput:
-    return InvalidInput(
+def _idempotency_conflict(key: str) -> Conflict:
+    return Conflict(
         f"Idempotency key {key!r} was already used with a different body. Use a "
         "new key for a new task, or resend the original body to get its task.",
         field="idempotency_key",

@@ -1,17 +1,34 @@
 """Topic and consumer-group writes, keeping Kafka's topics in step with the rows."""
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
+from confluent_kafka import KafkaException
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from rotation.kafka_admin import ensure_topics, grow_partitions
-from tasks_app.errors import InvalidInput, NotFound
-from tasks_app.models import ConsumerGroup, Topic, WalkMode
-from tasks_app.services.lanes import lanes_kick
+from rotation.kafka_admin import (
+    KEEP_FOREVER,
+    ensure_topics,
+    grow_partitions,
+    topic_ids,
+)
+from tasks_app.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
+from tasks_app.models import ConsumerGroup, GroupTopic, PartitionHead, Topic, WalkMode
+from tasks_app.services.lanes import (
+    growth_barrier_passed,
+    lanes_kick,
+    partition_lost,
+)
+from tasks_app.services.publisher_lock import publisher_lock
 from tasks_app.validators import KAFKA_TOPIC_RULE, validate_kafka_topic_name
+
+logger = logging.getLogger(__name__)
+
+# How long growing a topic's partitions waits for a publisher run to finish.
+GROWTH_WAIT_S = 15.0
 
 TOPIC_POLICY_FIELDS = (
     "partitions",
@@ -43,34 +60,105 @@ def topic_create(*, name: str, **policy: Any) -> Topic:
     if unknown:
         raise InvalidInput(f"Unknown topic fields: {', '.join(sorted(unknown))}")
     if Topic.objects.filter(name=name).exists():
-        raise InvalidInput(f"Topic {name!r} already exists.", field="name")
+        raise Conflict(f"Topic {name!r} already exists.", field="name")
     topic = Topic(name=name, **policy)
     _validated(topic)
-    topic.save()
+    with transaction.atomic():
+        topic.save()
+        _default_group_add(topics=[topic])
     topic_sync_kafka(topics=[topic])
-    _default_group_add(topics=[topic])
     return topic
 
 
 def topic_update(*, topic: Topic, **changes: Any) -> Topic:
-    """Change a topic's policy; the name and the partition count cannot shrink."""
+    """Change a topic's policy; the name cannot change and partitions only grow
+    (see `_partitions_grow`)."""
     if "name" in changes and changes.pop("name") != topic.name:
-        raise InvalidInput("A topic cannot be renamed; create a new one.", field="name")
+        raise Conflict("A topic cannot be renamed; create a new one.", field="name")
     if changes.get("partitions", topic.partitions) < topic.partitions:
-        raise InvalidInput(
-            "Kafka cannot reduce a topic's partitions; create a new topic.",
+        raise Conflict(
+            f"Kafka cannot reduce a topic's partitions (it has {topic.partitions}); "
+            "create a new topic.",
             field="partitions",
         )
     for field, value in changes.items():
         if field not in TOPIC_POLICY_FIELDS:
             raise InvalidInput(f"Unknown topic field {field!r}.", field=field)
         setattr(topic, field, value)
-    grown = topic.partitions > Topic.objects.get(pk=topic.pk).partitions
     _validated(topic)
-    topic.save()
-    if grown:
-        topic_sync_kafka(topics=[topic])
+    old = Topic.objects.get(pk=topic.pk)
+    if topic.partitions > old.partitions:
+        _partitions_grow(topic=topic, old=old)
+    else:
+        topic.save()
     return topic
+
+
+def _partitions_grow(*, topic: Topic, old: Topic) -> None:
+    """Save a topic whose partitions grow, keeping every key's order.
+
+    Kafka gets the partitions first: the publisher places messages by the count
+    PostgreSQL records, which must exist in Kafka. Then, with the publisher's
+    lock held (no batch in flight under the old count), the new count is saved
+    with a barrier: where each old partition's log ends now. A key may map to
+    another partition from now on; its later tasks wait until every old
+    partition's lane has passed its barrier, i.e. until its older tasks ran.
+    """
+    if old.growth_barrier and growth_barriers_clear(topics=[old]) == 0:
+        raise Conflict(
+            f"Topic {topic.name} is still settling its last partition growth: "
+            "tasks published before it are still running. Grow it again once "
+            "they finished (its lag in /api/stats/ is 0).",
+            field="partitions",
+        )
+    failures = grow_partitions(
+        settings.KAFKA_BOOTSTRAP_SERVERS, {topic.name: topic.partitions}
+    )
+    if failures:
+        _growth_refused(topic=topic, kept=old.partitions, reason=failures[topic.name])
+    with publisher_lock(wait_s=GROWTH_WAIT_S) as held:
+        if not held:
+            raise ServiceUnavailable(
+                f"The publisher is busy; retry growing {topic.name} in a moment.",
+                field="partitions",
+                service="publisher",
+            )
+        ends = dict(
+            PartitionHead.objects.filter(topic=topic).values_list(
+                "partition", "end_offset"
+            )
+        )
+        topic.growth_barrier = {
+            str(partition): ends.get(partition, 0)
+            for partition in range(old.partitions)
+        }
+        topic.save()
+
+
+def _growth_refused(*, topic: Topic, kept: int, reason: str) -> None:
+    """Raise the answer to a growth Kafka did not make: 503 when the broker is
+    unreachable (retry later), 409 when it answered no (it never will)."""
+    message = f"Kafka did not add partitions to {topic.name}, so it keeps {kept}"
+    try:
+        topic_ids(settings.KAFKA_BOOTSTRAP_SERVERS, [topic.name])
+    except KafkaException as exc:
+        raise ServiceUnavailable(
+            f"{message}: {reason}", field="partitions", service="kafka"
+        ) from exc
+    raise Conflict(f"{message}: {reason}", field="partitions")
+
+
+def growth_barriers_clear(*, topics: Iterable[Topic] | None = None) -> int:
+    """Drop the growth barriers every old partition has passed; return how many.
+
+    A lane reads past its barrier only once the whole barrier is passed (see
+    tasks_app.services.lanes), so clearing it is only tidying up.
+    """
+    barriers = Topic.objects.filter(growth_barrier__isnull=False)
+    if topics is not None:
+        barriers = barriers.filter(pk__in=[t.pk for t in topics])
+    passed = [t.pk for t in barriers if growth_barrier_passed(topic=t)]
+    return Topic.objects.filter(pk__in=passed).update(growth_barrier=None)
 
 
 def topic_set_paused(*, topic: Topic, paused: bool) -> Topic:
@@ -108,20 +196,25 @@ def topics_get_or_create(
         )
     Topic.objects.bulk_create([Topic(name=n) for n in missing], ignore_conflicts=True)
     created = list(Topic.objects.filter(name__in=missing))
+    _default_group_add(topics=created)
     found.update((t.name, t) for t in created)
     return found, created
 
 
 def topic_sync_kafka(*, topics: Iterable[Topic]) -> dict[str, str]:
-    """Make sure each topic and its dead-letter topic exist in Kafka.
+    """Make sure each topic and its dead-letter topic exist in Kafka, the task
+    topic with a retention that never deletes unfinished work (KEEP_FOREVER).
 
     Store the broker's reason on each topic that failed (and clear it on the
-    ones that worked); return the failures by topic name.
+    ones that worked), and the topic's Kafka id; return the failures by topic
+    name. A topic whose id changed was created again: its messages are gone,
+    so its partitions are flagged lost and their lanes heal.
     """
     topics = list(topics)
     wanted = {t.name: t.partitions for t in topics}
     wanted.update({t.dead_letter_topic: 1 for t in topics})
-    errors = ensure_topics(settings.KAFKA_BOOTSTRAP_SERVERS, wanted)
+    configs = {t.name: KEEP_FOREVER for t in topics}
+    errors = ensure_topics(settings.KAFKA_BOOTSTRAP_SERVERS, wanted, configs)
     grow = {t.name: t.partitions for t in topics if t.partitions > 1}
     grow = {name: count for name, count in grow.items() if name not in errors}
     errors.update(grow_partitions(settings.KAFKA_BOOTSTRAP_SERVERS, grow))
@@ -130,7 +223,30 @@ def topic_sync_kafka(*, topics: Iterable[Topic]) -> dict[str, str]:
         if reason != topic.kafka_error:
             Topic.objects.filter(pk=topic.pk).update(kafka_error=reason)
             topic.kafka_error = reason
+    _topic_ids_record([t for t in topics if not t.kafka_error])
     return {t.name: t.kafka_error for t in topics if t.kafka_error}
+
+
+def _topic_ids_record(topics: list[Topic]) -> None:
+    """Store each topic's Kafka id; flag the partitions of a re-created one lost."""
+    try:
+        ids = topic_ids(settings.KAFKA_BOOTSTRAP_SERVERS, [t.name for t in topics])
+    except KafkaException as exc:
+        logger.warning("Could not read topic ids from Kafka (%s); later, then", exc)
+        return
+    for topic in topics:
+        current = ids.get(topic.name) or ""
+        if not current or current == topic.kafka_topic_id:
+            continue
+        if topic.kafka_topic_id:
+            reason = (
+                f"topic {topic.name} was created again in Kafka (its id was "
+                f"{topic.kafka_topic_id}, now {current})"
+            )
+            for partition in range(topic.partitions):
+                partition_lost(topic_pk=topic.pk, partition=partition, reason=reason)
+        Topic.objects.filter(pk=topic.pk).update(kafka_topic_id=current)
+        topic.kafka_topic_id = current
 
 
 def group_default() -> ConsumerGroup:
@@ -142,19 +258,25 @@ def group_default() -> ConsumerGroup:
 
 
 def _default_group_add(*, topics: Iterable[Topic]) -> None:
-    """Let the default group consume new topics, so tasks run without set-up."""
-    group_default().topics.add(*topics)
+    """Let the default group consume new topics, so tasks run without set-up.
+
+    Call in the transaction that creates the topics: a topic is never without
+    a group, even for a moment a crash could make permanent.
+    """
+    default = group_default()
+    GroupTopic.objects.bulk_create(
+        [GroupTopic(group=default, topic=topic) for topic in topics],
+        ignore_conflicts=True,
+    )
 
 
 def topics_created_after_commit(*, topics: list[Topic]) -> None:
-    """Finish auto-created topics once their transaction commits."""
+    """Create auto-created topics in Kafka once their transaction commits.
+
+    Only a head start: the publisher creates any topic Kafka lacks anyway.
+    """
     if topics:
-        transaction.on_commit(lambda: _finish_auto_created(topics))
-
-
-def _finish_auto_created(topics: list[Topic]) -> None:
-    topic_sync_kafka(topics=topics)
-    _default_group_add(topics=topics)
+        transaction.on_commit(lambda: topic_sync_kafka(topics=topics))
 
 
 def group_create(
@@ -163,32 +285,102 @@ def group_create(
     topic_names: Iterable[str] = (),
     walk_mode: str | None = None,
 ) -> ConsumerGroup:
-    """Create a consumer group over existing topics (parallel walk by default)."""
+    """Create a consumer group over existing topics (parallel walk by default).
+
+    Its topics move here from the default group; see `group_topics_check`.
+    """
     if ConsumerGroup.objects.filter(group_id=group_id).exists():
-        raise InvalidInput(f"Group {group_id!r} already exists.", field="group_id")
+        raise Conflict(f"Group {group_id!r} already exists.", field="group_id")
     group = ConsumerGroup(group_id=group_id, walk_mode=walk_mode or WalkMode.PARALLEL)
     _validated(group)
     topics = _existing_topics(topic_names)
     with transaction.atomic():
         group.save()
-        group.topics.set(topics)
+        _group_topics_set(group=group, topics=topics)
     return group
 
 
 def group_update(
     *,
     group: ConsumerGroup,
+    group_id: str | None = None,
     topic_names: Iterable[str] | None = None,
     walk_mode: str | None = None,
 ) -> ConsumerGroup:
-    """Change a group's topics or walk mode."""
-    if walk_mode is not None:
-        group.walk_mode = walk_mode
-        _validated(group)
-        group.save(update_fields=["walk_mode"])
-    if topic_names is not None:
-        group.topics.set(_existing_topics(topic_names))
+    """Change a group's topics or walk mode; its id may be repeated, not changed.
+
+    Topics it gains move here from the default group; topics it gives up go
+    back to the default group; see `group_topics_check`.
+    """
+    if group_id is not None and group_id != group.group_id:
+        raise Conflict(
+            "A group cannot be renamed (Kafka keeps its offsets under the old id); "
+            "create a new group.",
+            field="group_id",
+        )
+    with transaction.atomic():
+        if walk_mode is not None:
+            group.walk_mode = walk_mode
+            _validated(group)
+            group.save(update_fields=["walk_mode"])
+        if topic_names is not None:
+            _group_topics_set(group=group, topics=_existing_topics(topic_names))
     return group
+
+
+def group_topics_check(*, group: ConsumerGroup | None, topics: Iterable[Topic]) -> None:
+    """Refuse a topic set for `group` (None: a new group) that breaks the rule
+    that every topic belongs to exactly one group.
+
+    A task has one status, so two groups consuming one topic would overwrite
+    each other's outcomes; a topic in no group would never be consumed. Topics
+    may come from the default group, not from another one, and the default
+    group cannot give a topic up except to another group.
+    """
+    default_id = settings.SCHEDULER_DEFAULT_GROUP
+    wanted = [topic.pk for topic in topics]
+    elsewhere = GroupTopic.objects.filter(topic_id__in=wanted).exclude(
+        group__group_id=default_id
+    )
+    if group is not None and group.pk:
+        elsewhere = elsewhere.exclude(group=group)
+    for found in elsewhere.select_related("group", "topic").order_by("topic__name"):
+        raise InvalidInput(
+            f"Topic {found.topic.name!r} belongs to group {found.group.group_id!r}; "
+            "a topic belongs to exactly one group (a task has one status). Remove "
+            f"it from {found.group.group_id!r} first.",
+            field="topics",
+        )
+    if group is None or group.group_id != default_id:
+        return
+    dropped = group.topics.exclude(pk__in=wanted).order_by("name")
+    names = ", ".join(dropped.values_list("name", flat=True))
+    if names:
+        raise InvalidInput(
+            f"Every topic belongs to a group: to take {names} out of the default "
+            "group, move it to another group instead.",
+            field="topics",
+        )
+
+
+def _group_topics_set(*, group: ConsumerGroup, topics: list[Topic]) -> None:
+    """Make `topics` exactly the group's topics (see `group_update`).
+
+    The topics are locked first, so two requests moving the same topic are
+    checked one after the other.
+    """
+    wanted = {topic.pk for topic in topics}
+    list(Topic.objects.select_for_update().filter(pk__in=wanted).order_by("pk"))
+    group_topics_check(group=group, topics=topics)
+    current = set(group.topics.values_list("pk", flat=True))
+    gained, dropped = wanted - current, current - wanted
+    GroupTopic.objects.filter(topic_id__in=gained).delete()  # from the default group
+    GroupTopic.objects.filter(group=group, topic_id__in=dropped).update(
+        group=group_default()
+    )
+    GroupTopic.objects.bulk_create(
+        [GroupTopic(group=group, topic_id=pk) for pk in sorted(gained)]
+    )
 
 
 def _existing_topics(names: Iterable[str]) -> list[Topic]:

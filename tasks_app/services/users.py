@@ -1,4 +1,5 @@
-"""The admin account that `make dev` and deployments sign in with, and its API token."""
+"""Accounts: the admin that `make dev` and deployments sign in with, and users
+created with a role (submitter or operator), each with an API token."""
 
 import json
 import logging
@@ -7,15 +8,18 @@ import secrets
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import AbstractUser, Group
 from django.contrib.auth.password_validation import validate_password
+from django.contrib.auth.signals import user_logged_in
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
-from tasks_app.errors import InvalidInput
+from tasks_app.errors import Conflict, InvalidInput
+from tasks_app.roles import ROLE_GROUPS, Role, roles_ensure
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +53,63 @@ def admin_ensure(*, username: str, password: str | None) -> tuple[AbstractUser, 
     user.save()
     token, _ = Token.objects.get_or_create(user=user)
     return user, token
+
+
+@dataclass(frozen=True)
+class UserCredentials:
+    """A new user's name, role, generated password and API token (shown once)."""
+
+    username: str
+    role: Role
+    password: str
+    token: str
+
+
+@transaction.atomic
+def user_create(*, username: str, role: Role) -> UserCredentials:
+    """Create an active user in the role's group, with a random password and a token.
+
+    Operators are also staff, so they can sign in to the admin; submitters use
+    the API only. An existing username is refused: change roles in the admin.
+    """
+    users = get_user_model()
+    if users.objects.filter(username=username).exists():
+        raise Conflict(
+            f"User {username!r} already exists. Change its groups in the admin, "
+            "or get its token with POST /api/auth/token/.",
+            field="username",
+        )
+    password = secrets.token_urlsafe(GENERATED_PASSWORD_BYTES)
+    user = users(username=username)
+    user.set_password(password)
+    try:
+        user.full_clean(exclude=["password"])
+    except ValidationError as exc:
+        raise InvalidInput(" ".join(exc.messages), field="username") from exc
+    user.save()
+    user_role_grant(user=user, role=role)
+    token = Token.objects.create(user=user)
+    return UserCredentials(user.get_username(), role, password, token.key)
+
+
+def token_sign_in(*, user: AbstractUser, request: Any) -> str:
+    """Record a password sign-in and return the user's API token (made once).
+
+    Sends Django's user_logged_in like a login page does, so `last_login` moves
+    and the sign-in lockout forgets this (username, address)'s failures.
+    """
+    user_logged_in.send(sender=user.__class__, request=request, user=user)
+    token, _ = Token.objects.get_or_create(user=user)
+    return token.key
+
+
+def user_role_grant(*, user: AbstractUser, role: Role) -> None:
+    """Put the user in the role's group; operators also become staff (admin)."""
+    roles_ensure()  # the groups come from a migration, but may have been deleted
+    user.groups.add(Group.objects.get(name=ROLE_GROUPS[role]))
+    if role == Role.OPERATOR and not user.is_staff:
+        user.is_staff = True
+        user.save(update_fields=["is_staff"])
 
 
 def admin_credentials_ensure(

@@ -38,6 +38,8 @@ GROUP = "default"
 WEB_WORKERS = 2
 START_TIMEOUT_S = 60.0
 SECRET_KEY_BYTES = 50
+# Workers run registered handlers only; this module registers `record`.
+HANDLER_MODULE = "tests.handlers"
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,9 @@ class ChaosEnv:
             **env,
             "SECRET_KEY": secrets.token_urlsafe(SECRET_KEY_BYTES),
             "DEBUG": "0",
+            # Plain HTTP on localhost: no TLS proxy in front of gunicorn here.
+            "SECURE_SSL_REDIRECT": "0",
+            "SCHEDULER_HANDLER_MODULES": HANDLER_MODULE,
             "SCHEDULER_SLICE_MS": str(TIMING.slice_ms),
             RECORD_URL_VAR: self.recorder.url,
         }

@@ -3,37 +3,149 @@
 from collections.abc import Mapping
 from typing import Any
 
+from django.http import QueryDict
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+
+from tasks_app.validators import (
+    KAFKA_NAME_MAX_CHARS,
+    KAFKA_TOPIC_PATTERN,
+    validate_kafka_topic_name,
+)
 
 # Browsable-API HTML forms post Django's CSRF token alongside the fields.
 FORM_ONLY_FIELDS = frozenset({"csrfmiddlewaretoken"})
 
 
+def _json_type(value: Any) -> str:
+    """Name a decoded JSON value's type as JSON calls it."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), "null")
+
+
+def _expected_json_type(field: serializers.Field) -> str | None:
+    """Name the JSON type a field documents, or None when any value may come."""
+    if isinstance(field, serializers.BooleanField):
+        return "boolean"
+    if isinstance(field, serializers.IntegerField):
+        return "integer"
+    if isinstance(field, serializers.ManyRelatedField | serializers.ListField):
+        return "array"
+    if isinstance(
+        field,
+        serializers.CharField | serializers.ChoiceField | serializers.DateTimeField,
+    ):
+        return "string"
+    return None
+
+
+def _type_error(field: serializers.Field, value: Any) -> str | None:
+    """Say why a JSON value does not have its field's type, if it does not."""
+    expected = _expected_json_type(field)
+    if expected is None or (value is None and field.allow_null):
+        return None
+    got = _json_type(value)
+    if expected == "integer":
+        matches = got == "number" and isinstance(value, int)
+    else:
+        matches = got == expected
+    if matches and _lists_names(field):
+        matches = all(isinstance(item, str) for item in value)
+        expected, got = "array of strings", "array with other items"
+    return None if matches else f"Send a JSON {expected}, not {got}."
+
+
+def _lists_names(field: serializers.Field) -> bool:
+    """Tell whether a field is a list of objects named by a slug (group topics)."""
+    return isinstance(field, serializers.ManyRelatedField) and isinstance(
+        field.child_relation, serializers.SlugRelatedField
+    )
+
+
 class RejectUnknownFieldsMixin:
-    """Refuse fields the serializer does not know, naming them.
+    """Refuse fields the serializer does not know, and JSON values of another type.
 
     DRF drops unknown keys silently, so a typo (`mesage`, `runat`) would be
     accepted and the intended value lost; a 400 that names the field lets the
     caller fix the request. Read-only fields are known and ignored, so a client
-    may send back what it read.
+    may send back what it read. DRF also coerces (`"paused": 0`, `"topic": 5`);
+    a JSON body must send the type the schema documents. Form bodies (the
+    browsable API) carry only text and are coerced as usual.
     """
 
     fields: dict[str, serializers.Field]
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, Mapping):
-            unknown = sorted(set(data) - set(self.fields) - FORM_ONLY_FIELDS)
-            if unknown:
-                writable = ", ".join(
-                    name for name, field in self.fields.items() if not field.read_only
-                )
-                raise serializers.ValidationError(
-                    {
-                        name: [f"Unknown field. Fields you can send: {writable}."]
-                        for name in unknown
-                    }
-                )
+            self._unknown_check(data)
+            if not isinstance(data, QueryDict):
+                self._json_types_check(data)
         return super().to_internal_value(data)  # type: ignore[misc]
+
+    def _unknown_check(self, data: Mapping) -> None:
+        unknown = sorted(set(data) - set(self.fields) - FORM_ONLY_FIELDS)
+        if unknown:
+            writable = ", ".join(
+                name for name, field in self.fields.items() if not field.read_only
+            )
+            raise serializers.ValidationError(
+                {
+                    name: [f"Unknown field. Fields you can send: {writable}."]
+                    for name in unknown
+                }
+            )
+
+    def _json_types_check(self, data: Mapping) -> None:
+        errors = {
+            name: [error]
+            for name, field in self.fields.items()
+            if name in data
+            and not field.read_only
+            and (error := _type_error(field, data[name]))
+        }
+        if errors:
+            raise serializers.ValidationError(errors)
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "pattern": KAFKA_TOPIC_PATTERN,
+        "minLength": 1,
+        "maxLength": KAFKA_NAME_MAX_CHARS,
+    }
+)
+class KafkaNameField(serializers.CharField):
+    """A topic or group name: Kafka's rule, checked and documented as a pattern."""
+
+    def __init__(self, **kwargs: Any):
+        kwargs.setdefault("trim_whitespace", False)
+        kwargs.setdefault("validators", [validate_kafka_topic_name])
+        super().__init__(**kwargs)
+
+
+class HandlerNameField(serializers.CharField):
+    """A handler's registered name; the schema lists them (api/schema.py)."""
+
+
+# JSON Schema for "any JSON value but null" (null cannot be stored as a message).
+NOT_NULL_JSON = {
+    "oneOf": [
+        {"type": "object", "additionalProperties": True},
+        {"type": "array", "items": {}},
+        {"type": "string"},
+        {"type": "number"},
+        {"type": "boolean"},
+    ]
+}
+
+
+@extend_schema_field(NOT_NULL_JSON)
+class MessageField(serializers.JSONField):
+    """A task's message: any JSON value except null."""
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -47,3 +159,19 @@ class ErrorSerializer(serializers.Serializer):
     errors = serializers.JSONField(
         required=False, help_text="Per-field messages of a validation error."
     )
+
+
+class QueryParamsSerializer(serializers.Serializer):
+    """Filters from the query string; a filter given empty is refused, not ignored.
+
+    DRF treats an empty optional form value as absent, so `?topic=` would list
+    every topic's tasks while the caller meant one.
+    """
+
+    def to_internal_value(self, data: Any) -> Any:
+        blank = [name for name in self.fields if name in data and data[name] == ""]
+        if blank:
+            raise serializers.ValidationError(
+                {name: ["Give a value, or leave the filter out."] for name in blank}
+            )
+        return super().to_internal_value(data)

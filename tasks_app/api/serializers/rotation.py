@@ -6,7 +6,9 @@ from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from rotation.scheduler import EndReason
+from tasks_app.api.serializers.base import KafkaNameField, QueryParamsSerializer
 from tasks_app.models import Slice, TaskStatus
+from tasks_app.models.topic import MAX_PARTITIONS
 
 MS_PER_S = 1000
 
@@ -45,15 +47,17 @@ class SliceSerializer(serializers.ModelSerializer):
         return round((record.ended_at - record.started_at).total_seconds() * MS_PER_S)
 
 
-class SliceListQuerySerializer(serializers.Serializer):
+class SliceListQuerySerializer(QueryParamsSerializer):
     """The filters of the slice list, from the query string."""
 
-    topic = serializers.CharField(required=False, help_text="Only this topic's slices.")
-    group = serializers.CharField(
+    topic = KafkaNameField(required=False, help_text="Only this topic's slices.")
+    group = KafkaNameField(
         required=False, help_text="Only slices of this consumer group (group_id)."
     )
     member = serializers.CharField(
-        required=False, help_text="Only slices this member took (hostname:pid)."
+        required=False,
+        max_length=255,
+        help_text="Only slices this member took (its Celery node name).",
     )
     end_reason = serializers.ChoiceField(
         choices=[reason.value for reason in EndReason],
@@ -66,7 +70,10 @@ class SliceListQuerySerializer(serializers.Serializer):
         help_text="Only slices that ended for this reason.",
     )
     partition = serializers.IntegerField(
-        required=False, min_value=0, help_text="Only slices on this partition."
+        required=False,
+        min_value=0,
+        max_value=MAX_PARTITIONS - 1,
+        help_text="Only slices on this partition.",
     )
 
 

@@ -7,11 +7,15 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
-from tasks_app.api.serializers.base import RejectUnknownFieldsMixin
+from tasks_app.api.serializers.base import (
+    KafkaNameField,
+    MessageField,
+    QueryParamsSerializer,
+    RejectUnknownFieldsMixin,
+)
 from tasks_app.errors import InvalidInput
 from tasks_app.models import Task, TaskEvent, TaskStatus
 from tasks_app.services.tasks import TaskSpec, message_size_check
-from tasks_app.validators import validate_kafka_topic_name
 
 IDEMPOTENCY_KEY_MAX_CHARS = 255
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -40,16 +44,25 @@ def _unstorable(value: Any) -> str | None:
 class TaskMessageSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     """A topic and a JSON message: the body the Rust seed accepted."""
 
-    topic = serializers.CharField(
-        trim_whitespace=False,
-        validators=[validate_kafka_topic_name],
+    topic = KafkaNameField(
         help_text="Topic name; created with defaults if missing "
-        "(SCHEDULER_AUTO_CREATE_TOPICS).",
+        "(SCHEDULER_AUTO_CREATE_TOPICS)."
     )
-    message = serializers.JSONField(help_text="Any JSON value, handed to the handler.")
+    message = MessageField(
+        help_text="Any JSON value but null, handed to the handler; strings hold "
+        "no U+0000, which PostgreSQL cannot store."
+    )
 
     def validate_message(self, value: Any) -> Any:
-        """Refuse messages over the size limit or that PostgreSQL cannot store."""
+        """Refuse messages over the size limit or that PostgreSQL cannot store.
+
+        A JSON `null` body field is refused by the field itself; a form's
+        `message=null` decodes to None only here.
+        """
+        if value is None:
+            raise serializers.ValidationError(
+                self.fields["message"].error_messages["null"]
+            )
         try:
             message_size_check(message=value)
             reason = _unstorable(value)
@@ -89,6 +102,7 @@ class TaskCreateSerializer(TaskMessageSerializer):
     key = serializers.CharField(
         required=False,
         max_length=255,
+        trim_whitespace=False,
         help_text="Ordering key; tasks with one key run in submission order. "
         "Defaults to the topic name.",
     )
@@ -100,6 +114,7 @@ class TaskCreateSerializer(TaskMessageSerializer):
     idempotency_key = serializers.CharField(
         required=False,
         allow_null=True,
+        trim_whitespace=False,
         max_length=IDEMPOTENCY_KEY_MAX_CHARS,
         help_text="Repeat a request with the same key and body to get the same "
         f"task back; also accepted as the {IDEMPOTENCY_HEADER} header.",
@@ -117,7 +132,7 @@ class TaskCreateSerializer(TaskMessageSerializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """Take the idempotency key from the header when the body has none."""
-        header = self.context.get("idempotency_header")
+        header = (self.context.get("idempotency_header") or "").strip()
         if not header:
             return attrs
         field = self.fields["idempotency_key"]
@@ -188,7 +203,7 @@ class TaskDetailSerializer(TaskSerializer):
         read_only_fields = fields
 
 
-class TaskListQuerySerializer(serializers.Serializer):
+class TaskListQuerySerializer(QueryParamsSerializer):
     """The filters of the task list, from the query string."""
 
     status = serializers.ChoiceField(
@@ -201,5 +216,10 @@ class TaskListQuerySerializer(serializers.Serializer):
         },
         help_text="Only tasks in this status.",
     )
-    topic = serializers.CharField(required=False, help_text="Only this topic's tasks.")
-    key = serializers.CharField(required=False, help_text="Only tasks with this key.")
+    topic = KafkaNameField(required=False, help_text="Only this topic's tasks.")
+    key = serializers.CharField(
+        required=False,
+        max_length=255,
+        trim_whitespace=False,
+        help_text="Only tasks with this key.",
+    )

@@ -4,18 +4,23 @@ from typing import Any
 
 from rest_framework import serializers
 
-from tasks_app.api.serializers.base import RejectUnknownFieldsMixin
+from tasks_app.api.serializers.base import (
+    HandlerNameField,
+    KafkaNameField,
+    RejectUnknownFieldsMixin,
+)
 from tasks_app.models import ConsumerGroup, Topic
-from tasks_app.validators import validate_kafka_topic_name
 
-# The model's UniqueValidator is replaced so the service's message (which says
-# what to do) is the one a caller sees.
-_NAME_KWARGS = {"validators": [validate_kafka_topic_name]}
+# Names are declared fields, so the model's UniqueValidator is left out and the
+# service's message (which says what to do) is the one a caller sees.
+TOPIC_NAME_HELP = Topic._meta.get_field("name").help_text
+GROUP_ID_HELP = ConsumerGroup._meta.get_field("group_id").help_text
 
 
 class TopicSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
     """A topic and its policy; `kafka_error` holds the broker's reason if any."""
 
+    name = KafkaNameField(help_text=TOPIC_NAME_HELP)
     url = serializers.HyperlinkedIdentityField(
         view_name="topic-detail", lookup_field="name"
     )
@@ -37,19 +42,24 @@ class TopicSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
             "url",
         ]
         read_only_fields = ["kafka_error", "created_at", "updated_at"]
-        extra_kwargs = {"name": _NAME_KWARGS}
+
+    def build_standard_field(self, field_name: str, model_field: Any) -> Any:
+        """Build `handler` as a HandlerNameField: the schema lists the names,
+        the model field's validator (the one rule) checks them."""
+        field_class, kwargs = super().build_standard_field(field_name, model_field)
+        return (HandlerNameField if field_name == "handler" else field_class), kwargs
 
 
 class TopicUpdateSerializer(TopicSerializer):
     """Changes to a topic's policy; the name may be repeated but not changed."""
 
-    class Meta(TopicSerializer.Meta):
-        extra_kwargs = {"name": {**_NAME_KWARGS, "required": False}}
+    name = KafkaNameField(required=False, help_text=TOPIC_NAME_HELP)
 
 
 class GroupSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
     """A consumer group: its Kafka group.id, its topics (by name), its walk mode."""
 
+    group_id = KafkaNameField(help_text=GROUP_ID_HELP)
     topics = serializers.SlugRelatedField(
         many=True,
         slug_field="name",
@@ -69,12 +79,13 @@ class GroupSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
         model = ConsumerGroup
         fields = ["group_id", "topics", "walk_mode", "created_at", "url"]
         read_only_fields = ["created_at"]
-        extra_kwargs = {"group_id": _NAME_KWARGS}
 
     def service_changes(self) -> dict[str, Any]:
-        """Return the validated topics and walk mode as service arguments."""
+        """Return the validated group id, topics and walk mode as service arguments."""
         data = self.validated_data
         changes: dict[str, Any] = {}
+        if "group_id" in data:
+            changes["group_id"] = data["group_id"]
         if "topics" in data:
             changes["topic_names"] = [topic.name for topic in data["topics"]]
         if "walk_mode" in data:
@@ -85,14 +96,4 @@ class GroupSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
 class GroupUpdateSerializer(GroupSerializer):
     """Changes to a group; the group id may be repeated but not changed."""
 
-    class Meta(GroupSerializer.Meta):
-        extra_kwargs = {"group_id": {**_NAME_KWARGS, "required": False}}
-
-    def validate_group_id(self, value: str) -> str:
-        """Refuse a rename: Kafka keeps offsets under the old group id."""
-        if self.instance is not None and value != self.instance.group_id:
-            raise serializers.ValidationError(
-                "A group cannot be renamed (Kafka keeps its offsets under the old "
-                "id); create a new group."
-            )
-        return value
+    group_id = KafkaNameField(required=False, help_text=GROUP_ID_HELP)

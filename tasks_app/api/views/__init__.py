@@ -1,5 +1,6 @@
 """API views: thin wrappers that validate, call one service or selector, serialize."""
 
+from tasks_app.api.views.auth import TokenView
 from tasks_app.api.views.groups import GroupViewSet
 from tasks_app.api.views.rotation import MemberViewSet, SliceViewSet, StatsViewSet
 from tasks_app.api.views.seed import SeedGenerateView, SeedPendingView
@@ -14,5 +15,6 @@ __all__ = [
     "SliceViewSet",
     "StatsViewSet",
     "TaskViewSet",
+    "TokenView",
     "TopicViewSet",
 ]

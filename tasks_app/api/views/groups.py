@@ -7,6 +7,7 @@ from rest_framework.response import Response
 
 from tasks_app.api.pagination import LookupCursorPagination
 from tasks_app.api.parsers import API_PARSERS
+from tasks_app.api.permissions import ModelPermissions
 from tasks_app.api.serializers import GroupSerializer, GroupUpdateSerializer
 from tasks_app.api.views.docs import BAD_REQUEST
 from tasks_app.api.views.topics import KAFKA_NAME_URL_REGEX
@@ -24,6 +25,7 @@ class GroupViewSet(
     serializer_class = GroupSerializer
     pagination_class = LookupCursorPagination
     parser_classes = API_PARSERS
+    permission_classes = [ModelPermissions]
     lookup_field = "group_id"
     lookup_value_regex = KAFKA_NAME_URL_REGEX
 
@@ -37,10 +39,7 @@ class GroupViewSet(
         """Create a group over existing topics."""
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        group = group_create(
-            group_id=serializer.validated_data["group_id"],
-            **serializer.service_changes(),
-        )
+        group = group_create(**serializer.service_changes())
         return Response(self._answer(group), status=201)
 
     @extend_schema(responses={200: GroupSerializer, 400: BAD_REQUEST})

@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from tasks_app.api.pagination import NewestFirstCursorPagination
+from tasks_app.api.permissions import CanViewRotation, ModelPermissions
 from tasks_app.api.serializers import (
     ErrorSerializer,
     MemberSerializer,
@@ -31,6 +32,7 @@ class SliceViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
 
     serializer_class = SliceSerializer
     pagination_class = NewestFirstCursorPagination
+    permission_classes = [ModelPermissions]
 
     def get_queryset(self) -> QuerySet[Slice]:
         return slice_list()
@@ -56,6 +58,8 @@ class SliceViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
 class MemberViewSet(viewsets.ViewSet):
     """The rotation members alive now (workers that beat within 3 heartbeats)."""
 
+    permission_classes = [CanViewRotation]
+
     @extend_schema(responses={200: MemberSerializer(many=True), 503: REDIS_DOWN})
     def list(self, request: Request) -> Response:
         """List live members by name, with the lane each works on now."""
@@ -65,6 +69,8 @@ class MemberViewSet(viewsets.ViewSet):
 @extend_schema(tags=["stats"])
 class StatsViewSet(viewsets.ViewSet):
     """Counts of tasks, outbox backlog, per-lane lag and live members."""
+
+    permission_classes = [CanViewRotation]
 
     @extend_schema(
         operation_id="stats_retrieve",

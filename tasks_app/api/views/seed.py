@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from tasks_app.api.parsers import API_PARSERS
+from tasks_app.api.permissions import CanSubmitTasks, CanUseTasks
 from tasks_app.api.serializers import TaskMessageSerializer
 from tasks_app.api.views.docs import BAD_REQUEST
 from tasks_app.selectors import tasks_pending_seed
@@ -21,6 +22,7 @@ class SeedGenerateView(generics.GenericAPIView):
 
     serializer_class = TaskMessageSerializer
     parser_classes = API_PARSERS
+    permission_classes = [CanSubmitTasks]
 
     @extend_schema(
         operation_id="seed_tasks_generate",
@@ -36,7 +38,12 @@ class SeedGenerateView(generics.GenericAPIView):
 
 
 class SeedPendingView(APIView):
-    """`GET /tasks`: the tasks not yet published, oldest first, as the seed listed."""
+    """`GET /tasks`: the tasks not yet published, oldest first, as the seed listed.
+
+    A submitter sees their own; an operator every pending task.
+    """
+
+    permission_classes = [CanUseTasks]
 
     @extend_schema(
         operation_id="seed_tasks_pending",
@@ -44,5 +51,5 @@ class SeedPendingView(APIView):
         responses=TaskMessageSerializer(many=True),
     )
     def get(self, request: Request) -> Response:
-        """List `{"topic", "message"}` of every pending task."""
-        return Response(tasks_pending_seed())
+        """List `{"topic", "message"}` of the pending tasks the user may see."""
+        return Response(tasks_pending_seed(user=request.user))

@@ -2,7 +2,6 @@
 
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -11,18 +10,23 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from tasks_app.api.pagination import TaskCursorPagination
 from tasks_app.api.parsers import API_PARSERS
+from tasks_app.api.permissions import CanSubmitTasks, CanUseTasks
 from tasks_app.api.serializers import (
     TaskCreateSerializer,
     TaskDetailSerializer,
     TaskListQuerySerializer,
     TaskSerializer,
 )
-from tasks_app.api.serializers.tasks import IDEMPOTENCY_HEADER
+from tasks_app.api.serializers.tasks import (
+    IDEMPOTENCY_HEADER,
+    IDEMPOTENCY_KEY_MAX_CHARS,
+)
 from tasks_app.api.views.docs import BAD_REQUEST, CONFLICT, NOT_FOUND
 from tasks_app.errors import InvalidInput
 from tasks_app.models import Task
@@ -40,17 +44,27 @@ TASK_SUBMISSION = PolymorphicProxySerializer(
     resource_type_field_name=None,
     many=False,
 )
+TASKS_ACCEPTED = PolymorphicProxySerializer(
+    component_name="TasksAccepted",
+    serializers=[TaskSerializer, TaskSerializer(many=True)],
+    resource_type_field_name=None,
+    many=False,
+)
 IDEMPOTENCY_HEADER_DOC = OpenApiParameter(
     IDEMPOTENCY_HEADER,
-    OpenApiTypes.STR,
+    {"type": "string", "maxLength": IDEMPOTENCY_KEY_MAX_CHARS},
     OpenApiParameter.HEADER,
-    description="Same as the body field idempotency_key (single task only).",
+    description="Same as the body field idempotency_key; a single task only (with "
+    "a list, give each task its own idempotency_key). Empty means none.",
 )
 
 
 @extend_schema(tags=["tasks"])
 class TaskViewSet(viewsets.GenericViewSet):
-    """Submit tasks and follow them; a task's `id` is its public UUID."""
+    """Submit tasks and follow them; a task's `id` is its public UUID.
+
+    Submitters see, cancel and retry the tasks they submitted; operators any task.
+    """
 
     # Names the model for the schema (the `id` path type); reads use selectors.
     queryset = Task.objects.all()
@@ -59,6 +73,18 @@ class TaskViewSet(viewsets.GenericViewSet):
     parser_classes = API_PARSERS
     lookup_field = "uuid"
     lookup_url_kwarg = "id"
+
+    def get_permissions(self) -> list[BasePermission]:
+        allowed = CanSubmitTasks if self.action == "create" else CanUseTasks
+        return [allowed()]
+
+    def get_object(self) -> Task:
+        """Find the task among those the user may see (else 404), then check it."""
+        task = task_with_events(
+            user=self.request.user, task_id=self.kwargs[self.lookup_url_kwarg]
+        )
+        self.check_object_permissions(self.request, task)
+        return task
 
     def get_serializer_class(self) -> type[serializers.BaseSerializer]:
         if self.action == "create":
@@ -77,18 +103,25 @@ class TaskViewSet(viewsets.GenericViewSet):
         """List tasks, newest first, filtered by status, topic and key."""
         query = TaskListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        page = self.paginate_queryset(task_list(**query.validated_data))
+        tasks = task_list(user=request.user, **query.validated_data)
+        page = self.paginate_queryset(tasks)
         return self.get_paginated_response(self._answer(page, many=True))
 
     @extend_schema(
         request=TASK_SUBMISSION,
         parameters=[IDEMPOTENCY_HEADER_DOC],
         responses={
-            201: TaskSerializer,
+            201: OpenApiResponse(
+                TASKS_ACCEPTED, description="The task, or the list of tasks, stored."
+            ),
             200: OpenApiResponse(
                 TaskSerializer, description="The original task (repeated key)."
             ),
             400: BAD_REQUEST,
+            409: OpenApiResponse(
+                CONFLICT.response,
+                description="The idempotency key was used with another body.",
+            ),
         },
         description="Submit one task (an object) or up to SCHEDULER_MAX_BULK_TASKS "
         "(a list, stored all or none). Answers 201, or 200 with the original task "
@@ -122,21 +155,20 @@ class TaskViewSet(viewsets.GenericViewSet):
     @extend_schema(responses={200: TaskDetailSerializer, 404: NOT_FOUND})
     def retrieve(self, request: Request, **kwargs: str) -> Response:
         """Return a task with its history of transitions."""
-        task = task_with_events(task_id=kwargs[self.lookup_url_kwarg])
-        return Response(self.get_serializer(task).data)
+        return Response(self.get_serializer(self.get_object()).data)
 
     @extend_schema(request=None, responses={200: TaskSerializer, 409: CONFLICT})
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, **kwargs: str) -> Response:
         """Cancel a task that has not been published yet."""
-        task = task_cancel(task_id=kwargs[self.lookup_url_kwarg])
+        task = task_cancel(task_id=self.get_object().uuid)
         return Response(self._answer(task))
 
     @extend_schema(request=None, responses={200: TaskSerializer, 409: CONFLICT})
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, **kwargs: str) -> Response:
         """Run a dead task again from its first attempt."""
-        task = task_retry(task_id=kwargs[self.lookup_url_kwarg])
+        task = task_retry(task_id=self.get_object().uuid)
         return Response(self._answer(task))
 
     def _answer(self, tasks: Any, many: bool = False) -> Any:

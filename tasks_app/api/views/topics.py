@@ -8,6 +8,7 @@ from rest_framework.response import Response
 
 from tasks_app.api.pagination import LookupCursorPagination
 from tasks_app.api.parsers import API_PARSERS
+from tasks_app.api.permissions import ChangeModelPermissions, ModelPermissions
 from tasks_app.api.serializers import TopicSerializer, TopicUpdateSerializer
 from tasks_app.api.views.docs import BAD_REQUEST
 from tasks_app.models import Topic
@@ -31,6 +32,7 @@ class TopicViewSet(
     serializer_class = TopicSerializer
     pagination_class = LookupCursorPagination
     parser_classes = API_PARSERS
+    permission_classes = [ModelPermissions]
     lookup_field = "name"
     lookup_value_regex = KAFKA_NAME_URL_REGEX
 
@@ -64,14 +66,14 @@ class TopicViewSet(
         return self.update(request, partial=True)
 
     @extend_schema(request=None, responses=TopicSerializer)
-    @action(detail=True, methods=["post"])
+    @action(detail=True, methods=["post"], permission_classes=[ChangeModelPermissions])
     def pause(self, request: Request, **kwargs: str) -> Response:
         """Stop giving the topic's lanes turns; its tasks wait, none is lost."""
         topic = topic_set_paused(topic=self.get_object(), paused=True)
         return Response(self._answer(topic))
 
     @extend_schema(request=None, responses=TopicSerializer)
-    @action(detail=True, methods=["post"])
+    @action(detail=True, methods=["post"], permission_classes=[ChangeModelPermissions])
     def resume(self, request: Request, **kwargs: str) -> Response:
         """Give the topic's lanes turns again."""
         topic = topic_set_paused(topic=self.get_object(), paused=False)

@@ -80,6 +80,7 @@ def config_load(*, path: Path) -> SchedulerConfig:
         for i, raw in enumerate(data.get("groups", []))
     ]
     _unique_check(source, "[[groups]]", [decl.group_id for decl in groups])
+    _one_group_per_topic_check(source, groups)
     return SchedulerConfig(path=path, topics=tuple(topics), groups=tuple(groups))
 
 
@@ -174,6 +175,21 @@ def _group_check(table: Table, raw: dict[str, Any], declared: set[str]) -> Group
                 "declare it or remove it from the list",
             )
     return GroupDecl(group_id=raw["group_id"], topics=tuple(names), walk_mode=walk_mode)
+
+
+def _one_group_per_topic_check(source: Source, groups: list[GroupDecl]) -> None:
+    """Refuse a topic two groups declare: a topic belongs to exactly one group."""
+    owner: dict[str, str] = {}
+    for index, decl in enumerate(groups):
+        for name in decl.topics:
+            if name in owner:
+                table = Table(source, "[[groups]]", index, f"group {decl.group_id!r}")
+                raise table.error(
+                    "topics",
+                    f"'topics' names {name!r}, which group {owner[name]!r} consumes "
+                    "already; a topic belongs to exactly one group",
+                )
+            owner[name] = decl.group_id
 
 
 def _unique_check(source: Source, header: str, names: list[str]) -> None:

@@ -15,7 +15,13 @@ from typing import NamedTuple
 from django.conf import settings
 from django.db import connection, transaction
 
-from rotation.producer import BatchProducer, Delivery, Headers, OutgoingMessage
+from rotation.producer import (
+    BatchProducer,
+    Delivery,
+    Headers,
+    OutgoingMessage,
+    key_partition,
+)
 from tasks_app.models import Topic
 from tasks_app.services.lanes import partition_heads_advance
 from tasks_app.services.topics import topic_sync_kafka
@@ -128,17 +134,39 @@ def take(
 
 
 def produce(*, producer: BatchProducer, rows: list[OutboxRow]) -> list[Delivery]:
-    """Send the rows to Kafka once their topics are confirmed there."""
-    unready = {row.topic for row in rows} - _ready_topics
+    """Send the rows to Kafka once their topics are confirmed there.
+
+    Each record goes to its key's partition among the topic's partitions as
+    PostgreSQL records them (read in the batch's transaction), not as the
+    broker's metadata says: a topic a broker created by itself, or a partition
+    count that just grew, never moves a key behind the database's back.
+    """
+    names = {row.topic for row in rows}
+    topics_check_ready(names=names)
+    counts = dict(
+        Topic.objects.filter(name__in=names).values_list("name", "partitions")
+    )
+    return producer.produce_batch([_message(row, counts[row.topic]) for row in rows])
+
+
+def topics_forget() -> None:
+    """Confirm every topic in Kafka again before its next batch: after a failed
+    batch a topic may be gone (a broker that lost its data)."""
+    _ready_topics.clear()
+
+
+def topics_check_ready(*, names: set[str]) -> None:
+    """Raise TopicsNotReady for the topics this process has not confirmed in Kafka."""
+    unready = names - _ready_topics
     if unready:
         raise TopicsNotReady(unready)
-    return producer.produce_batch([_message(row) for row in rows])
 
 
-def _message(row: OutboxRow) -> OutgoingMessage:
+def _message(row: OutboxRow, partitions: int) -> OutgoingMessage:
     """Build the Kafka record: the stored envelope, keyed, with id headers."""
     headers: Headers = [("task_id", row.task_uuid), ("content-type", CONTENT_TYPE)]
-    return OutgoingMessage(row.topic, row.key, row.envelope, headers)
+    partition = key_partition(row.key, partitions)
+    return OutgoingMessage(row.topic, row.key, row.envelope, headers, partition)
 
 
 def record_tasks(*, rows: list[OutboxRow], deliveries: list[Delivery]) -> None:
@@ -157,10 +185,13 @@ def record_tasks(*, rows: list[OutboxRow], deliveries: list[Delivery]) -> None:
 def record_ends(*, deliveries: list[Delivery]) -> None:
     """Move each partition's recorded end past the batch (one entry per partition
     suffices). Lanes read only up to it, so it must commit with the tasks."""
-    ends: dict[tuple[str, int], int] = {}
+    spans: dict[tuple[str, int], tuple[int, int]] = {}
     for d in deliveries:
-        ends[d.topic, d.partition] = max(d.offset, ends.get((d.topic, d.partition), -1))
-    partition_heads_advance(deliveries=[(t, p, o) for (t, p), o in ends.items()])
+        first, last = spans.get((d.topic, d.partition), (d.offset, d.offset))
+        spans[d.topic, d.partition] = (min(first, d.offset), max(last, d.offset))
+    partition_heads_advance(
+        deliveries=[(t, p, first, last) for (t, p), (first, last) in spans.items()]
+    )
 
 
 def _pg_array(values: Iterable[int]) -> str:

@@ -3,34 +3,32 @@
 import logging
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import redis
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection
+from django.db import InterfaceError, OperationalError
 from django.db.models import QuerySet
 from django.db.models.functions import Now
 
 from rotation.producer import BatchProducer, Delivery, ProduceError, shared_producer
-from tasks_app.models import OutboxEntry
+from tasks_app.models import DeadLetter, OutboxEntry
 from tasks_app.services.lanes import lanes_kick
 from tasks_app.services.publish_nudge import publish_nudge_clear
 from tasks_app.services.publisher.batch import (
     TopicsNotReady,
     publish_batch,
+    topics_forget,
     topics_prepare,
 )
+from tasks_app.services.publisher.dead_letters import dead_letters_publish
 from tasks_app.services.publisher.pipeline import publish_overlapped
+from tasks_app.services.publisher_lock import publisher_lock
 
 logger = logging.getLogger(__name__)
 
-# Key of the session advisory lock held by the one active publisher.
-PUBLISHER_LOCK_KEY = 0x5C4ED_0B0C
 # A run that finds the lock taken keeps trying this long: the holder may be just
 # finishing and would then miss the task whose nudge queued this run.
 LOCK_WAIT_S = 0.1
-LOCK_RETRY_S = 0.005
 # During a long run, start idle lanes of newly published topics this often.
 KICK_INTERVAL_S = 0.1
 
@@ -43,7 +41,7 @@ def publish_pending_run() -> int:
     """
     _nudge_clear()
     try:
-        with _publisher_lock() as held:
+        with publisher_lock(wait_s=LOCK_WAIT_S) as held:
             return _publish_until_done() if held else 0
     except (OperationalError, InterfaceError) as exc:
         logger.error(
@@ -60,25 +58,6 @@ def _nudge_clear() -> None:
         publish_nudge_clear()
     except redis.RedisError as exc:
         logger.warning("Could not clear the publisher nudge in Redis: %s", exc)
-
-
-@contextmanager
-def _publisher_lock() -> Iterator[bool]:
-    """Hold the publisher's session advisory lock for the block, if it is free."""
-    deadline = time.monotonic() + LOCK_WAIT_S
-    with connection.cursor() as cursor:
-        while True:
-            cursor.execute("SELECT pg_try_advisory_lock(%s)", [PUBLISHER_LOCK_KEY])
-            held = bool(cursor.fetchone()[0])
-            if held or time.monotonic() >= deadline:
-                break
-            time.sleep(LOCK_RETRY_S)
-    try:
-        yield held
-    finally:
-        if held:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [PUBLISHER_LOCK_KEY])
 
 
 class _Progress:
@@ -112,22 +91,38 @@ class _Progress:
 
 
 def _publish_until_done() -> int:
-    """Publish batches until nothing is due, a batch fails or the budget is spent."""
-    if not _due().exists():
+    """Publish batches until nothing is due, a batch fails or the budget is spent;
+    then send the dead letters lanes recorded."""
+    has_letters = DeadLetter.objects.exists()
+    if not has_letters and not _due().exists():
         return 0
     producer = shared_producer(settings.KAFKA_BOOTSTRAP_SERVERS)
     progress = _Progress()
     try:
         producer.probe()
         _publish_batches(producer, progress)
+        if has_letters:
+            _publish_dead_letters(producer)
     except ProduceError as exc:
+        topics_forget()
         logger.error(
-            "%s; %d tasks stay pending and will be published when it answers.",
+            "%s; %d tasks stay pending and %d dead letters stored; both are sent "
+            "when it answers.",
             exc,
             _due().count(),
+            DeadLetter.objects.count(),
         )
     progress.kick()
     return progress.published
+
+
+def _publish_dead_letters(producer: BatchProducer) -> None:
+    """Send the waiting dead letters, creating their topics first if needed."""
+    try:
+        dead_letters_publish(producer=producer)
+    except TopicsNotReady as exc:
+        if not topics_prepare(names=exc.names):
+            dead_letters_publish(producer=producer)
 
 
 def _publish_batches(producer: BatchProducer, progress: _Progress) -> None:

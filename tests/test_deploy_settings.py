@@ -1,0 +1,116 @@
+"""Production settings: `check --deploy` is clean under the environment that
+docker-compose.yml documents, and HTTPS is the default once DEBUG is off."""
+
+import os
+import re
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from django.test import Client
+
+REPO = Path(__file__).resolve().parents[1]
+COMPOSE = REPO / "docker-compose.yml"
+# ${NAME}, ${NAME:-default} and ${NAME:?message}, as Compose interpolates them.
+_VARIABLE = re.compile(r"\$\{(\w+)(?::([-?])([^}]*))?\}")
+# What an operator puts in .env before `docker compose up` (docs/deployment.md).
+DOT_ENV = {
+    "SECRET_KEY": secrets.token_urlsafe(50),
+    "POSTGRES_PASSWORD": secrets.token_urlsafe(24),
+}
+CHECK_TIMEOUT_S = 120
+
+
+def _interpolate(value: str, dot_env: dict[str, str]) -> str:
+    def one(match: re.Match) -> str:
+        name, kind, default = match.groups()
+        if name in dot_env:
+            return dot_env[name]
+        if kind == "?":
+            raise AssertionError(f"compose requires {name}: {default}")
+        return default or ""
+
+    return _VARIABLE.sub(one, value)
+
+
+def compose_app_environment() -> dict[str, str]:
+    """Return the app containers' environment as Compose would build it."""
+    environment = yaml.safe_load(COMPOSE.read_text())["x-app"]["environment"]
+    return {
+        name: _interpolate(str(value), DOT_ENV) for name, value in environment.items()
+    }
+
+
+def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    base = {name: os.environ[name] for name in ("PATH", "HOME") if name in os.environ}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        env={**base, **env},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=CHECK_TIMEOUT_S,
+        check=False,
+    )
+
+
+def test_check_deploy_is_clean_under_the_documented_production_environment():
+    result = _manage(
+        "check", "--deploy", "--fail-level", "WARNING", env=compose_app_environment()
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        ("SECURE_SSL_REDIRECT", "True"),
+        ("SESSION_COOKIE_SECURE", "True"),
+        ("CSRF_COOKIE_SECURE", "True"),
+        ("SECURE_HSTS_SECONDS", "31536000"),
+        ("SECURE_REDIRECT_EXEMPT", "['^healthz$']"),
+    ],
+)
+def test_with_debug_off_https_is_on_unless_the_environment_says_otherwise(
+    setting, expected
+):
+    env = {
+        "SECRET_KEY": DOT_ENV["SECRET_KEY"],
+        "DATABASE_URL": "postgres://u@localhost/db",
+        "REDIS_URL": "redis://localhost:6379/0",
+        "KAFKA_BOOTSTRAP_SERVERS": "localhost:9092",
+    }
+
+    result = _manage("diffsettings", "--all", env=env)
+
+    assert f"{setting} = {expected}" in result.stdout, result.stderr
+
+
+def test_the_proxy_header_setting_names_the_header_and_https():
+    env = {**compose_app_environment(), "SECURE_PROXY_SSL_HEADER": "X-Forwarded-Proto"}
+
+    result = _manage("diffsettings", "--all", env=env)
+
+    assert "SECURE_PROXY_SSL_HEADER = ('HTTP_X_FORWARDED_PROTO', 'https')" in (
+        result.stdout
+    ), result.stderr
+
+
+@pytest.mark.django_db
+def test_plain_http_is_redirected_to_https_except_the_health_check(settings):
+    settings.SECURE_SSL_REDIRECT = True
+    client = Client()  # built after the change: middleware reads settings once
+
+    api = client.get("/api/tasks/")
+    health = client.get("/healthz")
+    secure = client.get("/api/tasks/", secure=True)
+
+    assert (api.status_code, api["Location"]) == (301, "https://testserver/api/tasks/")
+    assert health.status_code in (200, 503), "answered, not redirected"
+    assert secure.status_code == 401
+    assert secure["Strict-Transport-Security"].startswith("max-age=")

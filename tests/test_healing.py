@@ -1,0 +1,140 @@
+"""PostgreSQL is the truth: when Kafka loses a lane's messages, the lane heals.
+
+Each test runs against a private Kafka-protocol broker (memory storage only) that
+it restarts to lose everything, as a restarted `make dev` or a lost cluster
+would; PostgreSQL and Redis are the session's. Slices run in process.
+"""
+
+import logging
+import socket
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rotation.lanes import Lane
+from rotation.scheduler import EndReason
+from scheduler_site.devstack import brokers
+from tasks_app.models import PartitionHead, Task, TaskStatus
+from tasks_app.services.publisher import publish_pending_run
+from tests.cluster import wait_for
+from tests.handlers import runs
+from tests.lane_harness import Harness
+from tests.rotation_support import make_topic, submit
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class PrivateBroker:
+    """A broker of this test's own, restarted on the same port to lose its data."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="healing-"))
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.service = brokers.start_kafka(self.dir, self.port, persistent=False)
+
+    @property
+    def url(self) -> str:
+        return self.service.url
+
+    def restart_empty(self) -> None:
+        self.service.stop()
+        self.service = brokers.start_kafka(self.dir, self.port, persistent=False)
+
+
+@pytest.fixture
+def broker(settings, monkeypatch) -> Iterator[PrivateBroker]:
+    """Point the app (settings) and the harness (environment) at a private broker."""
+    private = PrivateBroker()
+    settings.KAFKA_BOOTSTRAP_SERVERS = private.url
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", private.url)
+    yield private
+    private.service.stop()
+
+
+def _drain(runner: Harness, lane: Lane, *, turns: int = 20) -> list[str]:
+    """Run the lane's turns until it drains; return the slices' end reasons."""
+    reasons = []
+    for _ in range(turns):
+        record = runner.run_turn(lane)
+        reasons.append(record.end_reason if record else None)
+        if reasons[-1] == EndReason.DRAINED:
+            return reasons
+    raise AssertionError(f"the lane never drained: {reasons}")
+
+
+def _publish_all(topic: str) -> None:
+    """Publish until no task of the topic is pending, as beat's ticks would (the
+    first batch after a broker restart may fail: its producer state is gone)."""
+    wait_for(
+        lambda: (
+            publish_pending_run() >= 0
+            and not Task.objects.filter(topic__name=topic, status="pending").exists()
+        ),
+        timeout_s=60,
+        what=f"the tasks of {topic} to be published",
+        interval_s=0.2,
+    )
+
+
+def _ended(topic: str) -> list[str]:
+    return [r["task"] for r in runs(topic) if r["phase"] == "end"]
+
+
+def _lane_topic(**policy) -> tuple[Lane, str]:
+    topic = make_topic(f"heal-{uuid.uuid4().hex[:10]}", **policy)
+    return Lane("default", topic.name, 0), topic.name
+
+
+def test_a_backlog_the_broker_forgot_is_published_again_and_runs_in_order(
+    broker, slice_harness, caplog
+):
+    lane, topic = _lane_topic(slice_ms=2000)
+    tasks = submit(topic, [{"n": n} for n in range(30)])
+    publish_pending_run()
+    runner = slice_harness()
+    broker.restart_empty()  # everything published is gone from Kafka
+
+    with caplog.at_level(logging.INFO):
+        reasons = _drain(runner, lane)
+
+    assert _ended(topic) == [str(t.uuid) for t in tasks]
+    assert EndReason.LOG_LOST in reasons
+    healed = [r.message for r in caplog.records if "healed" in r.message]
+    assert len(healed) == 1 and "30 unfinished tasks" in healed[0], healed
+    statuses = Task.objects.filter(topic__name=topic).values_list("status", flat=True)
+    assert set(statuses) == {TaskStatus.SUCCEEDED}
+
+
+def test_tasks_published_after_the_loss_wait_for_the_older_ones(broker, slice_harness):
+    lane, topic = _lane_topic(slice_ms=2000)
+    older = submit(topic, [{"n": n} for n in range(10)])
+    publish_pending_run()
+    runner = slice_harness()
+    broker.restart_empty()
+    newer = submit(topic, [{"n": n} for n in range(10, 15)])
+    _publish_all(topic)  # lands at offsets the lost tasks had: a reset log
+
+    assert PartitionHead.objects.get(topic__name=topic, partition=0).lost
+    _drain(runner, lane)
+
+    assert _ended(topic) == [str(t.uuid) for t in older + newer]
+
+
+def test_finished_tasks_are_not_run_again_after_the_loss(broker, slice_harness):
+    lane, topic = _lane_topic(slice_ms=2000)
+    first = submit(topic, [{"n": n} for n in range(5)])
+    publish_pending_run()
+    runner = slice_harness()
+    _drain(runner, lane)
+    broker.restart_empty()
+    second = submit(topic, [{"n": n} for n in range(5, 8)])
+    _publish_all(topic)
+
+    _drain(runner, lane)
+
+    assert _ended(topic) == [str(t.uuid) for t in first + second]

@@ -1,0 +1,215 @@
+"""Fault paths of one slice, driven in process against real PostgreSQL, Redis, Kafka.
+
+Each test injects one fault at an exact point of a slice and checks that the
+lane is left able to move on: lease released, slice recorded, next turn queued,
+nothing run out of order or lost.
+"""
+
+import json
+import logging
+
+import pytest
+import redis
+from django.db import InterfaceError, connection
+
+from rotation.consumer import Record
+from rotation.producer import ProduceError
+from rotation.scheduler import EndReason
+from tasks_app.models import LaneState, Slice, Task, TaskStatus
+from tasks_app.services.execution import batch_process
+from tasks_app.services.healing import lane_heal
+from tasks_app.services.lanes import DatabaseLaneStore
+from tests.handlers import runs
+from tests.lane_harness import published_topic
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _record(task: Task, *, headers: dict[str, bytes] | None = None) -> Record:
+    envelope = {"task_id": str(task.uuid), "message": task.message}
+    return Record(
+        topic=task.topic.name,
+        partition=task.partition or 0,
+        offset=task.offset or 0,
+        value=json.dumps(envelope).encode(),
+        headers={"task_id": str(task.uuid).encode()} if headers is None else headers,
+        timestamp_ms=0,
+    )
+
+
+def _foreign(topic: str, offset: int, headers: dict[str, bytes], value: bytes):
+    return Record(topic, 0, offset, value, headers, 0)
+
+
+def test_messages_with_a_malformed_or_missing_task_id_are_skipped_with_a_log_line(
+    caplog,
+):
+    lane, [task] = published_topic(1)
+    store = DatabaseLaneStore(batch_process, lane_heal)
+    store.claim(lane, 1)
+    first = task.offset
+    # An outside producer wrote to the topic: no envelope, a bad id, no headers.
+    messages = [
+        _foreign(lane.topic, first, {"task_id": b"not-a-uuid"}, b"{}"),
+        _foreign(lane.topic, first + 1, {}, b"plain text, not JSON"),
+        _foreign(lane.topic, first + 2, {"task_id": b"\xff\xfe"}, b"{}"),
+        _record(task),
+    ]
+    messages[-1] = Record(**{**messages[-1].__dict__, "offset": first + 3})
+    Task.objects.filter(pk=task.pk).update(offset=first + 3)
+
+    with caplog.at_level(logging.WARNING, logger="tasks_app.services.execution"):
+        outcome = store.process(lane, 1, "m1", messages, 1e18, lambda: False)
+
+    assert outcome.next_offset == first + 4 and outcome.processed == 1
+    assert Task.objects.get(pk=task.pk).status == TaskStatus.SUCCEEDED
+    skipped = [r.message for r in caplog.records if "skipping it" in r.message]
+    assert len(skipped) == 3, skipped
+
+
+class _FailingStore(DatabaseLaneStore):
+    """The real store, failing once in `process` the way a service would."""
+
+    def __init__(self, error: BaseException):
+        super().__init__(batch_process, lane_heal)
+        self.error = error
+
+    def process(self, *args, **kwargs):
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ProduceError("127.0.0.1:1", "is unreachable", failed=1),
+        redis.ConnectionError("Redis went away"),
+        InterfaceError("connection already closed"),
+        ValueError("a bug"),
+    ],
+    ids=["kafka-produce", "redis", "django-interface", "bug"],
+)
+def test_any_error_in_a_slice_still_releases_records_and_hands_the_lane_on(
+    error, slice_harness
+):
+    lane, _ = published_topic(3)
+    runner = slice_harness(_FailingStore(error))
+
+    record = runner.run_turn(lane)
+
+    assert record.end_reason == EndReason.ERROR
+    assert runner.runner.leases.holder(lane) is None, "the lease was released"
+    assert Slice.objects.filter(topic__name=lane.topic, end_reason="error").exists()
+    assert [turn.lane for turn in runner.sent] == [lane], "the next turn was queued"
+
+
+class _ConnectionDropStore(DatabaseLaneStore):
+    """The real store, whose database connection dies under it once (a restart)."""
+
+    def __init__(self):
+        super().__init__(batch_process, lane_heal)
+        self.dropped = False
+
+    def process(self, *args, **kwargs):
+        if not self.dropped:
+            self.dropped = True
+            connection.connection.close()  # the server went away under Django
+        return super().process(*args, **kwargs)
+
+
+def test_a_lost_database_connection_mid_slice_ends_it_and_the_next_slice_resumes(
+    slice_harness,
+):
+    lane, tasks = published_topic(3, handler="tests.handlers.record")
+    runner = slice_harness(_ConnectionDropStore())
+
+    record = runner.run_turn(lane)
+
+    assert record.end_reason == EndReason.ERROR
+    assert runner.runner.leases.holder(lane) is None
+    assert Slice.objects.filter(topic__name=lane.topic, end_reason="error").exists()
+    assert [turn.lane for turn in runner.sent] == [lane]
+    assert runner.run_turn(lane).end_reason == EndReason.DRAINED
+    assert [r["task"] for r in runs(lane.topic) if r["phase"] == "end"] == [
+        str(t.uuid) for t in tasks
+    ]
+    assert LaneState.objects.get(topic__name=lane.topic).next_offset == 3
+
+
+def test_a_task_dying_while_kafka_is_down_is_recorded_and_its_dead_letter_sent_later(
+    slice_harness, settings
+):
+    from tasks_app.services.publisher import publish_pending_run
+    from tests.kafka_read import read_topic
+
+    lane, [task] = published_topic(1, handler="tests.handlers.record", max_attempts=1)
+    Task.objects.filter(pk=task.pk).update(message={"fail_attempts": 1})
+    broker = settings.KAFKA_BOOTSTRAP_SERVERS
+    settings.KAFKA_BOOTSTRAP_SERVERS = "127.0.0.1:1"  # Kafka down for producers
+
+    record = slice_harness().run_turn(lane)
+
+    assert record.end_reason == EndReason.DRAINED
+    assert Task.objects.get(pk=task.pk).status == TaskStatus.DEAD
+    settings.KAFKA_BOOTSTRAP_SERVERS = broker
+    publish_pending_run()
+    [letter] = read_topic(f"{lane.topic}.dlq", expected=1)
+    assert dict(letter.headers())["task_id"].decode() == str(task.uuid)
+    assert "planned failure" in dict(letter.headers())["error"].decode()
+
+
+def test_a_holder_frozen_inside_its_fenced_write_blocks_the_next_claim_only_briefly(
+    settings,
+):
+    import threading
+
+    from django.db import transaction
+
+    from tasks_app.services.lanes import lane_fenced
+
+    settings.SCHEDULER_LEASE_GRACE_MS = 500
+    lane, _ = published_topic(1)
+    store = DatabaseLaneStore(batch_process, lane_heal)
+    store.claim(lane, 1)
+    group_pk, topic_pk = store.ids(lane)
+    frozen, thaw = threading.Event(), threading.Event()
+    outcome: list[str] = []
+
+    def holder_freezes_mid_write() -> None:
+        try:
+            with lane_fenced(
+                lane=lane, group_pk=group_pk, topic_pk=topic_pk, token=1
+            ) as cursor:
+                frozen.set()
+                thaw.wait(60)  # SIGSTOP between the fence check and COMMIT
+                cursor.execute("SELECT 1")
+            outcome.append("committed")
+        except Exception as exc:  # noqa: BLE001 - the test reports what happened
+            outcome.append(type(exc).__name__)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=holder_freezes_mid_write)
+    thread.start()
+    try:
+        assert frozen.wait(10)
+        with transaction.atomic():  # the next holder's claim
+            resumed_at = store.claim(lane, 2).next_offset
+        assert not thaw.is_set(), "the claim went through while the holder was frozen"
+    finally:
+        thaw.set()
+        thread.join(30)
+    assert resumed_at == 0
+    assert outcome and outcome[0] != "committed", "the frozen holder wrote late"
+
+
+def test_database_sessions_use_tcp_keepalives_on_both_ends(db):
+    from django.conf import settings
+
+    wanted = settings.DATABASE_KEEPALIVE
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW tcp_keepalives_idle")
+        server_idle = cursor.fetchone()[0]
+    client_dsn = connection.connection.info.dsn
+    assert server_idle in (f"{wanted['idle']}", f"{wanted['idle']}s")
+    assert "keepalives=1" in client_dsn
+    assert f"keepalives_idle={wanted['idle']}" in client_dsn
