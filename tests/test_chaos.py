@@ -51,15 +51,6 @@ def assert_nothing_lost_or_reordered(result: RunResult) -> None:
     assert result.bad_5xx == 0, f.details["unexpected_5xx"]
 
 
-# Not strict: the failure is intermittent (3 of 8 short runs, 1 of 13 full runs
-# measured), and a strict xfail would fail `make test` whenever it does not occur.
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 8: a wake-up taken by a SIGKILLed worker stays unacknowledged "
-    "for Celery's 3600 s visibility timeout, and the watchdog never calls the "
-    "waiting turn stuck (its member restarted under the same name, or it went "
-    "to the shared queue), so a lane keeps published tasks for good",
-)
 def test_killed_workers_lose_nothing_and_keep_order(chaos: ChaosEnv) -> None:
     assert_nothing_lost_or_reordered(run(chaos, "kill-workers"))
 
@@ -78,10 +69,10 @@ def test_postgres_restarted_loses_nothing_and_keeps_order(chaos: ChaosEnv) -> No
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 8: after the broker lost its memory, tasks published again "
-    "land on a re-created topic (broker-default partitions, offsets from 0) "
-    "that the lane, resuming at its old offset, never reads: they stay "
-    "published for good",
+    reason="issue 8: when fewer tasks are published after the broker lost its "
+    "memory than the lane had consumed before, the healed partition end stays "
+    "below the lane's resume point, so the lane shows no backlog, never runs "
+    "and never heals; its new tasks stay published",
 )
 def test_broker_restarted_empty_loses_nothing_and_keeps_order(
     chaos: ChaosEnv,
