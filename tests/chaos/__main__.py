@@ -89,8 +89,9 @@ def main() -> int:
         for scenario in scenarios:
             for run in range(1, args.runs + 1):
                 seed = args.seed * 1000 + run
+                run_params = params.for_run(run, args.runs)
                 try:
-                    result = run_once(shared, scenario, params, run, seed)
+                    result = run_once(shared, scenario, run_params, run, seed)
                 except Exception:  # noqa: BLE001 - one broken run must not end the suite
                     traceback.print_exc()
                     print(f"{scenario.name} #{run}: harness error (above)", flush=True)

@@ -16,9 +16,9 @@ from tests.chaos.run import RunParams, RunResult
 from tests.chaos.scenarios import SCENARIOS
 
 COLUMNS = (
-    "scenario", "run", "accepted", "lost", "out of order", "duplicates (bound)",
-    "dead", "resume s", "drain s", "max stall s", "overlaps", "API 5xx (503 named)",
-    "verdict",
+    "scenario", "run", "fault at s", "accepted", "lost", "out of order",
+    "duplicates (bound)", "dead", "resume s", "drain s", "max stall s", "overlaps",
+    "API 5xx (503 named)", "verdict",
 )  # fmt: skip
 
 
@@ -40,6 +40,7 @@ def row(result: RunResult) -> list[str]:
     return [
         result.scenario,
         str(result.run),
+        f"{result.fault['at_s']:.0f}",
         f"{f.accepted}/{result.submitted}",
         str(f.lost),
         str(f.out_of_order),
@@ -59,6 +60,16 @@ def table(results: Sequence[RunResult]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(row(r)) + " |" for r in results]
     return "\n".join(lines) + "\n"
+
+
+def _fault_times(params: RunParams) -> str:
+    """Say when faults start: a time, or the spread over a scenario's runs."""
+    if params.fault_at_last_s is None:
+        return f"{params.fault_at_s:.0f} s into the submission"
+    return (
+        f"between {params.fault_at_s:.0f} s and {params.fault_at_last_s:.0f} s into "
+        "the submission, spread evenly over a scenario's runs (first run earliest)"
+    )
 
 
 def summary(results: Sequence[RunResult]) -> str:
@@ -102,6 +113,7 @@ def write_json(path: Path, results: Sequence[RunResult], params: RunParams) -> N
             "workload": vars(params.workload),
             "plan": vars(params.plan),
             "fault_at_s": params.fault_at_s,
+            "fault_at_last_s": params.fault_at_last_s,
             "settle_s": params.settle_s,
             "no_progress_s": params.no_progress_s,
             "lease_ttl_s": TIMING.lease_ttl_s,
@@ -125,7 +137,7 @@ def write_markdown(
             topics=params.workload.topics,
             sleep_ms=params.workload.sleep_ms,
             submit_s=params.workload.submit_s,
-            fault_at_s=params.fault_at_s,
+            fault_at=_fault_times(params),
             settle_s=params.settle_s,
             no_progress_s=params.no_progress_s,
             lease_ttl_s=TIMING.lease_ttl_s,

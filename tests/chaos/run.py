@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import secrets
@@ -33,17 +34,30 @@ SELECT count(*) FROM tasks_app_task t JOIN tasks_app_topic p ON p.id = t.topic_i
 
 @dataclass(frozen=True)
 class RunParams:
-    """Load, faults and patience of a run."""
+    """Load, faults and patience of a run.
+
+    The fault starts `fault_at_s` into the submission; with `fault_at_last_s`
+    the runs of a scenario spread their faults evenly up to that, so they hit
+    the system early (long backlog ahead) and late (little load left) alike.
+    """
 
     workload: Workload
     plan: FaultPlan = FaultPlan()
     fault_at_s: float = 4.0
+    fault_at_last_s: float | None = None
     settle_s: float = 60.0
     no_progress_s: float = 20.0
 
+    def for_run(self, run: int, runs: int) -> RunParams:
+        """Return these params with run `run`'s (1-based) fault time."""
+        if self.fault_at_last_s is None or runs < 2:
+            return self
+        step = (self.fault_at_last_s - self.fault_at_s) / (runs - 1)
+        return dataclasses.replace(self, fault_at_s=self.fault_at_s + step * (run - 1))
+
 
 # `make chaos`: thousands of tasks, the faults as issue 8 describes them.
-FULL = RunParams(Workload(tasks=6000, submit_s=28.0))
+FULL = RunParams(Workload(tasks=6000, submit_s=28.0), fault_at_last_s=16.0)
 # Inside `make test`: the same faults, shorter and lighter.
 SHORT = RunParams(
     Workload(tasks=800, submit_s=8.0),
@@ -160,6 +174,7 @@ def _result(
     )
     measured.details["unexpected_5xx"] = answers.unexpected
     fault = {
+        "at_s": params.fault_at_s,
         "start": window.start,
         "end": window.end,
         "events": window.events,
