@@ -37,12 +37,13 @@ from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
-from rotation.kafka_admin import ensure_topics  # noqa: E402
-from rotation.producer import LINGER_MS  # noqa: E402
+from rotation.kafka.admin import ensure_topics  # noqa: E402
+from rotation.kafka.producer import LINGER_MS, Headers  # noqa: E402
 from tasks_app.models import OutboxEntry, Task, TaskStatus, Topic  # noqa: E402
-from tasks_app.services.publisher import publish_pending_run  # noqa: E402
+from tasks_app.services.publisher.run import publish_pending_run  # noqa: E402
 from tasks_app.services.tasks import TaskSpec, task_submit, task_submit_many  # noqa: E402
 from tasks_app.services.topics import topic_create  # noqa: E402
+from tasks_app.worker import runtime  # noqa: E402
 
 DEFAULT_TASKS = 100_000
 DEFAULT_TOPICS = 8
@@ -90,11 +91,17 @@ def settle_tables() -> None:
             cursor.execute(f"VACUUM ANALYZE {table}")
 
 
+def publish() -> int:
+    """Run the publisher in this process, as the publisher worker would."""
+    state = runtime()
+    return publish_pending_run(producer=state.producer, kick_lanes=state.kick_lanes)
+
+
 def time_publisher() -> float:
     """Run the publisher until the outbox is empty; return seconds taken."""
     started = time.monotonic()
     while OutboxEntry.objects.exists():
-        publish_pending_run()
+        publish()
     return time.monotonic() - started
 
 
@@ -118,7 +125,7 @@ def time_bare_producer(records: list[tuple[str, str, str, str]]) -> float:
 
     started = time.monotonic()
     for topic, key, envelope, task_id in records:
-        headers = [("task_id", task_id), ("content-type", b"application/json")]
+        headers: Headers = [("task_id", task_id), ("content-type", b"application/json")]
         while True:
             try:
                 producer.produce(
@@ -141,7 +148,7 @@ def measure_throughput(prefix: str, args: argparse.Namespace) -> None:
     for name in topics:
         topic_create(name=name)
     submit(topics, len(topics))  # one task each, so the timed run starts warm:
-    publish_pending_run()  # producer connected, topics confirmed in Kafka
+    publish()  # producer connected, topics confirmed in Kafka
     print(f"submitting {args.tasks} tasks across {len(topics)} topics ...")
     seconds = submit(topics, args.tasks)
     print(f"  stored in {seconds:.1f} s ({args.tasks / seconds:,.0f} tasks/s)")
@@ -220,6 +227,7 @@ def measure_latency(prefix: str, samples: int) -> None:
         for _ in range(samples):
             time.sleep(IDLE_GAP_S)
             task = wait_published(task_submit(submitted_by=None, spec=spec), 10.0)
+            assert task.published_at is not None  # wait_published waited for it
             delay = task.published_at - task.created_at
             latencies_ms.append(delay.total_seconds() * 1000)
     finally:

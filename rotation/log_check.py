@@ -10,8 +10,8 @@ a fetch of the last recorded offset.
 
 from confluent_kafka import KafkaException
 
-from rotation.consumer import KafkaUnavailable, LaneConsumer
-from rotation.kafka_admin import topic_ids
+from rotation.kafka.admin import topic_ids
+from rotation.kafka.consumer import KafkaUnavailable, LaneConsumer
 from rotation.lanes import Lane
 
 # A lane that expects messages but gets none for this long checks its log (so

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import redis
 
@@ -85,7 +86,7 @@ class Members:
 
     def any_idle(self) -> bool:
         """Tell whether some live member is waiting for a turn right now."""
-        idle = self.client.zrange(IDLE_KEY, 0, -1)
+        idle = [text(name) for name in cast(list, self.client.zrange(IDLE_KEY, 0, -1))]
         if not idle:
             return False
         cutoff = self.clock() - self.expiry_s

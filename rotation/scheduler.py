@@ -3,29 +3,16 @@
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from enum import StrEnum
 
 import redis
 
 from rotation.lanes import KEY_PREFIX, Lane, LanePolicy, text
 from rotation.lease import LeaseManager
 from rotation.members import Members
-from rotation.store import LaneStore, LaneView, SliceRecord
+from rotation.store import EndReason, LaneStore, LaneView, SliceRecord
 from rotation.turns import Turn, Turns
 
 logger = logging.getLogger(__name__)
-
-
-class EndReason(StrEnum):
-    """Why a slice ended (the values stored on Slice records)."""
-
-    DEADLINE = "deadline"
-    DRAINED = "drained"
-    ERROR = "error"
-    LEASE_LOST = "lease_lost"
-    SHUTDOWN = "shutdown"
-    PAUSED = "paused"
-    LOG_LOST = "log_lost"  # Kafka lost the lane's messages; the next slice heals
 
 
 def chain_of(lane: Lane, sequential: bool) -> str:

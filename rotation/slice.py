@@ -1,4 +1,9 @@
-"""The slice loop: one member's turn on one lane, under a fenced lease."""
+"""A slice: one member's turn on one lane, under a fenced lease.
+
+Claim a ready chain, take the lane's lease, claim the lane's fenced epoch (and
+heal it first if Kafka lost its log), read it (rotation/lane_reader.py), then
+release, record the slice and queue the lane's next turn, whatever went wrong.
+"""
 
 import logging
 import threading
@@ -8,14 +13,15 @@ from dataclasses import dataclass
 
 import redis
 
-from rotation.consumer import ConsumerCache, LaneConsumer, LogGone, Record
 from rotation.errors import RotationError
+from rotation.kafka.consumer import ConsumerCache
+from rotation.lane_reader import LaneReading, Progress
 from rotation.lanes import Lane, LanePolicy
 from rotation.lease import Lease, LeaseError, LeaseKeeper, LeaseManager
-from rotation.log_check import STALL_S, log_loss
 from rotation.members import Members
-from rotation.scheduler import EndReason, Scheduler
+from rotation.scheduler import Scheduler
 from rotation.store import (
+    EndReason,
     Fenced,
     LaneClaim,
     LaneStore,
@@ -26,12 +32,6 @@ from rotation.turns import Turn, Turns
 
 logger = logging.getLogger(__name__)
 
-# How often a running slice re-reads its topic's policy (to notice a pause).
-POLICY_CHECK_S = 0.25
-# A slice's first batch is small so its first handler starts sooner: a batch's
-# tasks are loaded before any runs, at ~50 us each (200: 11 ms; 20: 1.6 ms).
-FIRST_BATCH = 20
-
 
 @dataclass(frozen=True)
 class RotationConfig:
@@ -41,17 +41,6 @@ class RotationConfig:
     batch_size: int
     poll_timeout_ms: int
     error_backoff_s: float = 1.0
-
-
-@dataclass
-class _Progress:
-    """What a slice has done so far."""
-
-    next_offset: int
-    careful_until: int = 0
-    messages: int = 0
-    first_offset: int | None = None
-    last_offset: int | None = None
 
 
 class SliceRunner:
@@ -159,7 +148,9 @@ class SliceRunner:
                 exc,
             )
 
-    def _best_effort(self, what: str, action: Callable[..., object], *args) -> None:
+    def _best_effort(
+        self, what: str, action: Callable[..., object], *args: object
+    ) -> None:
         """Run member and turn bookkeeping in Redis; a failure only delays the
         rotation (the watchdog repairs it), so it is logged, not raised."""
         try:
@@ -172,14 +163,14 @@ class SliceRunner:
     ) -> SliceRecord:
         lane = turn.lane
         started = self.wall_clock()
-        progress = _Progress(next_offset=-1)
+        progress = Progress(next_offset=-1)
         with LeaseKeeper(self.leases, lease) as keeper:
             try:
                 claim = self._claim(lane, lease)
                 if claim.log_lost:
                     claim = self.store.heal(lane, lease.token)
                 progress.next_offset, progress.careful_until = claim[:2]
-                reason = self._consume(lane, lease, keeper, claim, progress)
+                reason = self._read(lane, lease, keeper, claim, progress)
             except Fenced as exc:
                 logger.warning("%s; stopping without writing", exc)
                 reason = EndReason.LEASE_LOST
@@ -219,130 +210,31 @@ class SliceRunner:
             self.leases.raise_token_floor(lane, exc.epoch)
             raise
 
-    def _consume(
+    def _read(
         self,
         lane: Lane,
         lease: Lease,
         keeper: LeaseKeeper,
         claim: LaneClaim,
-        progress: _Progress,
+        progress: Progress,
     ) -> EndReason:
-        consumer = self.consumers.get(lane.group)
-        consumer.assign(lane, progress.next_offset)
-        try:
-            return self._loop(lane, lease, keeper, consumer, claim, progress)
-        except LogGone as exc:
-            self.store.log_lost(lane, str(exc))
-            return EndReason.LOG_LOST
-        finally:
-            consumer.unassign()
-
-    def _loop(
-        self,
-        lane: Lane,
-        lease: Lease,
-        keeper: LeaseKeeper,
-        consumer: LaneConsumer,
-        claim: LaneClaim,
-        progress: _Progress,
-    ) -> EndReason:
-        deadline = self.clock() + lease.ttl_ms / 1000 - self.config.grace_ms / 1000
-        end = claim.end_offset
-        next_check = self.clock() + POLICY_CHECK_S
-        last_message_at, received = self.clock(), False
-        while True:
-            reason = self._interruption(keeper, deadline)
-            starved = not received and progress.next_offset < end
-            if reason == EndReason.DEADLINE and starved:
-                # Starved the whole slice (shorter than STALL_S) while the log
-                # should hold messages: check it before giving the turn away.
-                self._check_log(lane, consumer, claim, progress.next_offset, end)
-            if reason is not None:
-                return reason
-            if self.clock() >= next_check:
-                next_check = self.clock() + POLICY_CHECK_S
-                current = self.store.policy(lane)
-                if current is None or current.paused:
-                    return EndReason.PAUSED
-            if progress.next_offset >= end:
-                end = self.store.end_offset(lane)
-                if progress.next_offset >= end:
-                    return EndReason.DRAINED
-            size = self.config.batch_size if progress.messages else FIRST_BATCH
-            messages = consumer.poll_batch(size, self.config.poll_timeout_ms / 1000)
-            messages = [m for m in messages if m.offset >= progress.next_offset]
-            messages, end = self._published(lane, consumer, messages, end)
-            if not messages:
-                if self.clock() - last_message_at >= STALL_S:
-                    self._check_log(lane, consumer, claim, progress.next_offset, end)
-                    last_message_at = self.clock()
-                continue
-            last_message_at, received = self.clock(), True
-            outcome = self.store.process(
-                lane,
-                lease.token,
-                self.member,
-                messages,
-                deadline,
-                lambda: keeper.lost.is_set() or self.shutdown.is_set(),
-                careful_until=progress.careful_until,
-            )
-            if outcome.processed:
-                if progress.first_offset is None:
-                    progress.first_offset = messages[0].offset
-                progress.last_offset = outcome.next_offset - 1
-                progress.messages += outcome.processed
-            if keeper.lost.is_set():
-                return EndReason.LEASE_LOST
-            if outcome.next_offset != progress.next_offset:
-                consumer.commit(lane, outcome.next_offset)
-                progress.next_offset = outcome.next_offset
-            if outcome.stop_reason is not None:
-                return self._interruption(keeper, deadline) or EndReason(
-                    outcome.stop_reason
-                )
-
-    def _check_log(
-        self,
-        lane: Lane,
-        consumer: LaneConsumer,
-        claim: LaneClaim,
-        next_offset: int,
-        end: int,
-    ) -> None:
-        """Raise LogGone if Kafka lost the messages this lane waits for (a slow
-        broker raises KafkaUnavailable instead); else read on from `next_offset`."""
-        lost = log_loss(consumer, lane, end=end, recorded_topic_id=claim.kafka_topic_id)
-        if lost is not None:
-            raise LogGone(lost)
-        consumer.assign(lane, next_offset)
-
-    def _published(
-        self, lane: Lane, consumer: LaneConsumer, messages: list[Record], end: int
-    ) -> tuple[list[Record], int]:
-        """Keep the messages the database records as published; return the new end.
-
-        The publisher produces a batch before it commits the batch's offsets, so
-        a message at or past the recorded end may have no offset on its task yet
-        and would be skipped as a stale copy, its task never run. Such messages
-        are read again later: the consumer is moved back to the first of them.
-        """
-        if not messages or messages[-1].offset < end:
-            return messages, end
-        end = self.store.end_offset(lane)
-        ready = [m for m in messages if m.offset < end]
-        if len(ready) < len(messages):
-            consumer.assign(lane, messages[len(ready)].offset)
-        return ready, end
-
-    def _interruption(self, keeper: LeaseKeeper, deadline: float) -> EndReason | None:
-        if keeper.lost.is_set():
-            return EndReason.LEASE_LOST
-        if self.shutdown.is_set():
-            return EndReason.SHUTDOWN
-        if self.clock() >= deadline:
-            return EndReason.DEADLINE
-        return None
+        """Read the lane until the slice must end (rotation/lane_reader.py)."""
+        reading = LaneReading(
+            lane=lane,
+            lease=lease,
+            keeper=keeper,
+            consumer=self.consumers.get(lane.group),
+            claim=claim,
+            progress=progress,
+            store=self.store,
+            member=self.member,
+            shutdown=self.shutdown,
+            deadline=self.clock() + (lease.ttl_ms - self.config.grace_ms) / 1000,
+            batch_size=self.config.batch_size,
+            poll_timeout_s=self.config.poll_timeout_ms / 1000,
+            clock=self.clock,
+        )
+        return reading.run()
 
     def _release(self, lease: Lease) -> None:
         try:

@@ -6,10 +6,11 @@ outcomes and resume points under the lease's fencing token.
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import NamedTuple, Protocol
 
-from rotation.consumer import Record
 from rotation.errors import RotationError
+from rotation.kafka.consumer import Record
 from rotation.lanes import Lane, LanePolicy
 
 
@@ -61,6 +62,18 @@ class LaneView:
     has_backlog: bool
 
 
+class EndReason(StrEnum):
+    """Why a slice ended (the values stored on Slice records)."""
+
+    DEADLINE = "deadline"
+    DRAINED = "drained"
+    ERROR = "error"
+    LEASE_LOST = "lease_lost"
+    SHUTDOWN = "shutdown"
+    PAUSED = "paused"
+    LOG_LOST = "log_lost"  # Kafka lost the lane's messages; the next slice heals
+
+
 @dataclass(frozen=True)
 class SliceRecord:
     """One finished slice, as recorded and listed at /api/slices/."""
@@ -74,7 +87,7 @@ class SliceRecord:
     first_offset: int | None
     last_offset: int | None
     next_offset: int
-    end_reason: str
+    end_reason: EndReason
 
 
 class LaneStore(Protocol):

@@ -8,12 +8,11 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from tasks_app.errors import ServiceUnavailable
+
 logger = logging.getLogger(__name__)
 
-DATABASE_DOWN_MESSAGE = (
-    "PostgreSQL is unreachable, so the request was not stored. Retry shortly; "
-    "if it persists, check the database server and DATABASE_URL."
-)
+DATABASE_DOWN = "the request was not stored"
 
 
 # JSON must be UTF-8 (RFC 8259, section 8.1); forms from the browsable API and
@@ -84,18 +83,10 @@ class DatabaseUnavailableMiddleware:
         # InterfaceError: the connection itself is unusable (closed under us).
         if isinstance(exception, OperationalError | InterfaceError):
             logger.error("PostgreSQL unreachable on %s: %s", request.path, exception)
-            return database_unavailable_response()
+            down = ServiceUnavailable.down("postgresql", so=DATABASE_DOWN)
+            return JsonResponse(
+                down.body(),
+                status=down.status_code,
+                headers={"Retry-After": str(down.retry_after_s)},
+            )
         return None
-
-
-def database_unavailable_response() -> JsonResponse:
-    """Build the 503 answer that names the database and what to do."""
-    return JsonResponse(
-        {
-            "detail": DATABASE_DOWN_MESSAGE,
-            "code": "service_unavailable",
-            "service": "postgresql",
-        },
-        status=503,
-        headers={"Retry-After": "5"},
-    )

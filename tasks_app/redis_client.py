@@ -1,19 +1,18 @@
-"""One Redis connection pool per process, created lazily (and anew after fork)."""
+"""The process's Redis client (one connection pool), built on first use."""
 
-import os
+import functools
 
 import redis
 from django.conf import settings
 
-_clients: dict[int, redis.Redis] = {}
 
-
+@functools.cache
 def redis_client() -> redis.Redis:
-    """Return this process's Redis client; a forked child gets its own pool."""
-    pid = os.getpid()
-    if pid not in _clients:
-        _clients.clear()
-        _clients[pid] = redis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=3
-        )
-    return _clients[pid]
+    """Return this process's Redis client.
+
+    Web and worker processes build it after they start (gunicorn and Celery
+    load the app in each process), so no pool crosses a fork.
+    """
+    return redis.Redis.from_url(
+        settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=3
+    )

@@ -7,12 +7,13 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 import redis
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet, prefetch_related_objects
 from django.utils import timezone
 
-from rotation.members import MemberInfo
+from rotation.members import MemberInfo, Members
 from tasks_app.errors import NotFound, ServiceUnavailable
 from tasks_app.models import (
     GroupTopic,
@@ -24,30 +25,26 @@ from tasks_app.models import (
     TaskStatus,
     Topic,
 )
+from tasks_app.redis_client import redis_client
 from tasks_app.roles import VIEW_TASK
-from tasks_app.rotation_runtime import runtime
 
 T = TypeVar("T")
 LaneKey = tuple[int, int, int]  # (group pk, topic pk, partition)
 PartitionKey = tuple[int, int]  # (topic pk, partition)
-REDIS_DOWN_MESSAGE = (
-    "Redis is unreachable, so the live {what} cannot be read. Retry shortly; if it "
-    "persists, check the Redis server and REDIS_URL."
-)
 
 
-def tasks_visible(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Task]:
+def tasks_visible(*, user: User | AnonymousUser) -> QuerySet[Task]:
     """Return the tasks a user may see: every task with `view_task` (operators),
     else the tasks the user submitted. Tasks without an owner are system tasks."""
     tasks = Task.objects.select_related("topic")
     if user.has_perm(VIEW_TASK):
         return tasks
-    return tasks.filter(submitted_by=user) if user.is_authenticated else tasks.none()
+    return tasks.filter(submitted_by=user) if isinstance(user, User) else tasks.none()
 
 
 def task_list(
     *,
-    user: AbstractBaseUser | AnonymousUser,
+    user: User | AnonymousUser,
     status: str | None = None,
     topic: str | None = None,
     key: str | None = None,
@@ -63,9 +60,7 @@ def task_list(
     return tasks
 
 
-def task_with_events(
-    *, user: AbstractBaseUser | AnonymousUser, task_id: UUID | str
-) -> Task:
+def task_with_events(*, user: User | AnonymousUser, task_id: UUID | str) -> Task:
     """Return a task the user may see, with its transitions loaded, or NotFound.
 
     A task the user may not see is "not found" too, so its existence is not
@@ -79,15 +74,7 @@ def task_with_events(
     return task
 
 
-def task_idempotency_key_used(*, user: AbstractBaseUser, key: str) -> bool:
-    """Tell whether this user already submitted a task under this key."""
-    owner = user if user.is_authenticated else None
-    return Task.objects.filter(submitted_by=owner, idempotency_key=key).exists()
-
-
-def tasks_pending_seed(
-    *, user: AbstractBaseUser | AnonymousUser
-) -> list[dict[str, Any]]:
+def tasks_pending_seed(*, user: User | AnonymousUser) -> list[dict[str, Any]]:
     """List the user's visible unpublished tasks oldest first, as the seed's
     `GET /tasks` did.
 
@@ -128,14 +115,19 @@ def _from_redis(read: Callable[[], T], *, what: str) -> T:
     try:
         return read()
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise ServiceUnavailable(
-            REDIS_DOWN_MESSAGE.format(what=what), service="redis"
+        raise ServiceUnavailable.down(
+            "redis", so=f"the live {what} cannot be read"
         ) from exc
+
+
+def _members() -> Members:
+    """Read the rotation's members from Redis, where their heartbeats go."""
+    return Members(redis_client(), heartbeat_s=settings.SCHEDULER_HEARTBEAT_S)
 
 
 def member_list() -> list[MemberInfo]:
     """List the live rotation members (those that beat recently), by name."""
-    return _from_redis(runtime().members.describe, what="members")
+    return _from_redis(_members().describe, what="members")
 
 
 @dataclass(frozen=True)
@@ -211,7 +203,7 @@ def stats_overview() -> StatsOverview:
         ],
         outbox_due=OutboxEntry.objects.filter(available_at__lte=timezone.now()).count(),
         lanes=_lane_stats(topics),
-        members=len(_from_redis(runtime().members.live, what="members")),
+        members=len(_from_redis(_members().live, what="members")),
     )
 
 
@@ -240,7 +232,7 @@ def _lane_stats(topics: Mapping[int, Mapping[str, Any]]) -> list[LaneStats]:
             group=group_name,
             topic=topics[topic_pk]["name"],
             partition=partition,
-            next_offset=resume.get((group_pk, topic_pk, partition), 0),
+            next_offset=resume.get((int(group_pk), topic_pk, partition), 0),
             end_offset=ends.get((topic_pk, partition), 0),
             paused=topics[topic_pk]["paused"],
         )

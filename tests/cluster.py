@@ -1,7 +1,9 @@
 """Real Celery processes for the rotation tests: rotation workers, publisher, beat."""
 
+import os
 import socket
 import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +13,6 @@ from django.db import connection
 from rotation.members import Members
 from scheduler_site.devstack.celery_processes import CeleryProcesses
 
-APP = "scheduler_site"
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 
@@ -30,6 +31,16 @@ def worker_database_url() -> str:
     """Return the URL of the test database, for the processes a test starts."""
     db = connection.settings_dict
     return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def redis_database(number: int) -> redis.Redis:
+    """Return a client of database `number` on the test run's Redis.
+
+    Not `from_url(REDIS_URL, db=number)`: the URL's own `/0` wins over `db=`, and
+    a test that empties "its" database would empty the shared one.
+    """
+    url = urllib.parse.urlsplit(os.environ["REDIS_URL"])
+    return redis.Redis.from_url(url._replace(path=f"/{number}").geturl())
 
 
 def wait_for(
@@ -65,7 +76,7 @@ class Cluster(CeleryProcesses):
 
     def start_worker(self, name: str) -> str:
         """Start a rotation worker and wait until it has joined as a member."""
-        self.worker(name, APP, "rotation")
+        self.worker(name, "rotation")
         node = self.node(name)
         wait_for(
             lambda: node in self.members.live(),
@@ -76,10 +87,8 @@ class Cluster(CeleryProcesses):
 
     def start_control(self) -> None:
         """Start beat and the publisher worker (which also runs the watchdog)."""
-        self.worker("publisher", APP, "publish")
-        self.celery(
-            "beat", APP, "beat", "--schedule", str(self.log_dir / "beat-schedule")
-        )
+        self.worker("publisher", "publish")
+        self.beat()
 
     def name_of(self, member: str) -> str:
         """Map a member (node name) back to the worker name it was started as."""

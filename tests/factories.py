@@ -1,12 +1,14 @@
 """factory_boy factories for the models tests create directly."""
 
 from datetime import timedelta
+from typing import cast
 
 import factory
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from django.utils import timezone
 
-from rotation.scheduler import EndReason
+from rotation.store import EndReason
 from tasks_app.models import ConsumerGroup, Slice, Topic
 from tasks_app.roles import Role
 from tasks_app.services.users import user_role_grant
@@ -26,8 +28,9 @@ class UserFactory(factory.django.DjangoModelFactory):
 
     @factory.post_generation
     def role(self, create: bool, extracted: Role | None, **kwargs: object) -> None:
+        # factory_boy calls this hook with the built user as `self`.
         if create and extracted:
-            user_role_grant(user=self, role=extracted)
+            user_role_grant(user=cast(User, self), role=extracted)
 
 
 class TopicFactory(factory.django.DjangoModelFactory):

@@ -14,6 +14,7 @@ RPUSH before the handler goes on, so a start written just before its worker is
 SIGKILLed is kept.
 """
 
+import functools
 import json
 import os
 import time
@@ -26,15 +27,11 @@ from tasks_app.handlers import TaskContext, register_handler
 RECORD_URL_VAR = "TEST_RECORD_URL"
 HANDLER_PATH = "tests.handlers.record"
 
-_clients: dict[int, redis.Redis] = {}
 
-
+@functools.cache
 def _redis() -> redis.Redis:
-    pid = os.getpid()
-    if pid not in _clients:
-        url = os.environ.get(RECORD_URL_VAR) or os.environ["REDIS_URL"]
-        _clients[pid] = redis.Redis.from_url(url)
-    return _clients[pid]
+    url = os.environ.get(RECORD_URL_VAR) or os.environ["REDIS_URL"]
+    return redis.Redis.from_url(url)
 
 
 def runs_key(topic: str) -> str:

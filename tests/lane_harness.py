@@ -5,30 +5,33 @@ SliceRunner directly, so a test can inject a fault at an exact point and look
 at what the slice left behind. Wake-ups are collected instead of sent to Celery.
 """
 
+import functools
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis
 
-from rotation.consumer import ConsumerCache
+from rotation.kafka.consumer import ConsumerCache
 from rotation.lanes import Lane
 from rotation.lease import LeaseManager
 from rotation.members import Members
 from rotation.scheduler import Scheduler
 from rotation.slice import RotationConfig, SliceRunner
-from rotation.store import LaneStore
+from rotation.store import LaneClaim, LaneStore, SliceRecord
 from rotation.turns import Turn, Turns
 from tasks_app.models import Task
 from tasks_app.services.execution import batch_process
 from tasks_app.services.healing import lane_heal
-from tasks_app.services.lanes import DatabaseLaneStore
-from tasks_app.services.publisher import publish_pending_run
+from tasks_app.services.lane_store import DatabaseLaneStore
+from tests.cluster import redis_database
+from tests.publishing_helpers import producer_for, publish_pending
 from tests.rotation_support import make_topic, submit
 
 # A Redis database of its own: the ready set and member keys are per database.
-HARNESS_REDIS_DB = 13
+HARNESS_REDIS_DB = 12
 
 
 @dataclass
@@ -43,22 +46,34 @@ class Harness:
         """Close this runner's Kafka consumers (before the broker stops)."""
         self.runner.consumers.close_all()
 
-    def run_turn(self, lane: Lane) -> object:
+    def run_turn(self, lane: Lane) -> SliceRecord | None:
         """Queue a turn for the lane and run it as this member."""
         turn = self.runner.turns.enqueue(f"lane:{lane}", lane)
         self.sent.clear()
         return self.runner.run(turn)
 
 
+def heal_here() -> Callable[..., LaneClaim]:
+    """Return the healing the workers' lane store gets, with this process's
+    producer for the broker the test uses."""
+    producer = producer_for(os.environ["KAFKA_BOOTSTRAP_SERVERS"])
+    return functools.partial(lane_heal, producer=producer)
+
+
+def lane_store() -> DatabaseLaneStore:
+    """Build the workers' lane store, as the worker runtime does."""
+    return DatabaseLaneStore(process_batch=batch_process, heal=heal_here())
+
+
 def harness(store: LaneStore | None = None, *, member: str = "m1") -> Harness:
     """Build a SliceRunner on a clean Redis database and the real lane store."""
-    client = redis.Redis.from_url(os.environ["REDIS_URL"], db=HARNESS_REDIS_DB)
+    client = redis_database(HARNESS_REDIS_DB)
     client.flushdb()
     sent: list[Turn] = []
     members = Members(client, heartbeat_s=1.0)
     members.beat(member, hostname="test", pid=os.getpid())
     leases = LeaseManager(client)
-    store = store or DatabaseLaneStore(batch_process, lane_heal)
+    store = store or lane_store()
     turns = Turns(client, members, lambda turn, delay_s: sent.append(turn))
     scheduler = Scheduler(
         client=client,
@@ -88,5 +103,5 @@ def published_topic(count: int, **policy: object) -> tuple[Lane, list[Task]]:
     policy.setdefault("slice_ms", 1000)
     make_topic(name, **policy)
     tasks = submit(name, [{"n": n} for n in range(count)])
-    publish_pending_run()
+    publish_pending()
     return Lane("default", name, 0), [Task.objects.get(pk=t.pk) for t in tasks]

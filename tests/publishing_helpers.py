@@ -1,19 +1,23 @@
 """Publishing test helpers: read Kafka back (assign(), offset 0), run threads, check."""
 
+import functools
 import json
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 from django.conf import settings
 from django.db import connection
 
+from rotation.kafka.producer import BatchProducer
 from tasks_app.models import Task, TaskStatus
+from tasks_app.services.publisher.run import publish_pending_run
+from tasks_app.worker import runtime
 
 T = TypeVar("T")
 
@@ -33,6 +37,21 @@ class Record:
     key: str
     envelope: dict
     headers: dict[str, bytes]
+
+
+@functools.cache
+def producer_for(bootstrap_servers: str) -> BatchProducer:
+    """Return this test process's producer for a broker (one each, kept: a new
+    idempotent producer needs about half a second before it can send)."""
+    return BatchProducer(bootstrap_servers)
+
+
+def publish_pending() -> int:
+    """Run the publisher in the test process, as the publisher worker would."""
+    return publish_pending_run(
+        producer=producer_for(settings.KAFKA_BOOTSTRAP_SERVERS),
+        kick_lanes=runtime().kick_lanes,
+    )
 
 
 def partition_count(topic: str) -> int:
@@ -64,19 +83,22 @@ def read_topic(topic: str, partitions: int, expected: int) -> list[Record]:
             if message is None or message.error():
                 continue
             quiet_since = time.monotonic()
-            records.append(
-                Record(
-                    message.topic(),
-                    message.partition(),
-                    message.offset(),
-                    message.key().decode(),
-                    json.loads(message.value()),
-                    dict(message.headers() or []),
-                )
-            )
+            records.append(_record(message))
     finally:
         consumer.close()
     return records
+
+
+def _record(message: Message) -> Record:
+    """Read a consumed message (one without an error: every field is set)."""
+    return Record(
+        message.topic() or "",
+        message.partition() or 0,
+        message.offset() or 0,
+        (message.key() or b"").decode(),
+        json.loads(message.value() or b"null"),
+        dict(cast(list[tuple[str, bytes]], message.headers() or [])),
+    )
 
 
 def in_thread(target: Callable[..., T], *args: Any) -> Callable[[], T]:

@@ -11,10 +11,8 @@ from rest_framework.test import APIClient
 
 from rotation.members import Members
 from scheduler_site.devstack.process import free_port
-from tasks_app import redis_client as redis_client_module
 from tasks_app.models import LaneState, OutboxEntry, PartitionHead, Task, TaskStatus
 from tasks_app.redis_client import redis_client
-from tasks_app.rotation_runtime import _runtime_for
 from tasks_app.selectors import stats_overview
 from tests.factories import GroupFactory, SliceFactory, TopicFactory
 
@@ -24,22 +22,16 @@ MEMBERS_DB = 13
 HEARTBEAT_S = 600.0
 
 
-def _forget_redis_clients() -> None:
-    """Drop the cached client and runtime so the next use reads REDIS_URL anew."""
-    redis_client_module._clients.clear()
-    _runtime_for.cache_clear()
-
-
 @pytest.fixture
 def redis_at(settings):
     """Return a function that points REDIS_URL at another URL for this test."""
 
     def switch(url: str) -> None:
         settings.REDIS_URL = url
-        _forget_redis_clients()
+        redis_client.cache_clear()  # the next use reads REDIS_URL anew
 
     yield switch
-    _forget_redis_clients()  # `settings` then restores the URL
+    redis_client.cache_clear()  # `settings` then restores the URL
 
 
 @pytest.fixture

@@ -106,7 +106,7 @@ def _run(url: str, token: str, report: Path, *options: str) -> Run:
 def _read(report: Path) -> tuple[set[str], int, list[str], set[str]]:
     """Count the operations, requests, 5xx answers and checks in the report."""
     operations: set[str] = set()
-    requests, server_errors, checks = 0, [], set()
+    requests, server_errors, checks = 0, [], set[str]()
     for line in report.read_text().splitlines():
         event = json.loads(line)
         finished = event.get("ScenarioFinished")

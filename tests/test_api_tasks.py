@@ -321,3 +321,60 @@ def test_an_empty_filter_is_a_400_not_ignored(submitter_client, query):
 
     assert response.status_code == 400
     assert response.json()["field"] == query.rstrip("=")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_repeat_racing_its_original_answers_200_not_201(
+    submitter, submitter_client, topic_name
+):
+    """The original is still uncommitted when the repeat arrives: only the
+    service, after the topic lock, can tell that the repeat is one."""
+    import threading
+
+    from django.db import connection, transaction
+
+    from tests.cluster import wait_for
+
+    spec = TaskSpec(topic=topic_name, message={"n": 1}, idempotency_key="k-1")
+    task_submit(submitted_by=submitter, spec=TaskSpec(topic=topic_name, message=0))
+    in_transaction, release = threading.Event(), threading.Event()
+    answers = []
+
+    def original() -> None:
+        try:
+            with transaction.atomic():
+                task_submit(submitted_by=submitter, spec=spec)
+                in_transaction.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    def repeat() -> None:
+        try:
+            body = {"topic": topic_name, "message": {"n": 1}, "idempotency_key": "k-1"}
+            answers.append(_post(submitter_client, body))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=original), threading.Thread(target=repeat)]
+    threads[0].start()
+    assert in_transaction.wait(30)
+    threads[1].start()
+    wait_for(_someone_waits_for_a_lock, timeout_s=30, what="the repeat to wait")
+    release.set()
+    for thread in threads:
+        thread.join(30)
+
+    assert [answer.status_code for answer in answers] == [200]
+    assert Task.objects.filter(idempotency_key="k-1").count() == 1
+
+
+def _someone_waits_for_a_lock() -> bool:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database()"
+        )
+        return cursor.fetchone()[0] > 0

@@ -1,5 +1,6 @@
 """The TOML scheduler config: checked whole with file and line, applied idempotently."""
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -10,8 +11,10 @@ from confluent_kafka.admin import AdminClient
 from django.conf import settings
 from django.core.management import CommandError, call_command
 
+from tasks_app.api.serializers import TopicSerializer
+from tasks_app.config_file import ConfigError, config_load
 from tasks_app.models import ConsumerGroup, Topic, WalkMode
-from tasks_app.services.config import ConfigError, config_apply, config_load
+from tasks_app.services.config import config_apply
 from tasks_app.services.topics import group_update
 
 EXAMPLE = Path(settings.BASE_DIR) / "config" / "scheduler.toml"
@@ -187,6 +190,32 @@ def test_invalid_topic_name_is_refused_with_kafkas_rule(write):
     message = _load_error(path)
     assert message.startswith(f"{path}, line 2: topic 'has space': 'name': ")
     assert "letters, digits" in message
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        {"name": "A", "partitions": 3, "paused": True},
+        {"name": "A", "partitions": True},
+        {"name": "A", "partitions": "2"},
+        {"name": "A", "weight": 1001},
+        {"name": "A", "handler": "os.getenv"},
+        {"name": "A", "handler": " tasks_app.handlers.noop "},
+        {"name": "A", "wieght": 2},
+        {"name": "__A"},
+    ],
+)
+def test_the_file_accepts_a_topic_exactly_when_the_api_does(write, table):
+    path = write(
+        "[[topics]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items())
+    )
+    try:
+        config_load(path=path)
+    except ConfigError:
+        file_accepts = False
+    else:
+        file_accepts = True
+    assert file_accepts == TopicSerializer(data=table).is_valid()
 
 
 def test_partitions_below_one_are_refused(write):

@@ -1,5 +1,6 @@
-"""Production settings: `check --deploy` is clean under the environment that
-docker-compose.yml documents, and HTTPS is the default once DEBUG is off."""
+"""Settings from the environment: `check --deploy` is clean under the environment
+that docker-compose.yml documents, HTTPS is the default once DEBUG is off, and a
+malformed value stops start-up naming its variable."""
 
 import os
 import re
@@ -22,6 +23,12 @@ DOT_ENV = {
     "POSTGRES_PASSWORD": secrets.token_urlsafe(24),
 }
 CHECK_TIMEOUT_S = 120
+# Service URLs that settings accept without connecting to anything.
+PRODUCTION_URLS = {
+    "DATABASE_URL": "postgres://u@localhost/db",
+    "REDIS_URL": "redis://localhost:6379/0",
+    "KAFKA_BOOTSTRAP_SERVERS": "localhost:9092",
+}
 
 
 def _interpolate(value: str, dot_env: dict[str, str]) -> str:
@@ -79,12 +86,7 @@ def test_check_deploy_is_clean_under_the_documented_production_environment():
 def test_with_debug_off_https_is_on_unless_the_environment_says_otherwise(
     setting, expected
 ):
-    env = {
-        "SECRET_KEY": DOT_ENV["SECRET_KEY"],
-        "DATABASE_URL": "postgres://u@localhost/db",
-        "REDIS_URL": "redis://localhost:6379/0",
-        "KAFKA_BOOTSTRAP_SERVERS": "localhost:9092",
-    }
+    env = {"SECRET_KEY": DOT_ENV["SECRET_KEY"], **PRODUCTION_URLS}
 
     result = _manage("diffsettings", "--all", env=env)
 
@@ -99,6 +101,57 @@ def test_the_proxy_header_setting_names_the_header_and_https():
     assert "SECURE_PROXY_SSL_HEADER = ('HTTP_X_FORWARDED_PROTO', 'https')" in (
         result.stdout
     ), result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        (
+            "SCHEDULER_SLICE_MS",
+            "abc",
+            "SCHEDULER_SLICE_MS must be an integer, got 'abc'",
+        ),
+        ("LOGIN_FAILURE_LIMIT", "", "LOGIN_FAILURE_LIMIT must be an integer, got ''"),
+        (
+            "SCHEDULER_HEARTBEAT_S",
+            "2s",
+            "SCHEDULER_HEARTBEAT_S must be a number, got '2s'",
+        ),
+    ],
+)
+def test_a_malformed_number_stops_start_up_naming_the_variable(name, value, message):
+    env = {"SECRET_KEY": DOT_ENV["SECRET_KEY"], **PRODUCTION_URLS, name: value}
+
+    result = _manage("diffsettings", env=env)
+
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_numbers_and_lists_read_as_written():
+    env = {
+        "SECRET_KEY": "$" + DOT_ENV["SECRET_KEY"],  # taken as is, not as a $NAME
+        **PRODUCTION_URLS,
+        "SCHEDULER_PUBLISH_INTERVAL": "1e-1",
+        "ALLOWED_HOSTS": " a.example , ,b.example,",
+    }
+
+    result = _manage("diffsettings", env=env)
+
+    assert "SCHEDULER_PUBLISH_INTERVAL_S = 0.1" in result.stdout, result.stderr
+    assert "ALLOWED_HOSTS = ['a.example', 'b.example']" in result.stdout
+
+
+def test_a_missing_service_url_names_it_and_the_dev_stack(tmp_path):
+    env = {**PRODUCTION_URLS, "DEVSTACK_DIR": str(tmp_path), "DEBUG": "1"}
+    del env["REDIS_URL"]
+
+    result = _manage("diffsettings", env=env)
+
+    assert result.returncode != 0
+    assert "REDIS_URL is not set. Set it, or start the embedded stack with " in (
+        result.stderr
+    )
 
 
 @pytest.mark.django_db

@@ -148,7 +148,7 @@ def test_a_malformed_port_variable_is_refused(
 ) -> None:
     bare_env.setenv("DEVSTACK_REDIS_PORT", "redis")
     with pytest.raises(
-        StackError, match="^Redis: DEVSTACK_REDIS_PORT='redis' is not a port"
+        StackError, match=r"^Redis: DEVSTACK_REDIS_PORT='redis' is not a port"
     ):
         Stack(stack_dir, persistent=False).start()
 
@@ -201,9 +201,9 @@ def test_only_a_stopped_service_this_stack_started_can_be_started(
 ) -> None:
     only(bare_env, "redis")
     with Stack(stack_dir, persistent=False) as stack:
-        with pytest.raises(StackError, match="^Redis: is still running"):
+        with pytest.raises(StackError, match=r"^Redis: is still running"):
             stack.start_service("redis")
-        with pytest.raises(StackError, match="^Kafka: was provided by"):
+        with pytest.raises(StackError, match=r"^Kafka: was provided by"):
             stack.stop_service("kafka")
 
 

@@ -301,7 +301,8 @@ def test_a_second_shell_reaches_the_dev_stack_after_sourcing_services_env(
     assert shell.returncode == 0, shell.stderr
     assert shell.stdout.splitlines()[-1] == "admin exists: True"
     worker = second_shell_worker(env_file, dev_run.dev_dir / "second-shell.log")
-    assert "second@" in worker and "ready." in worker
+    assert "second@" in worker
+    assert "ready." in worker
 
 
 def second_shell(env_file: Path, command: str) -> subprocess.CompletedProcess[str]:

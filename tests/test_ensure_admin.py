@@ -28,7 +28,8 @@ def test_creates_superuser_token_and_private_credentials_file(credentials_path):
     call_command("ensure_admin", credentials=credentials_path)
     stored = _read(credentials_path)
     user = get_user_model().objects.get(username="admin")
-    assert user.is_superuser and user.is_staff
+    assert user.is_superuser
+    assert user.is_staff
     assert user.check_password(stored["password"])
     assert stored["username"] == "admin"
     assert stored["token"] == Token.objects.get(user=user).key

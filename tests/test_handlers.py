@@ -6,6 +6,7 @@ import textwrap
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
+from tasks_app.config_file import ConfigError, config_load
 from tasks_app.errors import InvalidInput
 from tasks_app.handlers import (
     HandlerNotRegistered,
@@ -15,7 +16,6 @@ from tasks_app.handlers import (
     log_message,
     noop,
 )
-from tasks_app.services.config import ConfigError, config_load
 from tasks_app.services.topics import topic_create
 from tests import handlers as test_handlers
 

@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 
 from rotation.lanes import Lane
-from rotation.scheduler import EndReason
+from rotation.store import EndReason
 from scheduler_site.devstack import brokers
 from tasks_app.models import PartitionHead, Task, TaskStatus
-from tasks_app.services.publisher import publish_pending_run
 from tests.cluster import wait_for
 from tests.handlers import runs
 from tests.lane_harness import Harness
+from tests.publishing_helpers import publish_pending
 from tests.rotation_support import make_topic, submit
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -56,9 +56,9 @@ def broker(settings, monkeypatch) -> Iterator[PrivateBroker]:
     private.service.stop()
 
 
-def _drain(runner: Harness, lane: Lane, *, turns: int = 20) -> list[str]:
+def _drain(runner: Harness, lane: Lane, *, turns: int = 20) -> list[str | None]:
     """Run the lane's turns until it drains; return the slices' end reasons."""
-    reasons = []
+    reasons: list[str | None] = []
     for _ in range(turns):
         record = runner.run_turn(lane)
         reasons.append(record.end_reason if record else None)
@@ -72,7 +72,7 @@ def _publish_all(topic: str) -> None:
     first batch after a broker restart may fail: its producer state is gone)."""
     wait_for(
         lambda: (
-            publish_pending_run() >= 0
+            publish_pending() >= 0
             and not Task.objects.filter(topic__name=topic, status="pending").exists()
         ),
         timeout_s=60,
@@ -95,7 +95,7 @@ def test_a_backlog_the_broker_forgot_is_published_again_and_runs_in_order(
 ):
     lane, topic = _lane_topic(slice_ms=2000)
     tasks = submit(topic, [{"n": n} for n in range(30)])
-    publish_pending_run()
+    publish_pending()
     runner = slice_harness()
     broker.restart_empty()  # everything published is gone from Kafka
 
@@ -105,7 +105,8 @@ def test_a_backlog_the_broker_forgot_is_published_again_and_runs_in_order(
     assert _ended(topic) == [str(t.uuid) for t in tasks]
     assert EndReason.LOG_LOST in reasons
     healed = [r.message for r in caplog.records if "healed" in r.message]
-    assert len(healed) == 1 and "30 unfinished tasks" in healed[0], healed
+    assert len(healed) == 1, healed
+    assert "30 unfinished tasks" in healed[0]
     statuses = Task.objects.filter(topic__name=topic).values_list("status", flat=True)
     assert set(statuses) == {TaskStatus.SUCCEEDED}
 
@@ -113,7 +114,7 @@ def test_a_backlog_the_broker_forgot_is_published_again_and_runs_in_order(
 def test_tasks_published_after_the_loss_wait_for_the_older_ones(broker, slice_harness):
     lane, topic = _lane_topic(slice_ms=2000)
     older = submit(topic, [{"n": n} for n in range(10)])
-    publish_pending_run()
+    publish_pending()
     runner = slice_harness()
     broker.restart_empty()
     newer = submit(topic, [{"n": n} for n in range(10, 15)])
@@ -128,7 +129,7 @@ def test_tasks_published_after_the_loss_wait_for_the_older_ones(broker, slice_ha
 def test_finished_tasks_are_not_run_again_after_the_loss(broker, slice_harness):
     lane, topic = _lane_topic(slice_ms=2000)
     first = submit(topic, [{"n": n} for n in range(5)])
-    publish_pending_run()
+    publish_pending()
     runner = slice_harness()
     _drain(runner, lane)
     broker.restart_empty()
@@ -137,4 +138,23 @@ def test_finished_tasks_are_not_run_again_after_the_loss(broker, slice_harness):
 
     _drain(runner, lane)
 
+    assert _ended(topic) == [str(t.uuid) for t in first + second]
+
+
+def test_a_lane_whose_resume_point_is_past_the_new_log_still_gets_a_turn(
+    broker, slice_harness
+):
+    lane, topic = _lane_topic(slice_ms=2000)
+    first = submit(topic, [{"n": n} for n in range(20)])
+    publish_pending()
+    runner = slice_harness()
+    _drain(runner, lane)  # the lane resumes at 20 now
+    broker.restart_empty()
+    second = submit(topic, [{"n": n} for n in range(20, 23)])
+    _publish_all(topic)  # the new log ends at 3, below the lane's resume point
+
+    woken = runner.runner.scheduler.kick([topic])
+
+    assert [turn.lane for turn in woken] == [lane]
+    _drain(runner, lane)
     assert _ended(topic) == [str(t.uuid) for t in first + second]

@@ -12,15 +12,14 @@ import pytest
 import redis
 from django.db import InterfaceError, connection
 
-from rotation.consumer import Record
-from rotation.producer import ProduceError
-from rotation.scheduler import EndReason
+from rotation.kafka.consumer import Record
+from rotation.kafka.producer import ProduceError
+from rotation.store import EndReason
 from tasks_app.models import LaneState, Slice, Task, TaskStatus
 from tasks_app.services.execution import batch_process
-from tasks_app.services.healing import lane_heal
-from tasks_app.services.lanes import DatabaseLaneStore
+from tasks_app.services.lane_store import DatabaseLaneStore
 from tests.handlers import runs
-from tests.lane_harness import published_topic
+from tests.lane_harness import heal_here, lane_store, published_topic
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -45,7 +44,7 @@ def test_messages_with_a_malformed_or_missing_task_id_are_skipped_with_a_log_lin
     caplog,
 ):
     lane, [task] = published_topic(1)
-    store = DatabaseLaneStore(batch_process, lane_heal)
+    store = lane_store()
     store.claim(lane, 1)
     first = task.offset
     # An outside producer wrote to the topic: no envelope, a bad id, no headers.
@@ -61,7 +60,8 @@ def test_messages_with_a_malformed_or_missing_task_id_are_skipped_with_a_log_lin
     with caplog.at_level(logging.WARNING, logger="tasks_app.services.execution"):
         outcome = store.process(lane, 1, "m1", messages, 1e18, lambda: False)
 
-    assert outcome.next_offset == first + 4 and outcome.processed == 1
+    assert outcome.next_offset == first + 4
+    assert outcome.processed == 1
     assert Task.objects.get(pk=task.pk).status == TaskStatus.SUCCEEDED
     skipped = [r.message for r in caplog.records if "skipping it" in r.message]
     assert len(skipped) == 3, skipped
@@ -71,7 +71,7 @@ class _FailingStore(DatabaseLaneStore):
     """The real store, failing once in `process` the way a service would."""
 
     def __init__(self, error: BaseException):
-        super().__init__(batch_process, lane_heal)
+        super().__init__(process_batch=batch_process, heal=heal_here())
         self.error = error
 
     def process(self, *args, **kwargs):
@@ -106,7 +106,7 @@ class _ConnectionDropStore(DatabaseLaneStore):
     """The real store, whose database connection dies under it once (a restart)."""
 
     def __init__(self):
-        super().__init__(batch_process, lane_heal)
+        super().__init__(process_batch=batch_process, heal=heal_here())
         self.dropped = False
 
     def process(self, *args, **kwargs):
@@ -138,8 +138,8 @@ def test_a_lost_database_connection_mid_slice_ends_it_and_the_next_slice_resumes
 def test_a_task_dying_while_kafka_is_down_is_recorded_and_its_dead_letter_sent_later(
     slice_harness, settings
 ):
-    from tasks_app.services.publisher import publish_pending_run
     from tests.kafka_read import read_topic
+    from tests.publishing_helpers import publish_pending
 
     lane, [task] = published_topic(1, handler="tests.handlers.record", max_attempts=1)
     Task.objects.filter(pk=task.pk).update(message={"fail_attempts": 1})
@@ -151,7 +151,7 @@ def test_a_task_dying_while_kafka_is_down_is_recorded_and_its_dead_letter_sent_l
     assert record.end_reason == EndReason.DRAINED
     assert Task.objects.get(pk=task.pk).status == TaskStatus.DEAD
     settings.KAFKA_BOOTSTRAP_SERVERS = broker
-    publish_pending_run()
+    publish_pending()
     [letter] = read_topic(f"{lane.topic}.dlq", expected=1)
     assert dict(letter.headers())["task_id"].decode() == str(task.uuid)
     assert "planned failure" in dict(letter.headers())["error"].decode()
@@ -164,21 +164,19 @@ def test_a_holder_frozen_inside_its_fenced_write_blocks_the_next_claim_only_brie
 
     from django.db import transaction
 
-    from tasks_app.services.lanes import lane_fenced
+    from tasks_app.services.lane_state import lane_fenced
 
     settings.SCHEDULER_LEASE_GRACE_MS = 500
     lane, _ = published_topic(1)
-    store = DatabaseLaneStore(batch_process, lane_heal)
+    store = lane_store()
     store.claim(lane, 1)
-    group_pk, topic_pk = store.ids(lane)
+    ref = store.ref(lane)
     frozen, thaw = threading.Event(), threading.Event()
     outcome: list[str] = []
 
     def holder_freezes_mid_write() -> None:
         try:
-            with lane_fenced(
-                lane=lane, group_pk=group_pk, topic_pk=topic_pk, token=1
-            ) as cursor:
+            with lane_fenced(ref=ref, token=1) as cursor:
                 frozen.set()
                 thaw.wait(60)  # SIGSTOP between the fence check and COMMIT
                 cursor.execute("SELECT 1")
@@ -199,7 +197,8 @@ def test_a_holder_frozen_inside_its_fenced_write_blocks_the_next_claim_only_brie
         thaw.set()
         thread.join(30)
     assert resumed_at == 0
-    assert outcome and outcome[0] != "committed", "the frozen holder wrote late"
+    assert outcome, "the frozen holder never finished"
+    assert outcome[0] != "committed", "the frozen holder wrote late"
 
 
 def test_database_sessions_use_tcp_keepalives_on_both_ends(db):

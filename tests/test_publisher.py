@@ -11,10 +11,10 @@ from django.utils import timezone
 from tasks_app.models import OutboxEntry, Task, TaskStatus, Topic
 from tasks_app.redis_client import redis_client
 from tasks_app.services.publish_nudge import NUDGE_KEY
-from tasks_app.services.publisher import PUBLISHER_LOCK_KEY, publish_pending_run
+from tasks_app.services.publisher_lock import PUBLISHER_LOCK_KEY
 from tasks_app.services.tasks import TaskSpec, task_submit, task_submit_many
 from tasks_app.services.topics import topic_create, topic_sync_kafka
-from tests.publishing_helpers import partition_count, read_topic
+from tests.publishing_helpers import partition_count, publish_pending, read_topic
 
 
 def _submit(topic: str, count: int, **extra) -> list[Task]:
@@ -38,7 +38,7 @@ def test_publisher_creates_a_kafka_topic_that_failed_before(
     Topic.objects.create(name=topic_name, partitions=2, kafka_error="unreachable")
     _submit(topic_name, 1)
 
-    assert publish_pending_run() == 1
+    assert publish_pending() == 1
 
     assert partition_count(topic_name) == 2
     assert Topic.objects.get(name=topic_name).kafka_error == ""
@@ -52,7 +52,7 @@ def test_published_task_carries_its_id_and_records_where_kafka_put_it(
         submitted_by=None, spec=TaskSpec(topic=topic_name, message={"a": 1}, key="k")
     )
 
-    assert publish_pending_run() == 1
+    assert publish_pending() == 1
 
     task.refresh_from_db()
     [record] = read_topic(topic_name, 2, expected=1)
@@ -88,7 +88,7 @@ def test_the_api_shows_what_the_publisher_sent_and_what_it_did_not(
     topic_create(name=topic_name)
     [later] = _submit(topic_name, 1, run_at=timezone.now() + timedelta(hours=1))
     [sent] = _submit(topic_name, 1)
-    publish_pending_run()
+    publish_pending()
 
     assert operator_client.get("/tasks").json() == [
         {"topic": topic_name, "message": later.message}
@@ -110,7 +110,7 @@ def test_each_delivery_is_logged_at_debug_level_in_the_seeds_words(
     _submit(topic_name, 2)
 
     with caplog.at_level(logging.DEBUG, logger="tasks_app.services.publisher"):
-        publish_pending_run()
+        publish_pending()
 
     assert f"Future completed. Result: Ok((0, 1)) topic={topic_name}" in caplog.text
 
@@ -123,13 +123,13 @@ def test_delayed_task_is_published_only_once_its_run_at_passes(
     [delayed] = _submit(topic_name, 1, run_at=run_at)
     [due] = _submit(topic_name, 1)
 
-    assert publish_pending_run() == 1
+    assert publish_pending() == 1
     delayed.refresh_from_db()
     due.refresh_from_db()
     assert (delayed.status, due.status) == (TaskStatus.PENDING, TaskStatus.PUBLISHED)
 
     time.sleep(max(0.0, (run_at - timezone.now()).total_seconds()) + 0.1)
-    assert publish_pending_run() == 1
+    assert publish_pending() == 1
     delayed.refresh_from_db()
     assert delayed.status == TaskStatus.PUBLISHED
     assert delayed.published_at >= run_at
@@ -138,7 +138,7 @@ def test_delayed_task_is_published_only_once_its_run_at_passes(
 def test_run_clears_the_nudge_so_the_next_commit_queues_a_run(transactional_db):
     redis_client().set(NUDGE_KEY, "1")
 
-    publish_pending_run()
+    publish_pending()
 
     assert not redis_client().exists(NUDGE_KEY)
 
@@ -157,9 +157,9 @@ def test_a_run_publishes_nothing_while_another_publisher_is_active(
         autocommit=True,
     ) as other:
         other.execute("SELECT pg_advisory_lock(%s)", [PUBLISHER_LOCK_KEY])
-        assert publish_pending_run() == 0
+        assert publish_pending() == 0
         assert Task.objects.filter(status=TaskStatus.PENDING).count() == 3
-    assert publish_pending_run() == 3
+    assert publish_pending() == 3
 
 
 def test_key_partition_matches_the_partitioner_kafka_clients_use(topic_name):
@@ -167,8 +167,8 @@ def test_key_partition_matches_the_partitioner_kafka_clients_use(topic_name):
     default partitioner, so keys keep their partitions across the upgrade."""
     from confluent_kafka import Producer
 
-    from rotation.kafka_admin import ensure_topics
-    from rotation.producer import key_partition
+    from rotation.kafka.admin import ensure_topics
+    from rotation.kafka.producer import key_partition
 
     ensure_topics(django_settings.KAFKA_BOOTSTRAP_SERVERS, {topic_name: 7})
     producer = Producer({"bootstrap.servers": django_settings.KAFKA_BOOTSTRAP_SERVERS})

@@ -8,16 +8,17 @@ import time
 
 import pytest
 
-from rotation.producer import BatchProducer, OutgoingMessage, ProduceError
+from rotation.kafka.producer import BatchProducer, OutgoingMessage, ProduceError
 from scheduler_site.devstack.process import free_port
 from tasks_app.errors import Conflict
 from tasks_app.models import OutboxEntry, Task, TaskStatus
-from tasks_app.services.publisher import publish_batch, publish_pending_run
+from tasks_app.services.publisher.batch import publish_batch
 from tasks_app.services.tasks import TaskSpec, task_cancel, task_submit_many
 from tasks_app.services.topics import topic_create
 from tests.publishing_helpers import (
     assert_published_once_in_order,
     in_thread,
+    publish_pending,
     read_topic,
     run_concurrently,
 )
@@ -49,8 +50,8 @@ def test_unreachable_broker_keeps_tasks_pending_and_logs_its_address(
     _submit(topic_name, 3)  # the API side keeps accepting tasks
 
     with caplog.at_level(logging.WARNING):
-        assert publish_pending_run() == 0
-        assert publish_pending_run() == 0
+        assert publish_pending() == 0
+        assert publish_pending() == 0
 
     lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(lines) == 2, "one line per attempt"
@@ -58,7 +59,7 @@ def test_unreachable_broker_keeps_tasks_pending_and_logs_its_address(
     assert all("3 tasks stay pending" in line for line in lines)
     assert (_pending(), OutboxEntry.objects.count()) == (3, 3)
     settings.KAFKA_BOOTSTRAP_SERVERS = broker
-    assert publish_pending_run() == 3
+    assert publish_pending() == 3
     assert_published_once_in_order(topic_name, 1)
 
 
@@ -67,7 +68,7 @@ def test_failed_delivery_returns_the_whole_batch_to_the_outbox(
 ):
     topic_create(name=topic_name)
     _submit(topic_name, 1)
-    publish_pending_run()  # the topic is confirmed in Kafka from here on
+    publish_pending()  # the topic is confirmed in Kafka from here on
     _submit(topic_name, 5)
     dead = BatchProducer(f"127.0.0.1:{free_port()}", delivery_timeout_s=1.0)
 
@@ -75,7 +76,7 @@ def test_failed_delivery_returns_the_whole_batch_to_the_outbox(
         publish_batch(producer=dead)
 
     assert (_pending(), OutboxEntry.objects.count()) == (5, 5)
-    assert publish_pending_run() == 5
+    assert publish_pending() == 5
     assert_published_once_in_order(topic_name, 1)
 
 
@@ -102,7 +103,7 @@ def test_broker_frozen_mid_publish_loses_and_duplicates_nothing(
 
     def publish_all() -> None:
         while _pending() and time.monotonic() < deadline:
-            publish_pending_run()
+            publish_pending()
 
     publisher = threading.Thread(target=in_thread(publish_all))
     publisher.start()
@@ -133,7 +134,7 @@ def _race_cancel_and_publish(task: Task) -> bool:
 
     def publish() -> None:
         start.wait()
-        publish_pending_run()
+        publish_pending()
 
     won, _ = run_concurrently(in_thread(cancel), in_thread(publish))
     return won
@@ -147,7 +148,7 @@ def test_cancel_racing_publish_ends_cancelled_or_published(
     for round_ in range(CANCEL_ROUNDS):
         target = _submit(topic_name, TASKS_PER_ROUND)[round_ % TASKS_PER_ROUND]
         (cancelled if _race_cancel_and_publish(target) else refused).append(target)
-    publish_pending_run()
+    publish_pending()
 
     expected = Task.objects.count() - len(cancelled)
     in_kafka = {r.envelope["task_id"] for r in read_topic(topic_name, 1, expected)}

@@ -10,12 +10,12 @@ from django.db import connection
 from tasks_app.models import OutboxEntry, Task, Topic
 from tasks_app.redis_client import redis_client
 from tasks_app.services.publish_nudge import NUDGE_KEY
-from tasks_app.services.publisher import publish_pending_run
 from tasks_app.services.tasks import TaskSpec, task_submit_many
 from tasks_app.services.topics import topic_create
 from tests.publishing_helpers import (
     assert_published_once_in_order,
     in_thread,
+    publish_pending,
     run_concurrently,
 )
 
@@ -52,12 +52,38 @@ def test_two_publishers_started_at_once_keep_the_topic_in_order(
 
     def publish() -> int:
         start.wait()
-        return publish_pending_run()
+        return publish_pending()
 
     counts = run_concurrently(in_thread(publish), in_thread(publish))
 
     assert sum(counts) == 2000
     assert_published_once_in_order(topic_name, 1)
+
+
+def _submit_random(topics: list[str], seed: int) -> None:
+    """Submit this submitter's share in chunks, to random topics and keys."""
+    rng = random.Random(seed)
+    for _ in range(CONCURRENT_TASKS // SUBMITTERS // SUBMIT_CHUNK):
+        specs = [
+            TaskSpec(rng.choice(topics), seed, key=f"k{rng.randrange(3)}")
+            for _ in range(SUBMIT_CHUNK)
+        ]
+        task_submit_many(submitted_by=None, specs=specs)
+
+
+def _publish_on_ticks(running: threading.Event) -> None:
+    """Publish on a timer, as beat does, while `running` is set."""
+    while running.is_set():
+        publish_pending()
+        time.sleep(BEAT_TICK_S)
+
+
+def _publish_when_nudged(running: threading.Event) -> None:
+    """Publish when a submission queued a nudge, as the publisher worker does."""
+    while running.is_set():
+        if redis_client().exists(NUDGE_KEY):
+            publish_pending()
+        time.sleep(NUDGE_POLL_S)
 
 
 def test_tasks_submitted_while_beat_and_nudges_fire_are_published_once_in_order(
@@ -70,34 +96,21 @@ def test_tasks_submitted_while_beat_and_nudges_fire_are_published_once_in_order(
     submitting = threading.Event()
     submitting.set()
 
-    def submit(seed: int) -> None:
-        rng = random.Random(seed)
-        for _ in range(CONCURRENT_TASKS // SUBMITTERS // SUBMIT_CHUNK):
-            specs = [
-                TaskSpec(rng.choice(topics), seed, key=f"k{rng.randrange(3)}")
-                for _ in range(SUBMIT_CHUNK)
-            ]
-            task_submit_many(submitted_by=None, specs=specs)
-
-    def beat() -> None:
-        while submitting.is_set():
-            publish_pending_run()
-            time.sleep(BEAT_TICK_S)
-
-    def nudged() -> None:
-        while submitting.is_set():
-            if redis_client().exists(NUDGE_KEY):
-                publish_pending_run()
-            time.sleep(NUDGE_POLL_S)
-
     def submitters() -> None:
         try:
-            run_concurrently(*(in_thread(submit, seed) for seed in range(SUBMITTERS)))
+            run_concurrently(
+                *(in_thread(_submit_random, topics, seed) for seed in range(SUBMITTERS))
+            )
         finally:
             submitting.clear()
 
-    run_concurrently(submitters, in_thread(beat), in_thread(nudged), in_thread(nudged))
-    publish_pending_run()
+    run_concurrently(
+        submitters,
+        in_thread(_publish_on_ticks, submitting),
+        in_thread(_publish_when_nudged, submitting),
+        in_thread(_publish_when_nudged, submitting),
+    )
+    publish_pending()
 
     assert Task.objects.count() == CONCURRENT_TASKS
     assert not OutboxEntry.objects.exists()
@@ -118,7 +131,7 @@ def test_a_batch_failing_amid_a_backlog_keeps_every_topic_in_order(
     _submit(unready, 10)
     _submit(ready, 400)
 
-    assert publish_pending_run() == 500
+    assert publish_pending() == 500
 
     assert_published_once_in_order(ready, 1)
     assert_published_once_in_order(unready, 1)
@@ -144,7 +157,7 @@ def test_a_partitions_recorded_end_never_passes_an_unrecorded_task(
 
     def publish() -> None:
         try:
-            publish_pending_run()
+            publish_pending()
         finally:
             publishing.clear()
 

@@ -4,6 +4,7 @@ Each test proves one invariant of DESIGN section 3 on tasks submitted through th
 services, published by the real publisher and run by real worker processes.
 """
 
+import itertools
 import os
 import signal
 import time
@@ -11,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rotation.lanes import Lane
+from rotation.lanes import Lane, text
 from tasks_app.models import Slice, Task, TaskStatus
 from tests.cluster import Cluster, settle, wait_for, worker_database_url
 from tests.handlers import runs
@@ -80,7 +81,7 @@ def test_next_holder_resumes_exactly_where_the_last_stopped(workers, topic_name)
 
     working = [s for s in lane_slices(topic_name) if s.messages]
     assert len(working) > 3
-    for before, after in zip(working, working[1:], strict=False):
+    for before, after in itertools.pairwise(working):
         assert after.first_offset == before.last_offset + 1
     assert sum(s.messages for s in working) == len(tasks)
     assert succeeded_event_counts(topic_name) == {1}
@@ -93,7 +94,7 @@ def test_consecutive_slices_of_a_lane_go_to_different_members(workers, topic_nam
 
     members = [s.member for s in lane_slices(topic_name)]
     assert len(members) > 3
-    assert all(a != b for a, b in zip(members, members[1:], strict=False))
+    assert all(a != b for a, b in itertools.pairwise(members))
     assert len(set(members)) == len(WORKERS)
 
 
@@ -158,7 +159,8 @@ def test_failures_retry_in_place_in_order_and_dead_tasks_reach_the_dlq(
         (ids[4], "end"),
     ]
     dead = Task.objects.get(pk=tasks[3].pk)
-    assert "planned failure on attempt 3" in dead.error and dead.attempts == 3
+    assert "planned failure on attempt 3" in dead.error
+    assert dead.attempts == 3
     letters = read_topic(f"{topic_name}.dlq", expected=1)
     assert [dict(m.headers())["task_id"].decode() for m in letters] == [ids[3]]
 
@@ -195,7 +197,7 @@ def test_sigterm_hands_the_lane_on_at_once(workers, topic_name):
 def _holder_of(cluster: Cluster, topic: str) -> str | None:
     """Return the member holding the topic's lane lease now (token:member:nonce)."""
     value = cluster.members.client.get(Lane("default", topic, 0).key("lease"))
-    return value.decode().split(":")[1] if value else None
+    return text(value).split(":")[1] if value else None
 
 
 def _ts(epoch_s: float):
@@ -373,7 +375,7 @@ def test_sequential_group_walks_topics_one_member_slice_at_a_time(workers):
         wait_all_finished(name, 300)
 
     slices = list(Slice.objects.filter(group=group).order_by("started_at"))
-    for before, after in zip(slices, slices[1:], strict=False):
+    for before, after in itertools.pairwise(slices):
         assert after.started_at >= before.ended_at  # one slice of the group at a time
     drains = [i for i, s in enumerate(slices) if s.end_reason == "drained"]
     first_drain = drains[0] if drains else len(slices) - 1  # may not be recorded yet
@@ -412,7 +414,8 @@ def test_a_task_whose_handler_kills_its_worker_ends_dead_after_max_attempts(
     wait_all_finished(topic_name, len(tasks))
 
     dead = Task.objects.get(pk=poison.pk)
-    assert "did not finish" in dead.error and dead.attempts == 2
+    assert "did not finish" in dead.error
+    assert dead.attempts == 2
     poison_runs = [r for r in runs(topic_name) if r["task"] == str(poison.uuid)]
     # Each run is counted before it starts, except possibly the very first one
     # (no per-task write happens until a crash was seen): see docs/handlers.md.
@@ -424,7 +427,7 @@ def test_a_task_whose_handler_kills_its_worker_ends_dead_after_max_attempts(
 
 
 def test_growing_a_topics_partitions_keeps_each_keys_order(workers, topic_name):
-    from rotation.kafka_admin import ensure_topics
+    from rotation.kafka.admin import ensure_topics
     from tasks_app.services.tasks import TaskSpec, task_submit_many
     from tasks_app.services.topics import topic_set_paused, topic_update
 

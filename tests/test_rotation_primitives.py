@@ -13,12 +13,13 @@ from rotation.lanes import Lane
 from rotation.lease import LeaseKeeper, LeaseManager
 from rotation.members import Members
 from rotation.turns import Turns
+from tests.cluster import redis_database
 
 
 @pytest.fixture
 def client() -> redis.Redis:
     """A private Redis database: the ready set is global to a database."""
-    connection = redis.Redis.from_url(os.environ["REDIS_URL"], db=14)
+    connection = redis_database(14)
     connection.flushdb()
     return connection
 
@@ -58,7 +59,8 @@ def test_fencing_tokens_increase_with_each_acquire(client, lane):
         lease = leases.acquire(lane, owner=owner, ttl_ms=5000)
         tokens.append(lease.token)
         leases.release(lease)
-    assert tokens == sorted(tokens) and len(set(tokens)) == 3
+    assert tokens == sorted(tokens)
+    assert len(set(tokens)) == 3
 
 
 def test_stale_holder_cannot_renew_or_release_a_newer_lease(client, lane):
@@ -77,7 +79,8 @@ def test_keeper_renews_past_the_ttl_and_reports_a_stolen_lease(client, lane):
     lease = leases.acquire(lane, owner="a", ttl_ms=300)
     with LeaseKeeper(leases, lease) as keeper:
         time.sleep(0.8)
-        assert leases.holder(lane) == lease.value and not keeper.lost.is_set()
+        assert leases.holder(lane) == lease.value
+        assert not keeper.lost.is_set()
         client.delete(lane.key("lease"))
         assert keeper.lost.wait(2)
 
@@ -107,7 +110,8 @@ def test_turn_goes_to_an_idle_member_other_than_the_last(client, lane):
         members.mark_idle(name)
     turns = Turns(client, members, lambda turn, delay: sent.append(turn))
     turn = turns.enqueue(f"chain-{lane}", lane, exclude=[a])
-    assert turn.member == b and sent == [turn]
+    assert turn.member == b
+    assert sent == [turn]
     assert turns.enqueue(f"chain2-{lane}", lane, exclude=[a]).member == ""
     members.leave(a)
     members.leave(b)
@@ -167,13 +171,15 @@ def test_a_wake_up_before_a_delayed_chain_is_due_comes_back_later(turns):
     turns.woken.clear()
     assert turns.claim(wake, "m1") is None
     [(again, delay)] = turns.woken
-    assert again == wake and 25 < delay <= 30
+    assert again == wake
+    assert 25 < delay <= 30
 
 
 def test_a_running_turn_keeps_its_chain_busy_until_finished(turns):
     turn = turns.claim(turns.enqueue("a", _lane("a")), "m1")
     running = turns.queued("a")
-    assert running.running and not turns.is_stuck(running, after_s=0)
+    assert running.running
+    assert not turns.is_stuck(running, after_s=0)
     turns.finish(turn)
     assert turns.queued("a") is None
 

@@ -11,12 +11,14 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from rotation.producer import OutgoingMessage, shared_producer
 from tasks_app.models import LaneState, OutboxEntry, Task, TaskStatus
-from tasks_app.services.lanes import lanes_kick, partition_heads_advance
-from tasks_app.services.tasks import TaskSpec, task_envelope, task_submit
+from tasks_app.services.envelope import task_envelope, task_record
+from tasks_app.services.partition_heads import partition_heads_advance
+from tasks_app.services.tasks import TaskSpec, task_submit
 from tasks_app.services.topics import topic_set_paused
+from tasks_app.worker import runtime
 from tests.cluster import settle, wait_for
+from tests.publishing_helpers import producer_for
 from tests.rotation_support import make_topic, submit, wait_all_finished
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -31,13 +33,14 @@ def _settled(worker):
 
 def _produce_unrecorded(topic: str, tasks: list[Task]) -> list[int]:
     """Produce the tasks' envelopes as an in-flight publisher batch would."""
-    deliveries = shared_producer(settings.KAFKA_BOOTSTRAP_SERVERS).produce_batch(
+    deliveries = producer_for(settings.KAFKA_BOOTSTRAP_SERVERS).produce_batch(
         [
-            OutgoingMessage(
+            task_record(
                 topic=topic,
                 key=task.key,
-                value=task_envelope(task=task, topic_name=topic),
-                headers=[("task_id", str(task.uuid))],
+                envelope=task_envelope(task=task, topic_name=topic),
+                task_uuid=str(task.uuid),
+                partition=0,
             )
             for task in tasks
         ]
@@ -52,8 +55,8 @@ def _record_published(topic: str, tasks: list[Task], offsets: list[int]) -> None
             status=TaskStatus.PUBLISHED, partition=0, offset=offset
         )
     OutboxEntry.objects.filter(task__in=tasks).delete()
-    partition_heads_advance(deliveries=[(topic, 0, min(offsets), max(offsets))])
-    lanes_kick(topics=[topic])
+    partition_heads_advance(spans=[(topic, 0, min(offsets), max(offsets))])
+    runtime().kick_lanes([topic])
 
 
 def test_messages_past_the_recorded_end_run_once_the_publisher_records_them(

@@ -43,7 +43,7 @@ def test_list_answers_pending_tasks_oldest_first_as_topic_and_message(
 def test_list_omits_published_and_cancelled_tasks(
     submitter, submitter_client, topic_name
 ):
-    from tasks_app.services.publisher import publish_pending_run
+    from tests.publishing_helpers import publish_pending
 
     def submit(message: str) -> Task:
         return task_submit(
@@ -51,7 +51,7 @@ def test_list_omits_published_and_cancelled_tasks(
         )
 
     published = submit("published")
-    publish_pending_run()
+    publish_pending()
     submit("waiting")
     task_cancel(task_id=submit("cancelled").uuid)
     assert Task.objects.get(pk=published.pk).status == TaskStatus.PUBLISHED

@@ -78,7 +78,7 @@ def celery_noop_rates(
     processes = Processes(log_dir, dict(os.environ), loglevel="WARNING")
     try:
         for n in range(workers):
-            processes.worker(f"noop{n + 1}", "bench.lib.celery_noop", QUEUE)
+            processes.worker(f"noop{n + 1}", QUEUE, app="bench.lib.celery_noop")
         _wait_count(client, READY_KEY, workers, READY_TIMEOUT_S)
         return [_round(client, tasks) for _ in range(rounds)]
     finally:

@@ -3,6 +3,7 @@
 Times are epoch seconds. A lane is (topic, partition); a member is a worker.
 """
 
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -78,7 +79,7 @@ def order_held(tasks: Iterable[TaskRow]) -> bool:
         rows.sort(key=lambda t: t.id)
         if not all(t.succeeded for t in rows):
             return False
-        if any(b.started < a.finished for a, b in zip(rows, rows[1:], strict=False)):
+        if any(b.started < a.finished for a, b in itertools.pairwise(rows)):
             return False
     return True
 
@@ -99,11 +100,11 @@ def handoffs(slices: list[SliceRow], tasks: Iterable[TaskRow]) -> list[Handoff]:
     first_start = {(t.topic, t.partition, t.offset): t.started for t in tasks}
     member_free: dict[int, float] = {}
     for rows in _grouped(slices, lambda s: s.member).values():
-        for before, after in zip(rows, rows[1:], strict=False):
+        for before, after in itertools.pairwise(rows):
             member_free[id(after)] = before.ended
     result = []
     for rows in _grouped(slices, lambda s: (s.topic, s.partition)).values():
-        for before, after in zip(rows, rows[1:], strict=False):
+        for before, after in itertools.pairwise(rows):
             if not after.messages or after.first_offset is None:
                 continue
             began = first_start[after.topic, after.partition, after.first_offset]

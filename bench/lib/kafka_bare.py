@@ -8,8 +8,8 @@ import time
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from rotation.kafka_admin import ensure_topics
-from rotation.producer import LINGER_MS
+from rotation.kafka.admin import ensure_topics
+from rotation.kafka.producer import LINGER_MS, Headers
 
 FLUSH_TIMEOUT_S = 60.0
 CONSUME_BATCH = 1000
@@ -39,7 +39,7 @@ def _warm_producer(bootstrap: str, topic: str) -> Producer:
 
 def _produce(producer: Producer, records: list[Record]) -> None:
     for topic, key, envelope, task_id in records:
-        headers = [("task_id", task_id), ("content-type", b"application/json")]
+        headers: Headers = [("task_id", task_id), ("content-type", b"application/json")]
         while True:
             try:
                 producer.produce(topic, envelope, key, headers=headers)

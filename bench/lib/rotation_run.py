@@ -7,6 +7,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -15,7 +16,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from bench.lib.figures import SliceRow, TaskRow
-from rotation.lanes import KEY_PREFIX
+from rotation.lanes import KEY_PREFIX, text
 from rotation.members import Members
 from scheduler_site.devstack.celery_processes import CeleryProcesses as Processes
 from tasks_app.models import Slice, Task, TaskStatus
@@ -23,7 +24,6 @@ from tasks_app.redis_client import redis_client
 from tasks_app.roles import Role
 from tasks_app.services.users import user_role_grant
 
-APP = "scheduler_site"
 TASKS_URL = "/api/tasks/"
 JOIN_TIMEOUT_S = 60.0
 WATCH_S = 0.2
@@ -44,11 +44,10 @@ def api_client() -> APIClient:
 
 def start_stack(processes: Processes, workers: int) -> dict[str, int]:
     """Start publisher, beat and rotation workers; return {member: pid} once joined."""
-    processes.worker("publisher", APP, "publish")
-    schedule = str(processes.log_dir / "beat-schedule")
-    processes.celery("beat", APP, "beat", "--schedule", schedule)
+    processes.worker("publisher", "publish")
+    processes.beat()
     pids = {
-        f"w{n}@{socket.gethostname()}": processes.worker(f"w{n}", APP, "rotation")
+        f"w{n}@{socket.gethostname()}": processes.worker(f"w{n}", "rotation")
         for n in range(1, workers + 1)
     }
     registry = Members(redis_client(), heartbeat_s=settings.SCHEDULER_HEARTBEAT_S)
@@ -125,7 +124,7 @@ def describe_stall() -> None:
         "hash": client.hgetall,
     }
     for key in sorted(client.scan_iter(f"{KEY_PREFIX}:*")):
-        kind = client.type(key).decode()
+        kind = text(client.type(key))
         value = readers[kind](key) if kind in readers else kind
         print("  ", key.decode(), value)
 
@@ -136,15 +135,33 @@ def count_in(topics: list[str], statuses: tuple[str, ...]) -> Callable[[], int]:
     return rows.count
 
 
+def _task_row(
+    topic: str,
+    pk: int,
+    partition: int | None,
+    offset: int | None,
+    created: datetime,
+    published: datetime | None,
+    started: datetime | None,
+    finished: datetime | None,
+    status: str,
+) -> TaskRow:
+    """Read a finished task back; a bench task that has not run is a bench bug."""
+    if partition is None or offset is None or not (published and started and finished):
+        raise ValueError(
+            f"task {pk} of {topic} has not run; the bench waited too little"
+        )
+    return TaskRow(
+        topic, pk, partition, offset, created.timestamp(), published.timestamp(),
+        started.timestamp(), finished.timestamp(), status == TaskStatus.SUCCEEDED,
+    )  # fmt: skip
+
+
 def collect(topics: list[str]) -> tuple[list[TaskRow], list[SliceRow]]:
     """Read the topics' tasks and slices back as plain rows (epoch seconds)."""
     tasks = [
-        TaskRow(
-            topic, pk, partition, offset, created.timestamp(), published.timestamp(),
-            started.timestamp(), finished.timestamp(), status == TaskStatus.SUCCEEDED,
-        )
-        for topic, pk, partition, offset, created, published, started, finished, status
-        in Task.objects.filter(topic__name__in=topics).values_list(
+        _task_row(*row)
+        for row in Task.objects.filter(topic__name__in=topics).values_list(
             "topic__name", "id", "partition", "offset", "created_at", "published_at",
             "started_at", "finished_at", "status",
         )

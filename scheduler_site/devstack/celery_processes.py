@@ -6,11 +6,11 @@ workers and beat this way; `make dev` supervises its children in supervise.py.
 
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
+from scheduler_site.workers import APP, beat_argv, worker_argv
+
 REPO = Path(__file__).resolve().parents[2]
-CELERY = str(Path(sys.executable).parent / "celery")
 STOP_TIMEOUT_S = 20.0
 
 
@@ -27,24 +27,24 @@ class CeleryProcesses:
         self.loglevel = loglevel
         self.running: dict[str, subprocess.Popen[bytes]] = {}
 
-    def celery(self, name: str, app: str, *args: str) -> int:
-        """Start `celery -A app ARGS` logging to LOG_DIR/name.log; return its PID."""
-        return self.start(name, [CELERY, "-A", app, *args, "--loglevel", self.loglevel])
-
     def start(self, name: str, argv: list[str]) -> int:
-        """Start any command (a web server, say) the same way; return its PID."""
+        """Start a command logging to LOG_DIR/name.log; return its PID."""
         with open(self.log_dir / f"{name}.log", "ab") as log:  # the child keeps a copy
             self.running[name] = subprocess.Popen(
                 argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO
             )
         return self.running[name].pid
 
-    def worker(self, name: str, app: str, queue: str) -> int:
-        """Start a one-process (solo pool) worker on `queue`, node name name@host."""
-        return self.celery(
-            name, app, "worker", "-Q", queue, "--pool", "solo", "-c", "1",
-            "-n", f"{name}@%h", "--without-gossip", "--without-mingle",
-        )  # fmt: skip
+    def worker(self, name: str, queue: str, *, app: str = APP) -> int:
+        """Start a worker on `queue`, node name name@host (scheduler_site.workers)."""
+        return self.start(
+            name, worker_argv(queue, name, loglevel=self.loglevel, app=app)
+        )
+
+    def beat(self) -> int:
+        """Start beat, its schedule state kept in the log directory."""
+        schedule = str(self.log_dir / "beat-schedule")
+        return self.start("beat", beat_argv(schedule, loglevel=self.loglevel))
 
     def alive(self, name: str) -> bool:
         """Tell whether `name` was started and has not exited."""

@@ -28,6 +28,7 @@ from scheduler_site.devstack.supervise import (
     Shutdown,
     shutdown_on_signals,
 )
+from scheduler_site.workers import beat_argv, worker_argv
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,6 @@ DEV_DIR_NAME = ".devstack"
 DEFAULT_PORT = 8000
 DEFAULT_WORKERS = 2
 DEFAULT_CONFIG = Path("config") / "scheduler.toml"
-CELERY_APP = "scheduler_site"
 WEB_READY_TIMEOUT_S = 60.0
 WEB_POLL_INTERVAL_S = 0.2
 # Only these children's deaths stop the stack; the others are restarted.
@@ -187,27 +187,16 @@ def _run_step(argv: list[str], env: dict[str, str], cwd: Path) -> None:
         )
 
 
-def celery(*args: str) -> list[str]:
-    """Build a `celery -A scheduler_site` command line with the venv's celery."""
-    return [str(Path(sys.executable).parent / "celery"), "-A", CELERY_APP, *args]
-
-
-def _worker(queue: str, name: str) -> list[str]:
-    """Build a one-process worker for one queue (solo pool: one task at a time)."""
-    options = f"-Q {queue} --pool solo --concurrency 1 -n {name}@%h --loglevel INFO"
-    return celery("worker", *options.split())
-
-
 def child_commands(options: DevOptions) -> list[tuple[str, list[str]]]:
     """List the long-running children: web, beat, the publisher and rotation workers."""
     schedule = str(options.dev_dir / "celerybeat-schedule")
     commands = [
         ("web", manage("runserver", f"127.0.0.1:{options.port}", "--noreload")),
-        ("beat", celery("beat", "--loglevel", "INFO", "--schedule", schedule)),
-        ("publisher", _worker("publish", "publisher")),
+        ("beat", beat_argv(schedule)),
+        ("publisher", worker_argv("publish", "publisher")),
     ]
     for i in range(1, options.workers + 1):
-        commands.append((f"worker{i}", _worker("rotation", f"worker{i}")))
+        commands.append((f"worker{i}", worker_argv("rotation", f"worker{i}")))
     return commands
 
 

@@ -157,7 +157,7 @@ class Stack:
             try:
                 error = future.exception()
                 break
-            except BaseException as exc:  # an interrupt while waiting: re-raised later
+            except BaseException as exc:  # noqa: BLE001 - an interrupt, re-raised later
                 interrupts.append(exc)
         if error is None:
             self.services[key] = future.result()

@@ -16,7 +16,7 @@ class TaskEventInline(ReadOnlyAdminMixin, admin.TabularInline):
     """A task's recorded transitions, oldest first."""
 
     model = TaskEvent
-    fields = ["status", "at", "worker", "attempt", "detail"]
+    fields = ("status", "at", "worker", "attempt", "detail")
     readonly_fields = fields
     extra = 0
 
@@ -42,7 +42,7 @@ class TaskAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     show_full_result_count = False
     inlines = [TaskEventInline]
     actions = ["cancel_tasks", "retry_tasks"]
-    fields = [
+    fields = (
         "uuid",
         "topic",
         "key",
@@ -61,7 +61,7 @@ class TaskAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "worker",
         "result",
         "error",
-    ]
+    )
     readonly_fields = fields
 
     def has_control_permission(self, request: HttpRequest) -> bool:

@@ -10,14 +10,14 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from tasks_app.admin.base import action_report
-from tasks_app.errors import InvalidInput
+from tasks_app.errors import Conflict, InvalidInput
 from tasks_app.models import ConsumerGroup, Topic
 from tasks_app.services.topics import (
-    TOPIC_POLICY_FIELDS,
     group_create,
     group_topics_check,
     group_update,
     topic_create,
+    topic_partitions_check,
     topic_set_paused,
     topic_update,
 )
@@ -28,14 +28,15 @@ class TopicAdminForm(forms.ModelForm):
 
     class Meta:
         model = Topic
-        fields = ["name", *TOPIC_POLICY_FIELDS]
+        fields = ["name", *Topic.POLICY_FIELDS]
 
     def clean_partitions(self) -> int:
         partitions = self.cleaned_data["partitions"]
-        if self.instance.pk and partitions < self.instance.partitions:
-            raise forms.ValidationError(
-                "Kafka cannot reduce a topic's partitions; create a new topic."
-            )
+        if self.instance.pk:  # a new topic has no partitions to keep
+            try:
+                topic_partitions_check(topic=self.instance, partitions=partitions)
+            except Conflict as exc:
+                raise forms.ValidationError(exc.message) from exc
         return partitions
 
 
@@ -68,7 +69,7 @@ class TopicAdmin(admin.ModelAdmin):
     ) -> None:
         policy = {
             f: form.cleaned_data[f]
-            for f in TOPIC_POLICY_FIELDS
+            for f in Topic.POLICY_FIELDS
             if f in form.changed_data
         }
         if change:

@@ -1,6 +1,5 @@
 """Map every failure to one JSON answer a person can act on (DRF EXCEPTION_HANDLER)."""
 
-import json
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -14,18 +13,12 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
 from tasks_app.errors import SchedulerError, ServiceUnavailable
-from tasks_app.middleware import database_unavailable_response
+from tasks_app.middleware import DATABASE_DOWN
 
 logger = logging.getLogger(__name__)
 
 # A bulk request can fail on every item; the summary names this many, then counts.
 MAX_MESSAGES_IN_DETAIL = 10
-# A backing service that dropped out is usually back within seconds.
-SERVICE_RETRY_AFTER_S = 5
-REDIS_DOWN_MESSAGE = (
-    "Redis is unreachable, so the request could not be checked against the rate "
-    "limit. Retry shortly; if it persists, check the Redis server and REDIS_URL."
-)
 CONFLICT_MESSAGE = (
     "The request conflicts with a concurrent change to the same object. Retry it."
 )
@@ -38,9 +31,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     `field` they concern, validation errors the per-field `errors`.
     """
     if isinstance(exc, OperationalError | InterfaceError):
-        return _database_unavailable(exc, context)
+        logger.error("PostgreSQL unreachable: %s", exc)
+        exc = ServiceUnavailable.down("postgresql", so=DATABASE_DOWN)
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
-        return _redis_unavailable(exc)
+        logger.error("Redis unreachable: %s", exc)
+        exc = ServiceUnavailable.down("redis", so="the request could not be served")
     if isinstance(exc, SchedulerError):
         return _scheduler_error(exc)
     if isinstance(exc, IntegrityError):
@@ -59,30 +54,6 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
-def _database_unavailable(exc: Exception, context: dict[str, Any]) -> Response:
-    request = context.get("request")
-    logger.error("PostgreSQL unreachable on %s: %s", getattr(request, "path", "?"), exc)
-    answer = database_unavailable_response()
-    return Response(
-        json.loads(answer.content),
-        status=answer.status_code,
-        headers={"Retry-After": answer["Retry-After"]},
-    )
-
-
-def _redis_unavailable(exc: Exception) -> Response:
-    logger.error("Redis unreachable: %s", exc)
-    return Response(
-        {
-            "detail": REDIS_DOWN_MESSAGE,
-            "code": "service_unavailable",
-            "service": "redis",
-        },
-        status=503,
-        headers={"Retry-After": str(SERVICE_RETRY_AFTER_S)},
-    )
-
-
 def _scheduler_error(exc: SchedulerError) -> Response:
     set_rollback()
     body: dict[str, Any] = {"detail": exc.message, "code": exc.code}
@@ -90,8 +61,7 @@ def _scheduler_error(exc: SchedulerError) -> Response:
         body["field"] = exc.field
     retry_after_s = exc.context.get("retry_after_s")
     if isinstance(exc, ServiceUnavailable):
-        body["service"] = exc.context.get("service", "")
-        retry_after_s = SERVICE_RETRY_AFTER_S
+        body, retry_after_s = exc.body(), exc.retry_after_s
     headers = {} if retry_after_s is None else {"Retry-After": str(retry_after_s)}
     return Response(body, status=exc.status_code, headers=headers)
 
@@ -106,8 +76,9 @@ def _api_exception_body(exc: drf_exceptions.APIException) -> dict[str, Any]:
         field = _first_field(exc.detail)
         return {**body, "field": field} if field else body
     if isinstance(exc, drf_exceptions.Throttled):
+        wait = getattr(exc, "wait", None)  # set by Throttled, missing from its stubs
         return {
-            "detail": f"Too many requests from this account. Retry in {exc.wait} "
+            "detail": f"Too many requests from this account. Retry in {wait} "
             "seconds (the limit is set by API_THROTTLE_RATE).",
             "code": "throttled",
         }

@@ -5,9 +5,10 @@ answer an undecodable cursor with 404, ignore a bad page size, and pass a
 decoded position of the wrong type to the database (a 500).
 """
 
-from typing import Any
+from typing import Any, cast
 
 from django.core.exceptions import ValidationError as ModelValidationError
+from django.db import models
 from django.db.models import Model, QuerySet
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import Cursor, CursorPagination
@@ -79,13 +80,14 @@ class SizedCursorPagination(CursorPagination):
                 )
         return parameters
 
-    def _position_check(self, position: str) -> None:
+    def _position_check(self, position: str | int) -> None:
         """Refuse a position the ordering field could not hold (type, range, NUL)."""
+        assert self.model is not None, "set by paginate_queryset"
         field = self.model._meta.get_field(self.ordering[0].lstrip("-"))
         try:
-            if "\x00" in position:
+            if "\x00" in str(position):
                 raise ModelValidationError("NUL")
-            field.clean(position, None)
+            cast(models.Field, field).clean(position, None)
         except ModelValidationError as exc:
             raise InvalidInput(INVALID_CURSOR, field=self.cursor_query_param) from exc
 

@@ -2,7 +2,7 @@
 
 from django.db import models
 
-from rotation.scheduler import EndReason
+from rotation.store import EndReason
 from tasks_app.models.topic import ConsumerGroup, Topic
 
 

@@ -90,6 +90,17 @@ class Topic(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # What the API, the admin and the config file may set besides the name.
+    POLICY_FIELDS = (
+        "partitions",
+        "slice_ms",
+        "weight",
+        "handler",
+        "max_attempts",
+        "retry_backoff_ms",
+        "paused",
+    )
+
     class Meta:
         ordering = ["name"]
 
@@ -118,7 +129,7 @@ class ConsumerGroup(models.Model):
         validators=[validate_kafka_topic_name],
         help_text="Kafka group.id; same character rules as topic names.",
     )
-    topics = models.ManyToManyField(
+    topics: "models.ManyToManyField[Topic, GroupTopic]" = models.ManyToManyField(
         Topic,
         through="GroupTopic",
         related_name="groups",

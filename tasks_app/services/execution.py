@@ -1,146 +1,45 @@
-"""Run a lane's messages in order and record every outcome under the lane's fence.
+"""Run a lane's messages through their handlers, one at a time in offset order.
 
-Handlers run one at a time in offset order. Outcomes are written in bulk, in one
-transaction with the lane's new resume point and a check that the holder's
-fencing token is still the lane's epoch, so a stale holder writes nothing.
+A failed task is retried in place (nothing after it on the lane starts) until
+the retry policy (tasks_app.services.retry) says it is dead. Outcomes go to an
+OutcomeRecorder (tasks_app.services.outcomes), which writes them fenced.
 """
 
 import json
 import logging
 import time
 import traceback
-import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from django.utils import timezone
 
-from rotation.consumer import Record
-from rotation.lanes import Lane
-from rotation.scheduler import EndReason
-from rotation.store import BatchOutcome
+from rotation.kafka.consumer import Record
+from rotation.store import BatchOutcome, EndReason
 from tasks_app.handlers import HandlerNotRegistered, TaskContext, handler_get
-from tasks_app.models import DeadLetter, PartitionHead, Task, TaskStatus, Topic
+from tasks_app.models import Task, TaskStatus, Topic
 from tasks_app.models.task import TERMINAL_STATUSES
-from tasks_app.services.healing import MARKER_HEADER
-from tasks_app.services.lanes import lane_fenced
+from tasks_app.services.envelope import task_id_of
+from tasks_app.services.lane_state import LaneRef
+from tasks_app.services.outcomes import OutcomeRecorder
+from tasks_app.services.partition_heads import partition_is_lost
+from tasks_app.services.publisher.dead_letters import dead_letter_for
+from tasks_app.services.retry import retry_due_in_s, retry_exhausted
 
 logger = logging.getLogger(__name__)
 
-# Outcomes are written at least this often while handlers keep running, so a
-# long batch shows progress; fast batches are written once, at their end.
-FLUSH_INTERVAL_S = 0.1
-# A dead letter's `error` header carries this much of the error message.
-DEAD_LETTER_ERROR_CHARS = 1000
 # Granularity of a retry wait, so a pause, shutdown or lost lease is noticed.
 WAIT_STEP_S = 0.05
 
 
-_OUTCOMES_SQL = """
-UPDATE tasks_app_task t
-   SET status = d.status, attempts = d.attempts, started_at = d.started_at,
-       finished_at = d.finished_at, worker = d.worker, result = d.result::jsonb,
-       error = d.error
-  FROM unnest(%s::bigint[], %s::text[], %s::int[], %s::timestamptz[],
-              %s::timestamptz[], %s::text[], %s::text[], %s::text[])
-       AS d(id, status, attempts, started_at, finished_at, worker, result, error)
- WHERE t.id = d.id
-"""
-_EVENTS_SQL = """
-INSERT INTO tasks_app_taskevent (task_id, status, at, worker, attempt, detail)
-SELECT * FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::text[],
-                     %s::int[], %s::text[])
-"""
-_RESUME_SQL = """
-UPDATE tasks_app_lanestate SET next_offset = %s, updated_at = now()
- WHERE group_id = %s AND topic_id = %s AND partition = %s
-"""
-
-
-def _columns(rows: list[tuple]) -> list[list]:
-    """Turn rows into per-column lists for an unnest() statement."""
-    return [list(column) for column in zip(*rows, strict=True)]
-
-
-@dataclass
-class _Recorder:
-    """Collect outcomes in memory and write them, fenced, in one transaction.
-
-    Plain SQL over unnest() arrays: one statement for all task rows and one for
-    all events, whatever the batch size.
-    """
-
-    group_pk: int
-    topic_pk: int
-    lane: Lane
-    token: int
-    member: str  # recorded as each task's worker
-    careful_until: int = 0  # below it, write each task's running state first
-    changed: dict[int, Task] = field(default_factory=dict)
-    events: list[tuple] = field(default_factory=list)
-    dead_letters: list[DeadLetter] = field(default_factory=list)
-    last_flush: float = 0.0  # the first task of a batch shows as running
-
-    def note(self, task: Task, status: str, *, detail: str = "") -> None:
-        task.status = status
-        self.changed[task.pk] = task
-        self.events.append(
-            (task.pk, status, timezone.now(), task.worker, task.attempts, detail)
-        )
-
-    def due(self, offset: int) -> bool:
-        """Tell whether to write the running state before the handler at `offset`."""
-        careful = offset < self.careful_until
-        return careful or time.monotonic() - self.last_flush >= FLUSH_INTERVAL_S
-
-    def flush(self, next_offset: int) -> None:
-        """Write outcomes, dead letters and the resume point if the fence holds."""
-        with lane_fenced(
-            lane=self.lane,
-            group_pk=self.group_pk,
-            topic_pk=self.topic_pk,
-            token=self.token,
-        ) as cursor:
-            if self.changed:
-                rows = [_row(task) for task in self.changed.values()]
-                cursor.execute(_OUTCOMES_SQL, _columns(rows))
-            if self.events:
-                cursor.execute(_EVENTS_SQL, _columns(self.events))
-            if self.dead_letters:
-                DeadLetter.objects.bulk_create(self.dead_letters)
-            cursor.execute(
-                _RESUME_SQL,
-                [next_offset, self.group_pk, self.topic_pk, self.lane.partition],
-            )
-        self.changed, self.events, self.dead_letters = {}, [], []
-        self.last_flush = time.monotonic()
-
-
-def _row(task: Task) -> tuple:
-    result = None if task.result is None else json.dumps(task.result)
-    return (
-        task.pk,
-        task.status,
-        task.attempts,
-        task.started_at,
-        task.finished_at,
-        task.worker,
-        result,
-        task.error,
-    )
-
-
 def batch_process(
     *,
-    lane: Lane,
+    ref: LaneRef,
     token: int,
     member: str,
     messages: Sequence[Record],
     deadline: float,
     interrupted: Callable[[], bool],
-    lane_ids: tuple[int, int],
     careful_until: int = 0,
 ) -> BatchOutcome:
     """Run the messages' tasks in order; see the module docstring.
@@ -149,12 +48,16 @@ def batch_process(
     state, its attempt counted, is written before its handler starts: a task
     that kills its worker is then known, and ends dead after `max_attempts` runs.
     """
-    recorder = _Recorder(*lane_ids, lane, token, member, careful_until)
-    task_ids = [_task_id(message) for message in messages]
+    recorder = OutcomeRecorder(ref, token, member, careful_until)
+    task_ids = [task_id_of(message) for message in messages]
     tasks = _tasks_for(task_ids)
-    if _partition_lost(lane_ids[1], lane.partition):  # read after the tasks
+    # Read after the tasks: the publisher flags a reset log in the transaction
+    # that records the new offsets, so once the tasks show those, the flag shows
+    # too, and a task published into a reset log never runs before the lane
+    # has healed (older tasks go first).
+    if partition_is_lost(topic_pk=ref.topic_pk, partition=ref.lane.partition):
         return BatchOutcome(messages[0].offset, 0, EndReason.LOG_LOST)
-    topic = Topic.objects.get(pk=lane_ids[1])
+    topic = Topic.objects.get(pk=ref.topic_pk)
     next_offset, processed = messages[0].offset, 0
     for message, task_id in zip(messages, task_ids, strict=True):
         task = tasks.get(task_id) if task_id else None
@@ -169,44 +72,6 @@ def batch_process(
         next_offset = message.offset + 1
     recorder.flush(next_offset)
     return BatchOutcome(next_offset, processed)
-
-
-def _partition_lost(topic_pk: int, partition: int) -> bool:
-    """Tell whether the publisher found the partition's log reset.
-
-    It flags that in the transaction that records the new offsets, so once a
-    batch's tasks show them, the flag shows too: a task published into a reset
-    log never runs before the lane has healed (older tasks go first).
-    """
-    head = PartitionHead.objects.filter(topic_id=topic_pk, partition=partition)
-    return head.filter(lost=True).exists()
-
-
-def _task_id(message: Record) -> str | None:
-    """Return the message's task id, from its headers or else its envelope.
-
-    Anything else on the topic (another producer's message, a malformed header)
-    is passed over with a log line: it must never wedge the lane.
-    """
-    if MARKER_HEADER in message.headers:
-        return None  # opens a healed log; see tasks_app.services.healing
-    raw: Any = message.headers.get("task_id")
-    if raw is None:
-        try:
-            raw = json.loads(message.value)["task_id"]
-        except (ValueError, KeyError, TypeError):
-            raw = None
-    try:
-        return str(uuid.UUID(raw.decode() if isinstance(raw, bytes) else raw))
-    except (ValueError, TypeError, AttributeError):  # UnicodeDecodeError included
-        logger.warning(
-            "Message at %s/%d/%d carries no valid task id (%r); skipping it",
-            message.topic,
-            message.partition,
-            message.offset,
-            raw if raw is None else raw[:64],
-        )
-        return None
 
 
 def _tasks_for(task_ids: Sequence[str | None]) -> dict[str, Task]:
@@ -228,7 +93,7 @@ def _run_task(
     task: Task,
     message: Record,
     topic: Topic,
-    recorder: _Recorder,
+    recorder: OutcomeRecorder,
     deadline: float,
     interrupted: Callable[[], bool],
     next_offset: int,
@@ -263,14 +128,22 @@ def _wait_for_retry(
 
 
 def _retry_due_in_s(task: Task, topic: Topic) -> float:
-    if task.status != TaskStatus.FAILED or task.finished_at is None:
+    if task.status != TaskStatus.FAILED:
         return 0.0
-    backoff = timedelta(milliseconds=topic.retry_backoff_ms * 2 ** (task.attempts - 1))
-    return (task.finished_at + backoff - timezone.now()).total_seconds()
+    return retry_due_in_s(
+        failed_at=task.finished_at,
+        attempts=task.attempts,
+        backoff_ms=topic.retry_backoff_ms,
+        now=timezone.now(),
+    )
 
 
 def _attempt(
-    task: Task, message: Record, topic: Topic, recorder: _Recorder, next_offset: int
+    task: Task,
+    message: Record,
+    topic: Topic,
+    recorder: OutcomeRecorder,
+    next_offset: int,
 ) -> bool:
     """Run the handler once; return True when the task is done with (either way).
 
@@ -321,11 +194,13 @@ def _call_handler(task: Task, message: Record, topic: Topic) -> Any:
 
 
 def _failed(
-    task: Task, message: Record, topic: Topic, recorder: _Recorder, exc: Exception
+    task: Task, message: Record, topic: Topic, recorder: OutcomeRecorder, exc: Exception
 ) -> bool:
     task.finished_at = timezone.now()
     task.error = "".join(traceback.format_exception(exc))
-    final = isinstance(exc, HandlerNotRegistered) or task.attempts >= topic.max_attempts
+    final = isinstance(exc, HandlerNotRegistered) or retry_exhausted(
+        attempts=task.attempts, max_attempts=topic.max_attempts
+    )
     logger.warning(
         "Task %s attempt %d/%d failed: %s",
         task.uuid,
@@ -338,12 +213,6 @@ def _failed(
         return False
     recorder.note(task, TaskStatus.DEAD, detail=str(exc))
     recorder.dead_letters.append(
-        DeadLetter(
-            task=task,
-            topic=topic,
-            key=task.key,
-            envelope=message.value.decode(errors="replace"),
-            error=str(exc)[:DEAD_LETTER_ERROR_CHARS],
-        )
+        dead_letter_for(task=task, topic=topic, envelope=message.value, error=exc)
     )
     return True

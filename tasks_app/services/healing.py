@@ -20,104 +20,79 @@ task is running while its lane's holder heals it, so nothing runs twice.
 
 import logging
 
-from django.conf import settings
-
-from rotation.lanes import Lane
-from rotation.producer import OutgoingMessage, shared_producer
+from rotation.kafka.producer import BatchProducer, OutgoingMessage
 from rotation.store import HealPostponed, LaneClaim
 from tasks_app.models import LaneState, PartitionHead, Task, TaskStatus, Topic
-from tasks_app.services.lanes import lane_fenced
-from tasks_app.services.publisher.batch import CONTENT_TYPE
+from tasks_app.services.envelope import marker_record, task_envelope, task_record
+from tasks_app.services.lane_state import LaneRef, lane_fenced, lane_read, lane_resume
+from tasks_app.services.partition_heads import partition_healed
 from tasks_app.services.publisher_lock import publisher_lock
-from tasks_app.services.tasks import task_envelope
+from tasks_app.services.sql import sql
 from tasks_app.services.topics import topic_sync_kafka
 
 logger = logging.getLogger(__name__)
 
 # How long a healing lane waits for a publisher run to finish its batch.
 PUBLISHER_WAIT_S = 5.0
-# The header of the record that opens a healed log; consumers skip it.
-MARKER_HEADER = "scheduler-marker"
 UNFINISHED = (TaskStatus.PUBLISHED, TaskStatus.RUNNING, TaskStatus.FAILED)
 
-_OFFSETS_SQL = """
-UPDATE tasks_app_task t SET "offset" = d.o
+_OFFSETS_SQL = sql(
+    """
+UPDATE {task} t SET "offset" = d.o
   FROM unnest(%s::bigint[], %s::bigint[]) AS d(id, o)
  WHERE t.id = d.id
 """
-_RESUME_SQL = """
-UPDATE tasks_app_lanestate SET next_offset = %s, careful_until = %s
- WHERE group_id = %s AND topic_id = %s AND partition = %s
-"""
-_HEAD_SQL = """
-UPDATE tasks_app_partitionhead SET end_offset = %s, lost = false, lost_reason = ''
- WHERE topic_id = %s AND partition = %s
-"""
+)
 
 
-def lane_heal(*, lane: Lane, token: int, lane_ids: tuple[int, int]) -> LaneClaim:
+def lane_heal(*, ref: LaneRef, token: int, producer: BatchProducer) -> LaneClaim:
     """Heal the lane (see the module docstring); return its claim afterwards.
 
     Raise HealPostponed when the publisher holds its lock for too long, and
     ProduceError when Kafka does not take the tasks: the lane stays flagged and
     its next turn tries again.
     """
-    group_pk, topic_pk = lane_ids
     with publisher_lock(wait_s=PUBLISHER_WAIT_S) as held:
         if not held:
             raise HealPostponed(
-                f"Lane {lane}: the publisher kept its lock for {PUBLISHER_WAIT_S} s; "
-                "the lane heals on its next turn"
+                f"Lane {ref.lane}: the publisher kept its lock for "
+                f"{PUBLISHER_WAIT_S} s; the lane heals on its next turn"
             )
-        head = PartitionHead.objects.get(topic_id=topic_pk, partition=lane.partition)
-        topic = Topic.objects.get(pk=topic_pk)
+        head = PartitionHead.objects.get(
+            topic_id=ref.topic_pk, partition=ref.lane.partition
+        )
         if head.lost:
-            _republish(lane, token, lane_ids, topic, head.lost_reason)
-    state = LaneState.objects.get(
-        group_id=group_pk, topic_id=topic_pk, partition=lane.partition
-    )
-    head.refresh_from_db()
-    return LaneClaim(
-        state.next_offset,
-        state.careful_until,
-        head.end_offset,
-        head.lost,
-        Topic.objects.values_list("kafka_topic_id", flat=True).get(pk=topic_pk),
-    )
+            _republish(ref, token, producer, head.lost_reason)
+    return lane_read(ref=ref)
 
 
-def _republish(
-    lane: Lane, token: int, lane_ids: tuple[int, int], topic: Topic, reason: str
-) -> None:
+def _republish(ref: LaneRef, token: int, producer: BatchProducer, reason: str) -> None:
     """Produce the marker and the unfinished tasks; record where they went."""
-    group_pk, topic_pk = lane_ids
+    lane, topic = ref.lane, Topic.objects.get(pk=ref.topic_pk)
     failures = topic_sync_kafka(topics=[topic])
     if topic.name in failures:
         raise HealPostponed(f"Lane {lane}: {failures[topic.name]}")
     tasks = list(
         Task.objects.filter(
-            topic_id=topic_pk, partition=lane.partition, status__in=UNFINISHED
+            topic_id=ref.topic_pk, partition=lane.partition, status__in=UNFINISHED
         ).order_by("id")
     )
-    messages = [_marker(lane)] + [_message(task, topic, lane) for task in tasks]
-    producer = shared_producer(settings.KAFKA_BOOTSTRAP_SERVERS)
-    deliveries = producer.produce_batch(messages)
-    start = deliveries[0].offset + 1
-    end = deliveries[-1].offset + 1
-    with lane_fenced(
-        lane=lane, group_pk=group_pk, topic_pk=topic_pk, token=token
-    ) as cursor:
+    deliveries = producer.produce_batch(
+        [marker_record(topic=lane.topic, partition=lane.partition)]
+        + [_record(task, topic, lane.partition) for task in tasks]
+    )
+    start, end = deliveries[0].offset + 1, deliveries[-1].offset + 1
+    with lane_fenced(ref=ref, token=token) as cursor:
         state = LaneState.objects.get(
-            group_id=group_pk, topic_id=topic_pk, partition=lane.partition
+            group_id=ref.group_pk, topic_id=ref.topic_pk, partition=lane.partition
         )
         careful = max(0, state.careful_until - state.next_offset)
-        ids = [task.pk for task in tasks]
-        cursor.execute(_OFFSETS_SQL, [ids, [d.offset for d in deliveries[1:]]])
-        cursor.execute(
-            _RESUME_SQL,
-            [start, start + careful, group_pk, topic_pk, lane.partition],
+        offsets = [d.offset for d in deliveries[1:]]
+        cursor.execute(_OFFSETS_SQL, [[task.pk for task in tasks], offsets])
+        lane_resume(cursor, ref=ref, next_offset=start, careful_until=start + careful)
+        partition_healed(
+            cursor, topic_pk=ref.topic_pk, partition=lane.partition, end_offset=end
         )
-        cursor.execute(_HEAD_SQL, [end, topic_pk, lane.partition])
     logger.warning(
         "Lane %s healed: re-published %d unfinished tasks at offsets %d-%d, in "
         "submission order (%s)",
@@ -129,22 +104,11 @@ def _republish(
     )
 
 
-def _marker(lane: Lane) -> OutgoingMessage:
-    """Open the healed log with a record whose offset shows where it starts."""
-    return OutgoingMessage(
-        topic=lane.topic,
-        key="",
-        value=b"",
-        headers=[(MARKER_HEADER, "healed")],
-        partition=lane.partition,
-    )
-
-
-def _message(task: Task, topic: Topic, lane: Lane) -> OutgoingMessage:
-    return OutgoingMessage(
-        topic=lane.topic,
+def _record(task: Task, topic: Topic, partition: int) -> OutgoingMessage:
+    return task_record(
+        topic=topic.name,
         key=task.key,
-        value=task_envelope(task=task, topic_name=topic.name),
-        headers=[("task_id", str(task.uuid)), ("content-type", CONTENT_TYPE)],
-        partition=lane.partition,
+        envelope=task_envelope(task=task, topic_name=topic.name),
+        task_uuid=str(task.uuid),
+        partition=partition,
     )

@@ -4,9 +4,9 @@ import logging
 
 import redis
 from django.db import transaction
-from kombu.exceptions import OperationalError
 
 from tasks_app.redis_client import redis_client
+from tasks_app.services.background import PUBLISH_PENDING, task_send
 
 logger = logging.getLogger(__name__)
 
@@ -22,17 +22,16 @@ def publish_nudge() -> None:
     after that start queues exactly one more run: a burst of requests queues at
     most one run, and no committed task waits for the beat interval.
     """
-    from tasks_app.tasks import publish_pending
-
+    instead = "the beat schedule publishes within SCHEDULER_PUBLISH_INTERVAL"
     try:
-        if redis_client().set(NUDGE_KEY, "1", nx=True, ex=NUDGE_TTL_S):
-            publish_pending.delay()
-    except (redis.RedisError, OperationalError) as exc:
+        queued = redis_client().set(NUDGE_KEY, "1", nx=True, ex=NUDGE_TTL_S)
+    except redis.RedisError as exc:
         logger.warning(
-            "Could not nudge the publisher through Redis (%s); the beat schedule "
-            "will publish the task within SCHEDULER_PUBLISH_INTERVAL.",
-            exc,
+            "Could not nudge the publisher through Redis (%s); %s", exc, instead
         )
+        return
+    if queued:
+        task_send(PUBLISH_PENDING, instead=instead)
 
 
 def publish_nudge_clear() -> None:

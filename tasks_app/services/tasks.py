@@ -9,15 +9,19 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from tasks_app.errors import Conflict, InvalidInput, NotFound
 from tasks_app.models import OutboxEntry, Task, TaskEvent, TaskStatus, Topic
+from tasks_app.services.envelope import task_envelope
 from tasks_app.services.publish_nudge import publish_nudge_on_commit
 from tasks_app.services.topics import topics_created_after_commit, topics_get_or_create
+
+Submitter = User | AnonymousUser | None
+"""Who submits: a signed-in user owns the task; nobody (None) means the system."""
 
 
 @dataclass(frozen=True)
@@ -55,30 +59,27 @@ def message_size_check(*, message: Any) -> None:
         )
 
 
-def task_envelope(*, task: Task, topic_name: str) -> str:
-    """Build the JSON envelope produced to Kafka; it carries the task id so a
-    consumer can skip a task that already finished."""
-    return json.dumps(
-        {
-            "task_id": str(task.uuid),
-            "topic": topic_name,
-            "key": task.key,
-            "message": task.message,
-            "attempt": task.attempts + 1,
-            "submitted_at": task.created_at.isoformat(),
-        },
-        separators=(",", ":"),
-    )
-
-
-def task_submit(*, submitted_by: AbstractBaseUser | None, spec: TaskSpec) -> Task:
+def task_submit(*, submitted_by: Submitter, spec: TaskSpec) -> Task:
     """Accept one task; see `task_submit_many`."""
-    return task_submit_many(submitted_by=submitted_by, specs=[spec])[0]
+    return task_accept(submitted_by=submitted_by, spec=spec)[0]
+
+
+def task_accept(*, submitted_by: Submitter, spec: TaskSpec) -> tuple[Task, bool]:
+    """Accept one task; return it and whether it is new (False: the same body was
+    submitted before under its idempotency key, and this is that task)."""
+    return _submit(submitted_by, [spec])[0]
 
 
 def task_submit_many(
-    *, submitted_by: AbstractBaseUser | None, specs: Sequence[TaskSpec]
+    *, submitted_by: Submitter, specs: Sequence[TaskSpec]
 ) -> list[Task]:
+    """Accept tasks in one transaction: all are stored, or none is; see `_submit`."""
+    return [task for task, _ in _submit(submitted_by, specs)]
+
+
+def _submit(
+    submitted_by: Submitter, specs: Sequence[TaskSpec]
+) -> list[tuple[Task, bool]]:
     """Accept tasks in one transaction: all are stored, or none is.
 
     A spec whose idempotency key was used before with the same body returns the
@@ -105,9 +106,9 @@ def task_submit_many(
 
 @transaction.atomic
 def _submit_in_transaction(
-    submitted_by: AbstractBaseUser | None, specs: Sequence[TaskSpec]
-) -> list[Task]:
-    user = submitted_by if submitted_by and submitted_by.is_authenticated else None
+    submitted_by: Submitter, specs: Sequence[TaskSpec]
+) -> list[tuple[Task, bool]]:
+    user = submitted_by if isinstance(submitted_by, User) else None
     topics, created = topics_get_or_create(names=(s.topic for s in specs))
     list(
         Topic.objects.filter(pk__in=[t.pk for t in topics.values()])
@@ -125,9 +126,11 @@ def _submit_in_transaction(
     by_key = {t.idempotency_key: t for t in new_tasks if t.idempotency_key}
     by_key.update(previous)
     queue = iter(new_tasks)
-    return [
+    tasks = [
         by_key[s.idempotency_key] if s.idempotency_key else next(queue) for s in specs
     ]
+    new = {task.pk for task in new_tasks}
+    return [(task, task.pk in new) for task in tasks]
 
 
 def _dedupe(specs: Sequence[TaskSpec]) -> list[TaskSpec]:
@@ -146,17 +149,15 @@ def _dedupe(specs: Sequence[TaskSpec]) -> list[TaskSpec]:
     return unique
 
 
-def _previous_tasks(
-    user: AbstractBaseUser | None, specs: Sequence[TaskSpec]
-) -> dict[str, Task]:
+def _previous_tasks(user: User | None, specs: Sequence[TaskSpec]) -> dict[str, Task]:
     """Find earlier tasks for the idempotency keys given, refusing changed bodies."""
-    keys = {s.idempotency_key: s for s in specs if s.idempotency_key}
+    keys = {key: s for s in specs if (key := s.idempotency_key)}
     if not keys:
         return {}
     found = Task.objects.select_related("topic").filter(
         submitted_by=user, idempotency_key__in=keys
     )
-    previous = {t.idempotency_key: t for t in found}
+    previous = {t.idempotency_key: t for t in found if t.idempotency_key}
     for key, task in previous.items():
         if task.request_hash != keys[key].body_hash():
             raise _idempotency_conflict(key)
@@ -171,7 +172,7 @@ def _idempotency_conflict(key: str) -> Conflict:
     )
 
 
-def _new_task(user: AbstractBaseUser | None, spec: TaskSpec, topic: Topic) -> Task:
+def _new_task(user: User | None, spec: TaskSpec, topic: Topic) -> Task:
     return Task(
         topic=topic,
         key=spec.key or topic.name,

@@ -9,36 +9,20 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from rotation.kafka_admin import (
+from rotation.kafka.admin import (
     KEEP_FOREVER,
     ensure_topics,
     grow_partitions,
     topic_ids,
 )
-from tasks_app.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
-from tasks_app.models import ConsumerGroup, GroupTopic, PartitionHead, Topic, WalkMode
-from tasks_app.services.lanes import (
-    growth_barrier_passed,
-    lanes_kick,
-    partition_lost,
-)
-from tasks_app.services.publisher_lock import publisher_lock
+from tasks_app.errors import Conflict, InvalidInput, NotFound
+from tasks_app.models import ConsumerGroup, GroupTopic, Topic, WalkMode
+from tasks_app.services.background import LANES_KICK, task_send
+from tasks_app.services.growth import partitions_grow
+from tasks_app.services.partition_heads import partition_lost
 from tasks_app.validators import KAFKA_TOPIC_RULE, validate_kafka_topic_name
 
 logger = logging.getLogger(__name__)
-
-# How long growing a topic's partitions waits for a publisher run to finish.
-GROWTH_WAIT_S = 15.0
-
-TOPIC_POLICY_FIELDS = (
-    "partitions",
-    "slice_ms",
-    "weight",
-    "handler",
-    "max_attempts",
-    "retry_backoff_ms",
-    "paused",
-)
 
 
 def _validated(instance: Topic | ConsumerGroup) -> None:
@@ -56,7 +40,7 @@ def topic_create(*, name: str, **policy: Any) -> Topic:
     Kafka failures do not undo the row: the reason is stored in `kafka_error`
     and creation is retried by `topic_sync_kafka` (the publisher does so too).
     """
-    unknown = set(policy) - set(TOPIC_POLICY_FIELDS)
+    unknown = set(policy) - set(Topic.POLICY_FIELDS)
     if unknown:
         raise InvalidInput(f"Unknown topic fields: {', '.join(sorted(unknown))}")
     if Topic.objects.filter(name=name).exists():
@@ -72,93 +56,32 @@ def topic_create(*, name: str, **policy: Any) -> Topic:
 
 def topic_update(*, topic: Topic, **changes: Any) -> Topic:
     """Change a topic's policy; the name cannot change and partitions only grow
-    (see `_partitions_grow`)."""
+    (see `topic_partitions_check` and tasks_app.services.growth)."""
     if "name" in changes and changes.pop("name") != topic.name:
         raise Conflict("A topic cannot be renamed; create a new one.", field="name")
-    if changes.get("partitions", topic.partitions) < topic.partitions:
-        raise Conflict(
-            f"Kafka cannot reduce a topic's partitions (it has {topic.partitions}); "
-            "create a new topic.",
-            field="partitions",
-        )
+    topic_partitions_check(topic=topic, partitions=changes.get("partitions"))
     for field, value in changes.items():
-        if field not in TOPIC_POLICY_FIELDS:
+        if field not in Topic.POLICY_FIELDS:
             raise InvalidInput(f"Unknown topic field {field!r}.", field=field)
         setattr(topic, field, value)
     _validated(topic)
     old = Topic.objects.get(pk=topic.pk)
     if topic.partitions > old.partitions:
-        _partitions_grow(topic=topic, old=old)
+        partitions_grow(topic=topic, old=old)
     else:
         topic.save()
     return topic
 
 
-def _partitions_grow(*, topic: Topic, old: Topic) -> None:
-    """Save a topic whose partitions grow, keeping every key's order.
-
-    Kafka gets the partitions first: the publisher places messages by the count
-    PostgreSQL records, which must exist in Kafka. Then, with the publisher's
-    lock held (no batch in flight under the old count), the new count is saved
-    with a barrier: where each old partition's log ends now. A key may map to
-    another partition from now on; its later tasks wait until every old
-    partition's lane has passed its barrier, i.e. until its older tasks ran.
-    """
-    if old.growth_barrier and growth_barriers_clear(topics=[old]) == 0:
+def topic_partitions_check(*, topic: Topic, partitions: int | None) -> None:
+    """Refuse fewer partitions than `topic` has (None: no change): Kafka cannot
+    remove partitions. The admin form and config apply ask here first."""
+    if partitions is not None and partitions < topic.partitions:
         raise Conflict(
-            f"Topic {topic.name} is still settling its last partition growth: "
-            "tasks published before it are still running. Grow it again once "
-            "they finished (its lag in /api/stats/ is 0).",
+            f"Kafka cannot reduce a topic's partitions (it has {topic.partitions}); "
+            "create a new topic.",
             field="partitions",
         )
-    failures = grow_partitions(
-        settings.KAFKA_BOOTSTRAP_SERVERS, {topic.name: topic.partitions}
-    )
-    if failures:
-        _growth_refused(topic=topic, kept=old.partitions, reason=failures[topic.name])
-    with publisher_lock(wait_s=GROWTH_WAIT_S) as held:
-        if not held:
-            raise ServiceUnavailable(
-                f"The publisher is busy; retry growing {topic.name} in a moment.",
-                field="partitions",
-                service="publisher",
-            )
-        ends = dict(
-            PartitionHead.objects.filter(topic=topic).values_list(
-                "partition", "end_offset"
-            )
-        )
-        topic.growth_barrier = {
-            str(partition): ends.get(partition, 0)
-            for partition in range(old.partitions)
-        }
-        topic.save()
-
-
-def _growth_refused(*, topic: Topic, kept: int, reason: str) -> None:
-    """Raise the answer to a growth Kafka did not make: 503 when the broker is
-    unreachable (retry later), 409 when it answered no (it never will)."""
-    message = f"Kafka did not add partitions to {topic.name}, so it keeps {kept}"
-    try:
-        topic_ids(settings.KAFKA_BOOTSTRAP_SERVERS, [topic.name])
-    except KafkaException as exc:
-        raise ServiceUnavailable(
-            f"{message}: {reason}", field="partitions", service="kafka"
-        ) from exc
-    raise Conflict(f"{message}: {reason}", field="partitions")
-
-
-def growth_barriers_clear(*, topics: Iterable[Topic] | None = None) -> int:
-    """Drop the growth barriers every old partition has passed; return how many.
-
-    A lane reads past its barrier only once the whole barrier is passed (see
-    tasks_app.services.lanes), so clearing it is only tidying up.
-    """
-    barriers = Topic.objects.filter(growth_barrier__isnull=False)
-    if topics is not None:
-        barriers = barriers.filter(pk__in=[t.pk for t in topics])
-    passed = [t.pk for t in barriers if growth_barrier_passed(topic=t)]
-    return Topic.objects.filter(pk__in=passed).update(growth_barrier=None)
 
 
 def topic_set_paused(*, topic: Topic, paused: bool) -> Topic:
@@ -166,7 +89,11 @@ def topic_set_paused(*, topic: Topic, paused: bool) -> Topic:
     Topic.objects.filter(pk=topic.pk).update(paused=paused)
     topic.paused = paused
     if not paused:
-        transaction.on_commit(lambda: lanes_kick(topics=[topic.name]))
+        transaction.on_commit(
+            lambda: task_send(
+                LANES_KICK, [topic.name], instead="the watchdog starts its lanes"
+            )
+        )
     return topic
 
 
@@ -206,9 +133,8 @@ def topic_sync_kafka(*, topics: Iterable[Topic]) -> dict[str, str]:
     topic with a retention that never deletes unfinished work (KEEP_FOREVER).
 
     Store the broker's reason on each topic that failed (and clear it on the
-    ones that worked), and the topic's Kafka id; return the failures by topic
-    name. A topic whose id changed was created again: its messages are gone,
-    so its partitions are flagged lost and their lanes heal.
+    ones that worked), and each topic's Kafka id (see `_topic_ids_record`);
+    return the failures by topic name.
     """
     topics = list(topics)
     wanted = {t.name: t.partitions for t in topics}
@@ -228,7 +154,11 @@ def topic_sync_kafka(*, topics: Iterable[Topic]) -> dict[str, str]:
 
 
 def _topic_ids_record(topics: list[Topic]) -> None:
-    """Store each topic's Kafka id; flag the partitions of a re-created one lost."""
+    """Store each topic's Kafka id; flag the partitions of a re-created one lost.
+
+    A topic deleted and created again gets a new id: the messages it held are
+    gone, so its lanes must heal before they run anything.
+    """
     try:
         ids = topic_ids(settings.KAFKA_BOOTSTRAP_SERVERS, [t.name for t in topics])
     except KafkaException as exc:

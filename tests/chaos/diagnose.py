@@ -91,7 +91,7 @@ def _celery_state(client: redis.Redis) -> dict:
     return {"queued": queues, "unacked_wake_ups": unacked}
 
 
-def _wake_up_chain(raw: bytes) -> str:
+def _wake_up_chain(raw: bytes | str) -> str:
     """Name the chain and member of an unacknowledged run_slice message."""
     try:
         message = json.loads(raw)[0]

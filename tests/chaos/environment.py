@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 import redis
 
-from rotation.lanes import Lane
+from rotation.lanes import Lane, text
 from scheduler_site.devstack import brokers
 from scheduler_site.devstack.process import Service, free_port, tcp_open
 from scheduler_site.devstack.services import Stack
@@ -160,7 +160,7 @@ class ChaosEnv:
         value = self.app_redis().get(Lane(GROUP, topic, 0).key("lease"))
         if not value:
             return None
-        member = value.decode().split(":")[1]  # token:member:nonce
+        member = text(value).split(":")[1]  # token:member:nonce
         return self.cluster.name_of(member)
 
     def kill_worker(self, name: str) -> int:
@@ -174,7 +174,7 @@ class ChaosEnv:
     def spawn_worker(self, name: str) -> int:
         """Start a rotation worker under its old name, without waiting for it."""
         assert self.cluster is not None
-        return self.cluster.worker(name, "scheduler_site", "rotation")
+        return self.cluster.worker(name, "rotation")
 
     def heal(self) -> None:
         """Bring back anything a scenario left broken, so the next starts clean:

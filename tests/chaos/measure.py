@@ -8,6 +8,7 @@ epoch seconds from one machine's clock.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -123,7 +124,7 @@ def _disorder(
     """Name each neighbouring pair (a, b) in submission order where b first
     started before a first ended, or b's recorded finish precedes a's."""
     found = []
-    for a, b in zip(lane, lane[1:], strict=False):
+    for a, b in itertools.pairwise(lane):
         b_start = runs[b.task_id].first_start
         if b_start is not None and b_start < runs[a.task_id].first_end:
             found.append(f"task {b.n} started before task {a.n} ended")

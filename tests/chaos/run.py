@@ -7,7 +7,7 @@ import json
 import random
 import secrets
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import psycopg
 
@@ -42,7 +42,7 @@ class RunParams:
     """
 
     workload: Workload
-    plan: FaultPlan = FaultPlan()
+    plan: FaultPlan = field(default_factory=FaultPlan)
     fault_at_s: float = 4.0
     fault_at_last_s: float | None = None
     settle_s: float = 60.0

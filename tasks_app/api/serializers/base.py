@@ -23,7 +23,8 @@ def _json_type(value: Any) -> str:
         return "boolean"
     if isinstance(value, int | float):
         return "number"
-    return {str: "string", list: "array", dict: "object"}.get(type(value), "null")
+    names: dict[type, str] = {str: "string", list: "array", dict: "object"}
+    return names.get(type(value), "null")
 
 
 def _expected_json_type(field: serializers.Field) -> str | None:
@@ -42,8 +43,9 @@ def _expected_json_type(field: serializers.Field) -> str | None:
     return None
 
 
-def _type_error(field: serializers.Field, value: Any) -> str | None:
-    """Say why a JSON value does not have its field's type, if it does not."""
+def json_type_mismatch(field: serializers.Field, value: Any) -> tuple[str, str] | None:
+    """Name the JSON type `field` documents and the one `value` has, if they differ
+    (strictly: `true` is no integer); the config file is held to it too."""
     expected = _expected_json_type(field)
     if expected is None or (value is None and field.allow_null):
         return None
@@ -55,7 +57,7 @@ def _type_error(field: serializers.Field, value: Any) -> str | None:
     if matches and _lists_names(field):
         matches = all(isinstance(item, str) for item in value)
         expected, got = "array of strings", "array with other items"
-    return None if matches else f"Send a JSON {expected}, not {got}."
+    return None if matches else (expected, got)
 
 
 def _lists_names(field: serializers.Field) -> bool:
@@ -65,7 +67,7 @@ def _lists_names(field: serializers.Field) -> bool:
     )
 
 
-class RejectUnknownFieldsMixin:
+class RejectUnknownFieldsMixin(serializers.Serializer):
     """Refuse fields the serializer does not know, and JSON values of another type.
 
     DRF drops unknown keys silently, so a typo (`mesage`, `runat`) would be
@@ -76,14 +78,12 @@ class RejectUnknownFieldsMixin:
     browsable API) carry only text and are coerced as usual.
     """
 
-    fields: dict[str, serializers.Field]
-
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, Mapping):
             self._unknown_check(data)
             if not isinstance(data, QueryDict):
                 self._json_types_check(data)
-        return super().to_internal_value(data)  # type: ignore[misc]
+        return super().to_internal_value(data)
 
     def _unknown_check(self, data: Mapping) -> None:
         unknown = sorted(set(data) - set(self.fields) - FORM_ONLY_FIELDS)
@@ -100,11 +100,11 @@ class RejectUnknownFieldsMixin:
 
     def _json_types_check(self, data: Mapping) -> None:
         errors = {
-            name: [error]
+            name: ["Send a JSON {}, not {}.".format(*mismatch)]
             for name, field in self.fields.items()
             if name in data
             and not field.read_only
-            and (error := _type_error(field, data[name]))
+            and (mismatch := json_type_mismatch(field, data[name]))
         }
         if errors:
             raise serializers.ValidationError(errors)
@@ -156,7 +156,9 @@ class ErrorSerializer(serializers.Serializer):
     field = serializers.CharField(
         required=False, help_text="The request field concerned, when there is one."
     )
-    errors = serializers.JSONField(
+    # A declared field: DRF's metaclass takes it off the class, so it does not
+    # shadow the serializer's own `errors`.
+    errors = serializers.JSONField(  # type: ignore[assignment]
         required=False, help_text="Per-field messages of a validation error."
     )
 
@@ -169,7 +171,7 @@ class QueryParamsSerializer(serializers.Serializer):
     """
 
     def to_internal_value(self, data: Any) -> Any:
-        blank = [name for name in self.fields if name in data and data[name] == ""]
+        blank = [str(n) for n in self.fields if n in data and data[n] == ""]
         if blank:
             raise serializers.ValidationError(
                 {name: ["Give a value, or leave the filter out."] for name in blank}

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
-from rotation.scheduler import EndReason
+from rotation.store import EndReason
 from tasks_app.api.serializers.base import KafkaNameField, QueryParamsSerializer
 from tasks_app.models import Slice, TaskStatus
 from tasks_app.models.topic import MAX_PARTITIONS
@@ -80,7 +80,8 @@ class SliceListQuerySerializer(QueryParamsSerializer):
 class EpochDateTimeField(serializers.DateTimeField):
     """Show seconds since the epoch (as Redis stores them) as an ISO UTC datetime."""
 
-    def to_representation(self, value: float) -> str:
+    def to_representation(self, value: float) -> str:  # type: ignore[override]
+        # The value is what Redis holds (epoch seconds), not a datetime.
         return super().to_representation(datetime.fromtimestamp(value, tz=UTC))
 
 

@@ -2,7 +2,7 @@
 
 import math
 import re
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from rest_framework import serializers
@@ -128,7 +128,7 @@ class TaskCreateSerializer(TaskMessageSerializer):
         """Bound a list by SCHEDULER_MAX_BULK_TASKS before validating any item."""
         kwargs.setdefault("max_length", settings.SCHEDULER_MAX_BULK_TASKS)
         kwargs.setdefault("allow_empty", False)
-        return super().many_init(*args, **kwargs)
+        return cast(TaskCreateListSerializer, super().many_init(*args, **kwargs))
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """Take the idempotency key from the header when the body has none."""

@@ -29,13 +29,7 @@ class TopicSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
         model = Topic
         fields = [
             "name",
-            "partitions",
-            "slice_ms",
-            "weight",
-            "handler",
-            "max_attempts",
-            "retry_backoff_ms",
-            "paused",
+            *Topic.POLICY_FIELDS,
             "kafka_error",
             "created_at",
             "updated_at",

@@ -24,7 +24,7 @@ class TokenRequestSerializer(AuthTokenSerializer):
     """A username and a password (DRF's serializer, without its output field)."""
 
     username = serializers.CharField(write_only=True, trim_whitespace=False)
-    token = None
+    token = None  # type: ignore[assignment]  # DRF drops a field declared None
 
 
 def _credentials_refused(errors: dict) -> bool:
@@ -63,8 +63,9 @@ class TokenView(GenericAPIView):
             # Axes marks the request when this attempt hit (or met) the lockout.
             if getattr(request, "axes_locked_out", False):
                 raise lockout_error()
-            if _credentials_refused(serializer.errors):
+            errors = dict(serializer.errors)
+            if _credentials_refused(errors):
                 raise AuthenticationFailed(WRONG_CREDENTIALS)
-            raise serializers.ValidationError(serializer.errors)
+            raise serializers.ValidationError(errors)
         user = serializer.validated_data["user"]
         return Response({"token": token_sign_in(user=user, request=request)})

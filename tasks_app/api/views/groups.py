@@ -37,7 +37,9 @@ class GroupViewSet(
     @extend_schema(responses={201: GroupSerializer, 400: BAD_REQUEST})
     def create(self, request: Request) -> Response:
         """Create a group over existing topics."""
-        serializer = self.get_serializer(data=request.data)
+        serializer = GroupSerializer(
+            data=request.data, context=self.get_serializer_context()
+        )
         serializer.is_valid(raise_exception=True)
         group = group_create(**serializer.service_changes())
         return Response(self._answer(group), status=201)
@@ -48,7 +50,12 @@ class GroupViewSet(
     ) -> Response:
         """Change a group's topics or walk mode."""
         group = self.get_object()
-        serializer = self.get_serializer(group, data=request.data, partial=partial)
+        serializer = GroupUpdateSerializer(
+            group,
+            data=request.data,
+            partial=partial,
+            context=self.get_serializer_context(),
+        )
         serializer.is_valid(raise_exception=True)
         group = group_update(group=group, **serializer.service_changes())
         return Response(self._answer(group))

@@ -31,7 +31,9 @@ class SeedGenerateView(generics.GenericAPIView):
     )
     def post(self, request: Request) -> Response:
         """Store the task; the seed answered 200 with the JSON string "Success"."""
-        serializer = self.get_serializer(data=request.data)
+        serializer = TaskMessageSerializer(
+            data=request.data, context=self.get_serializer_context()
+        )
         serializer.is_valid(raise_exception=True)
         task_submit(submitted_by=request.user, spec=serializer.spec())
         return Response(SEED_SUCCESS)

@@ -30,11 +30,11 @@ from tasks_app.api.serializers.tasks import (
 from tasks_app.api.views.docs import BAD_REQUEST, CONFLICT, NOT_FOUND
 from tasks_app.errors import InvalidInput
 from tasks_app.models import Task
-from tasks_app.selectors import task_idempotency_key_used, task_list, task_with_events
+from tasks_app.selectors import task_list, task_with_events
 from tasks_app.services.tasks import (
+    task_accept,
     task_cancel,
     task_retry,
-    task_submit,
     task_submit_many,
 )
 
@@ -131,14 +131,12 @@ class TaskViewSet(viewsets.GenericViewSet):
         """Accept one task, or a list of tasks stored together."""
         if isinstance(request.data, list):
             return self._create_many(request)
-        serializer = self.get_serializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        spec = serializer.spec()
-        repeat = bool(spec.idempotency_key) and task_idempotency_key_used(
-            user=request.user, key=spec.idempotency_key
+        serializer = TaskCreateSerializer(
+            data=request.data, context=self.get_serializer_context()
         )
-        task = task_submit(submitted_by=request.user, spec=spec)
-        return Response(self._answer(task), status=200 if repeat else 201)
+        serializer.is_valid(raise_exception=True)
+        task, new = task_accept(submitted_by=request.user, spec=serializer.spec())
+        return Response(self._answer(task), status=201 if new else 200)
 
     def _create_many(self, request: Request) -> Response:
         if request.headers.get(IDEMPOTENCY_HEADER):
@@ -147,7 +145,9 @@ class TaskViewSet(viewsets.GenericViewSet):
                 "each task in a list its own idempotency_key field.",
                 field=IDEMPOTENCY_HEADER,
             )
-        serializer = self.get_serializer(data=request.data, many=True)
+        serializer = TaskCreateSerializer.many_init(
+            data=request.data, context=self.get_serializer_context()
+        )
         serializer.is_valid(raise_exception=True)
         tasks = task_submit_many(submitted_by=request.user, specs=serializer.specs())
         return Response(self._answer(tasks, many=True), status=201)

@@ -6,8 +6,9 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from tasks_app.config_file import config_load
 from tasks_app.errors import SchedulerError
-from tasks_app.services.config import config_apply, config_load
+from tasks_app.services.config import config_apply
 
 
 class Command(BaseCommand):

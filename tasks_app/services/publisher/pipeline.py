@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 
 from django.db import connection, transaction
 
-from rotation.producer import BatchProducer, Delivery
+from rotation.kafka.producer import BatchProducer, Delivery
 from tasks_app.services.publisher.batch import (
     OutboxRow,
     log_deliveries,
@@ -37,7 +37,7 @@ from tasks_app.services.publisher.batch import (
 )
 
 
-class _Turns:
+class _InOrder:
     """Let numbered batches pass one point strictly in order."""
 
     def __init__(self) -> None:
@@ -66,8 +66,8 @@ class _Baton:
     def __init__(self) -> None:
         self._taking = threading.Lock()
         self._issued = 0
-        self.produces = _Turns()
-        self.commits = _Turns()
+        self.produces = _InOrder()
+        self.commits = _InOrder()
         self.failed = False
 
     def take(
@@ -105,7 +105,7 @@ def publish_overlapped(
                 if not deliveries:
                     return
                 on_published(deliveries)
-        except Exception as exc:  # re-raised below, in the caller's thread
+        except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread
             baton.failed = True
             failures.append(exc)
 

@@ -3,6 +3,7 @@
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 
 import redis
 from django.conf import settings
@@ -10,18 +11,17 @@ from django.db import InterfaceError, OperationalError
 from django.db.models import QuerySet
 from django.db.models.functions import Now
 
-from rotation.producer import BatchProducer, Delivery, ProduceError, shared_producer
+from rotation.kafka.producer import BatchProducer, Delivery, ProduceError
 from tasks_app.models import DeadLetter, OutboxEntry
-from tasks_app.services.lanes import lanes_kick
 from tasks_app.services.publish_nudge import publish_nudge_clear
-from tasks_app.services.publisher.batch import (
+from tasks_app.services.publisher.batch import publish_batch
+from tasks_app.services.publisher.dead_letters import dead_letters_publish
+from tasks_app.services.publisher.pipeline import publish_overlapped
+from tasks_app.services.publisher.topics_ready import (
     TopicsNotReady,
-    publish_batch,
     topics_forget,
     topics_prepare,
 )
-from tasks_app.services.publisher.dead_letters import dead_letters_publish
-from tasks_app.services.publisher.pipeline import publish_overlapped
 from tasks_app.services.publisher_lock import publisher_lock
 
 logger = logging.getLogger(__name__)
@@ -33,16 +33,22 @@ LOCK_WAIT_S = 0.1
 KICK_INTERVAL_S = 0.1
 
 
-def publish_pending_run() -> int:
-    """Publish due tasks until none is left or the time budget is spent.
+KickLanes = Callable[[Sequence[str]], object]
+"""Start the idle lanes of these topics (the Celery layer's side effect)."""
 
-    Return how many were published. Only one run is active at a time (a
+
+def publish_pending_run(*, producer: BatchProducer, kick_lanes: KickLanes) -> int:
+    """Publish due tasks until none is left or the time budget is spent, then
+    send the dead letters lanes recorded; start idle lanes of the topics that
+    got tasks along the way.
+
+    Return how many tasks were published. Only one run is active at a time (a
     PostgreSQL advisory lock); a concurrent run returns 0 at once.
     """
     _nudge_clear()
     try:
         with publisher_lock(wait_s=LOCK_WAIT_S) as held:
-            return _publish_until_done() if held else 0
+            return _publish_until_done(producer, kick_lanes) if held else 0
     except (OperationalError, InterfaceError) as exc:
         logger.error(
             "The publisher could not use PostgreSQL (%s); due tasks stay pending "
@@ -60,7 +66,7 @@ def _nudge_clear() -> None:
         logger.warning("Could not clear the publisher nudge in Redis: %s", exc)
 
 
-class _Progress:
+class _RunTally:
     """What a run has published, and the topics whose idle lanes still need a start.
 
     Lanes are kicked after the first batch and then at most every KICK_INTERVAL_S
@@ -68,7 +74,8 @@ class _Progress:
     about a fifth of a batch's time, and a running lane needs no kick.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, kick_lanes: KickLanes) -> None:
+        self.kick_lanes = kick_lanes
         self.published = 0
         self._unkicked: set[str] = set()
         self._kicked_at = -KICK_INTERVAL_S
@@ -87,17 +94,16 @@ class _Progress:
             topics, self._unkicked = sorted(self._unkicked), set()
             self._kicked_at = time.monotonic()
         if topics:
-            lanes_kick(topics=topics)
+            self.kick_lanes(topics)
 
 
-def _publish_until_done() -> int:
+def _publish_until_done(producer: BatchProducer, kick_lanes: KickLanes) -> int:
     """Publish batches until nothing is due, a batch fails or the budget is spent;
     then send the dead letters lanes recorded."""
     has_letters = DeadLetter.objects.exists()
     if not has_letters and not _due().exists():
         return 0
-    producer = shared_producer(settings.KAFKA_BOOTSTRAP_SERVERS)
-    progress = _Progress()
+    progress = _RunTally(kick_lanes)
     try:
         producer.probe()
         _publish_batches(producer, progress)
@@ -125,7 +131,7 @@ def _publish_dead_letters(producer: BatchProducer) -> None:
             dead_letters_publish(producer=producer)
 
 
-def _publish_batches(producer: BatchProducer, progress: _Progress) -> None:
+def _publish_batches(producer: BatchProducer, progress: _RunTally) -> None:
     """Publish lone batches while they come out short; overlap them for a backlog."""
     deadline = time.monotonic() + settings.SCHEDULER_PUBLISH_BUDGET_S
     blocked: set[str] = set()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import zlib
 from collections.abc import Sequence
 from functools import partial
@@ -223,23 +221,3 @@ def _describe(error: KafkaError) -> str:
     if code == KafkaError._MSG_TIMED_OUT:
         return "did not confirm delivery in time (broker down or stalled)"
     return f"refused the batch ({error.str()})"
-
-
-_shared: dict[tuple[int, str], BatchProducer] = {}
-_shared_lock = threading.Lock()
-
-
-def shared_producer(bootstrap_servers: str) -> BatchProducer:
-    """Return this process's producer for the broker; a forked child makes its own.
-
-    A new idempotent producer needs a while before its first send, so keep one
-    per process instead of one per batch.
-    """
-    key = (os.getpid(), bootstrap_servers)
-    with _shared_lock:
-        producer = _shared.get(key)
-        if producer is None:
-            for stale in [k for k in _shared if k[0] != key[0]]:
-                del _shared[stale]
-            producer = _shared[key] = BatchProducer(bootstrap_servers)
-        return producer

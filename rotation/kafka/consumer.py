@@ -1,7 +1,6 @@
 """Kafka consumers for the slice loop: one per group per process, assign()-based."""
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 
@@ -189,28 +188,24 @@ class LaneConsumer:
 
 
 class ConsumerCache:
-    """Hand out one LaneConsumer per group, created in (and only for) this process.
+    """Hand out one LaneConsumer per group, created on first use.
 
-    librdkafka handles must never cross a fork, so a cache used in a child
-    process starts empty there.
+    One cache per worker process (its runtime holds it): librdkafka handles
+    must never cross a fork, and the runtime is built after the worker starts.
     """
 
     def __init__(self, bootstrap_servers: str):
         self.bootstrap_servers = bootstrap_servers
-        self._pid = os.getpid()
         self._consumers: dict[str, LaneConsumer] = {}
 
     def get(self, group: str) -> LaneConsumer:
-        if self._pid != os.getpid():
-            self._consumers = {}
-            self._pid = os.getpid()
+        """Return the group's consumer."""
         if group not in self._consumers:
             self._consumers[group] = LaneConsumer(self.bootstrap_servers, group)
         return self._consumers[group]
 
     def close_all(self) -> None:
-        """Close this process's consumers (on worker shutdown)."""
-        if self._pid == os.getpid():
-            for consumer in self._consumers.values():
-                consumer.close()
+        """Close the consumers (on worker shutdown)."""
+        for consumer in self._consumers.values():
+            consumer.close()
         self._consumers = {}

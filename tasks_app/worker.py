@@ -1,8 +1,12 @@
-"""Wire the framework-free rotation to Django settings, Redis and Celery.
+"""The worker runtime: the composition root of a Celery worker process.
 
-One Runtime per process, built lazily (so after a fork) from settings. Celery
-worker signals make a rotation worker a member: heartbeats while it runs, and a
-shutdown flag that ends the slice in hand and hands its lane on at once.
+With tasks.py this is the only code that knows the Celery app, the Redis and
+Kafka clients and the rotation's objects. The runtime is built once per process
+(at worker_process_init, or on first use in any other process that runs tasks)
+and hands the services their side effects: the producer, the lane kick.
+Celery's worker signals make a rotation worker a member: heartbeats while it
+runs, and a shutdown flag that ends the slice in hand and hands its lane on.
+The receivers are connected by `signals_connect`, called from the app config.
 """
 
 import functools
@@ -10,12 +14,22 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Sequence
 
-from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
+import redis
+from celery import current_app
+from celery.signals import (
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
 from celery.utils.nodenames import worker_direct
 from django.conf import settings
 
-from rotation.consumer import ConsumerCache
+from rotation.errors import RotationError
+from rotation.kafka.consumer import ConsumerCache
+from rotation.kafka.producer import BatchProducer
 from rotation.lease import LeaseManager
 from rotation.members import Heartbeat, Members
 from rotation.scheduler import Scheduler
@@ -24,11 +38,12 @@ from rotation.turns import Turn, Turns
 from tasks_app.redis_client import redis_client
 from tasks_app.services.execution import batch_process
 from tasks_app.services.healing import lane_heal
-from tasks_app.services.lanes import DatabaseLaneStore
+from tasks_app.services.lane_store import DatabaseLaneStore
 
 logger = logging.getLogger(__name__)
 
 ROTATION_QUEUE = "rotation"
+RUN_SLICE = "tasks_app.tasks.run_slice"
 # A queued turn due this many watchdog ticks ago while a member sat idle lost
 # its wake-up and is queued again (a spare wake-up claims nothing, so erring
 # early costs little).
@@ -39,21 +54,24 @@ SHUTDOWN = threading.Event()
 
 def _send_turn(turn: Turn, delay_s: float) -> None:
     """Queue a turn for its chosen member, or on the shared rotation queue."""
-    from tasks_app.tasks import run_slice
-
-    options: dict = {"countdown": delay_s} if delay_s else {}
-    options["queue"] = worker_direct(turn.member) if turn.member else ROTATION_QUEUE
-    run_slice.apply_async(args=[turn.to_message()], **options)
+    queue = worker_direct(turn.member) if turn.member else ROTATION_QUEUE
+    current_app.send_task(
+        RUN_SLICE, args=[turn.to_message()], queue=queue, countdown=delay_s or None
+    )
 
 
 class Runtime:
-    """The rotation objects of this process."""
+    """The clients and rotation objects of this process."""
 
     def __init__(self) -> None:
         client = redis_client()
+        self.producer = BatchProducer(settings.KAFKA_BOOTSTRAP_SERVERS)
         self.members = Members(client, heartbeat_s=settings.SCHEDULER_HEARTBEAT_S)
         self.leases = LeaseManager(client)
-        self.store = DatabaseLaneStore(batch_process, lane_heal)
+        self.store = DatabaseLaneStore(
+            process_batch=batch_process,
+            heal=functools.partial(lane_heal, producer=self.producer),
+        )
         self.turns = Turns(client, self.members, _send_turn)
         self.scheduler = Scheduler(
             client=client,
@@ -85,15 +103,34 @@ class Runtime:
             shutdown=SHUTDOWN,
         )
 
+    def kick_lanes(self, topics: Sequence[str] | None = None) -> int:
+        """Start idle lanes that have work (of `topics`, if given); return how
+        many. Redis being down only delays them: the watchdog starts them."""
+        try:
+            return len(self.scheduler.kick(topics))
+        except (redis.RedisError, RotationError) as exc:
+            logger.warning("Could not start lanes now (%s); the watchdog will.", exc)
+            return 0
+
 
 @functools.cache
-def _runtime_for(pid: int) -> Runtime:
+def runtime() -> Runtime:
+    """Return this process's Runtime, building it on first use."""
     return Runtime()
 
 
-def runtime() -> Runtime:
-    """Return this process's Runtime (a forked child builds its own)."""
-    return _runtime_for(os.getpid())
+def signals_connect() -> None:
+    """Connect the worker signal receivers below (called once, at app ready)."""
+    worker_process_init.connect(_runtime_build, weak=False)
+    worker_ready.connect(_member_join, weak=False)
+    worker_shutting_down.connect(_member_stopping, weak=False)
+    worker_shutdown.connect(_member_leave, weak=False)
+
+
+def _runtime_build(**_: object) -> None:
+    """Build the runtime before the first task: a new idempotent producer needs
+    about half a second before it can send."""
+    runtime()
 
 
 def _consumes_rotation(consumer: object) -> bool:
@@ -101,7 +138,6 @@ def _consumes_rotation(consumer: object) -> bool:
     return ROTATION_QUEUE in (queues or {})
 
 
-@worker_ready.connect
 def _member_join(sender: object, **_: object) -> None:
     """Start heartbeats and offer this worker for turns, if it runs rotation."""
     if not _consumes_rotation(sender):
@@ -116,14 +152,12 @@ def _member_join(sender: object, **_: object) -> None:
     logger.info("Rotation member %s joined", name)
 
 
-@worker_shutting_down.connect
 def _member_stopping(**_: object) -> None:
     """End the slice in hand after its current message (it hands the lane on)."""
     SHUTDOWN.set()
 
 
-@worker_shutdown.connect
-def _member_leave(sender: object, **_: object) -> None:
+def _member_leave(**_: object) -> None:
     state = runtime()
     if state.heartbeat is None:
         return

@@ -1,19 +1,54 @@
-"""Bring topics and groups in line with a checked config, reporting each change."""
+"""Apply a checked scheduler config (tasks_app.config_file) idempotently.
 
+The database stays the live truth. Applying creates what is missing and sets only
+the keys the file gives: omitted keys, topics added to a group at run time and
+partitions above the file's count are left alone, so re-applying at every start
+never undoes a change made through the API or the admin.
+"""
+
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from django.db import transaction
 
+from tasks_app.errors import Conflict
 from tasks_app.models import ConsumerGroup, Topic, WalkMode
-from tasks_app.services.config.load import GroupDecl, SchedulerConfig, TopicDecl
 from tasks_app.services.topics import (
     group_create,
     group_update,
     topic_create,
+    topic_partitions_check,
     topic_sync_kafka,
     topic_update,
 )
+
+
+@dataclass(frozen=True)
+class TopicDecl:
+    """A topic the file declares, with the policy keys it sets (defaults merged)."""
+
+    name: str
+    policy: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class GroupDecl:
+    """A consumer group the file declares; `walk_mode` None leaves it as it is."""
+
+    group_id: str
+    topics: tuple[str, ...]
+    walk_mode: str | None
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """A checked config file: every value valid, every group topic declared."""
+
+    path: Path
+    topics: tuple[TopicDecl, ...]
+    groups: tuple[GroupDecl, ...]
 
 
 @dataclass(frozen=True)
@@ -70,11 +105,12 @@ def _topic_apply(*, decl: TopicDecl, report: ConfigReport) -> Topic:
         report.changes.append(ConfigChange("topic", decl.name, "created"))
         return topic_create(name=decl.name, **decl.policy)
     changes = {k: v for k, v in decl.policy.items() if getattr(topic, k) != v}
-    if changes.get("partitions", topic.partitions) < topic.partitions:
+    try:
+        topic_partitions_check(topic=topic, partitions=changes.get("partitions"))
+    except Conflict as exc:
         report.warnings.append(
             f"topic {decl.name} keeps {topic.partitions} partitions, not the "
-            f"{changes.pop('partitions')} the file asks for: Kafka cannot reduce "
-            "a topic's partitions (declare a new topic instead)"
+            f"{changes.pop('partitions')} the file asks for: {exc.message}"
         )
     if not changes:
         report.changes.append(ConfigChange("topic", decl.name, "unchanged"))

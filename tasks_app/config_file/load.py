@@ -1,63 +1,30 @@
-"""Read the scheduler config file and check it whole before anything is applied."""
+"""Read the scheduler config file and check it whole before anything is applied.
+
+Each table is checked by the API's own serializers, so the file accepts exactly
+what the API accepts (and TOML's types as strictly as JSON's). Only the words
+are the file's: keys and TOML types, at the file's line.
+"""
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from django.core.exceptions import ValidationError
-from django.db import models
+from rest_framework import serializers
 
-from tasks_app.models import ConsumerGroup, Topic, WalkMode
-from tasks_app.services.config.source import ConfigError, Source, Table
+from tasks_app.api.serializers import GroupSerializer, TopicSerializer
+from tasks_app.api.serializers.base import json_type_mismatch
+from tasks_app.config_file.source import ConfigError, Source, Table
+from tasks_app.models import Topic
+from tasks_app.services.config import GroupDecl, SchedulerConfig, TopicDecl
 
-# The TOML type each key must have; true/false is never taken for an integer.
-POLICY_TYPES: dict[str, type] = {
-    "partitions": int,
-    "slice_ms": int,
-    "weight": int,
-    "handler": str,
-    "max_attempts": int,
-    "retry_backoff_ms": int,
-    "paused": bool,
-}
-TOPIC_TYPES: dict[str, type] = {"name": str, **POLICY_TYPES}
-GROUP_TYPES: dict[str, type] = {"group_id": str, "topics": list, "walk_mode": str}
 TOP_LEVEL_TYPES: dict[str, type] = {"defaults": dict, "topics": list, "groups": list}
-_TYPE_NAMES = {
-    bool: "true or false",
-    int: "an integer",
-    float: "a float",
-    str: "a string",
-    list: "an array",
-    dict: "a table",
+# TOML's words for the JSON types the serializers name, where they differ.
+_TOML_WORDS = {
+    "boolean": "true or false",
+    "object": "a table",
+    "null": "a date or time",
 }
-
-
-@dataclass(frozen=True)
-class TopicDecl:
-    """A topic the file declares, with the policy keys it sets (defaults merged)."""
-
-    name: str
-    policy: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class GroupDecl:
-    """A consumer group the file declares; `walk_mode` None leaves it as it is."""
-
-    group_id: str
-    topics: tuple[str, ...]
-    walk_mode: str | None
-
-
-@dataclass(frozen=True)
-class SchedulerConfig:
-    """A checked config file: every value valid, every group topic declared."""
-
-    path: Path
-    topics: tuple[TopicDecl, ...]
-    groups: tuple[GroupDecl, ...]
 
 
 def config_load(*, path: Path) -> SchedulerConfig:
@@ -95,33 +62,48 @@ def _top_level_check(source: Source, data: Mapping[str, Any]) -> None:
             raise source.error(source.top_line(key), f"{key!r} must be {shape}")
 
 
-def _unknown_key(key: str, allowed: Mapping[str, type]) -> str:
+def _unknown_key(key: str, allowed: Mapping[str, Any]) -> str:
     return f"unknown key {key!r}; allowed keys: {', '.join(sorted(allowed))}"
 
 
-def _types_check(
-    table: Table, raw: Mapping[str, Any], types: Mapping[str, type]
+def _keys_check(
+    table: Table, raw: Mapping[str, Any], fields: Mapping[str, serializers.Field]
 ) -> None:
-    """Refuse unknown keys and values of the wrong TOML type."""
+    """Refuse unknown keys and values of the wrong type, in the file's words."""
     for key, value in raw.items():
-        expected = types.get(key)
-        if expected is None:
-            raise table.error(key, _unknown_key(key, types))
-        if not isinstance(value, expected) or (
-            expected is int and isinstance(value, bool)
-        ):
-            got = _TYPE_NAMES.get(type(value), type(value).__name__)
-            wanted = _TYPE_NAMES[expected]
+        if key not in fields:
+            raise table.error(key, _unknown_key(key, fields))
+        mismatch = json_type_mismatch(fields[key], value)
+        if mismatch:
+            wanted, got = (_toml_type(name, value) for name in mismatch)
             raise table.error(key, f"{key!r} must be {wanted}, not {got}")
 
 
-def _fields_check(table: Table, instance: models.Model) -> None:
-    """Apply the model's own field rules, so the file accepts what the API accepts."""
-    try:
-        instance.clean_fields()
-    except ValidationError as exc:
-        key, messages = next(iter(exc.message_dict.items()))
-        raise table.error(key, f"{key!r}: {' '.join(messages)}") from exc
+def _toml_type(json_type: str, value: Any) -> str:
+    """Name a type as TOML does: it tells integers from floats, and has no null."""
+    if json_type == "number":
+        json_type = "integer" if isinstance(value, int) else "float"
+    article = "an" if json_type[0] in "aeiou" else "a"
+    return _TOML_WORDS.get(json_type, f"{article} {json_type}")
+
+
+def _rules_check(table: Table, serializer: serializers.Serializer) -> dict[str, Any]:
+    """Apply the serializer's rules (the API's); return the values it accepted."""
+    if serializer.is_valid():
+        return dict(serializer.validated_data)
+    key, details = next(iter(serializer.errors.items()))
+    if details[0].code == "required":
+        raise table.error(key, f"the {key!r} key is missing")
+    if details[0].code == "invalid_choice":
+        field = cast(serializers.ChoiceField, serializer.fields[key])
+        choices = " or ".join(map(repr, field.choices))
+        given = serializer.initial_data[key]
+        raise table.error(key, f"{key!r} must be {choices}, not {given!r}")
+    raise table.error(key, f"{key!r}: {' '.join(details)}")
+
+
+def _writable(serializer: serializers.Serializer) -> dict[str, serializers.Field]:
+    return {name: f for name, f in serializer.fields.items() if not f.read_only}
 
 
 def _table(source: Source, header: str, index: int) -> Table:
@@ -135,46 +117,41 @@ def _named(table: Table, kind: str, name: Any) -> Table:
 
 def _defaults_check(source: Source, raw: dict[str, Any]) -> dict[str, Any]:
     table = Table(source, "[defaults]", 0, "[defaults]")
-    _types_check(table, raw, POLICY_TYPES)
-    _fields_check(table, Topic(name="defaults", **raw))
-    return raw
+    serializer = TopicSerializer(data=raw, partial=True)
+    _keys_check(table, raw, {k: serializer.fields[k] for k in Topic.POLICY_FIELDS})
+    return _rules_check(table, serializer)
 
 
 def _topic_check(
     table: Table, raw: dict[str, Any], defaults: dict[str, Any]
 ) -> TopicDecl:
     table = _named(table, "topic", raw.get("name"))
-    _types_check(table, raw, TOPIC_TYPES)
-    if "name" not in raw:
-        raise table.error(None, "the 'name' key is missing")
-    policy = {**defaults, **{k: v for k, v in raw.items() if k != "name"}}
-    _fields_check(table, Topic(name=raw["name"], **policy))
-    return TopicDecl(name=raw["name"], policy=policy)
+    serializer = TopicSerializer(data={**defaults, **raw})
+    _keys_check(table, raw, _writable(serializer))
+    policy = _rules_check(table, serializer)
+    return TopicDecl(name=policy.pop("name"), policy=policy)
 
 
 def _group_check(table: Table, raw: dict[str, Any], declared: set[str]) -> GroupDecl:
     table = _named(table, "group", raw.get("group_id"))
-    _types_check(table, raw, GROUP_TYPES)
-    if "group_id" not in raw:
-        raise table.error(None, "the 'group_id' key is missing")
-    walk_mode = raw.get("walk_mode")
-    if walk_mode is not None and walk_mode not in WalkMode.values:
-        choices = " or ".join(map(repr, WalkMode.values))
-        raise table.error(
-            "walk_mode", f"'walk_mode' must be {choices}, not {walk_mode!r}"
-        )
-    _fields_check(table, ConsumerGroup(group_id=raw["group_id"]))
+    # The serializer looks topics up in the database; the file's must be declared
+    # in the file, so they are checked against `declared` instead.
     names = raw.get("topics", [])
+    serializer = GroupSerializer(data={k: v for k, v in raw.items() if k != "topics"})
+    _keys_check(table, raw, _writable(serializer))
+    checked = _rules_check(table, serializer)
     for name in names:
-        if not isinstance(name, str):
-            raise table.error("topics", "'topics' must list topic names as strings")
         if name not in declared:
             raise table.error(
                 "topics",
                 f"'topics' names {name!r}, which no [[topics]] table declares; "
                 "declare it or remove it from the list",
             )
-    return GroupDecl(group_id=raw["group_id"], topics=tuple(names), walk_mode=walk_mode)
+    return GroupDecl(
+        group_id=checked["group_id"],
+        topics=tuple(names),
+        walk_mode=checked.get("walk_mode"),
+    )
 
 
 def _one_group_per_topic_check(source: Source, groups: list[GroupDecl]) -> None:

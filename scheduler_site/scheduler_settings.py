@@ -1,0 +1,65 @@
+"""The scheduler's own policy (SCHEDULER_*) and how Celery runs it (CELERY_*).
+
+Each SCHEDULER_* value can be overridden in the environment (README, Configuration).
+`scheduler_site.settings` imports every name here.
+"""
+
+from scheduler_site.env import env
+
+SCHEDULER_CONFIG = env.str("SCHEDULER_CONFIG", default="")
+SCHEDULER_AUTO_CREATE_TOPICS = env.bool("SCHEDULER_AUTO_CREATE_TOPICS", default=True)
+SCHEDULER_MAX_MESSAGE_BYTES = env.int("SCHEDULER_MAX_MESSAGE_BYTES", default=256 * 1024)
+SCHEDULER_MAX_BULK_TASKS = env.int("SCHEDULER_MAX_BULK_TASKS", default=1000)
+SCHEDULER_DEFAULT_GROUP = env.str("SCHEDULER_DEFAULT_GROUP", default="default")
+# Workers run only registered handlers (tasks_app/handlers/registry.py). Besides
+# the `handlers` module of every installed app, these modules are imported at
+# start-up so their @register_handler functions are registered too.
+SCHEDULER_HANDLER_MODULES = env.list("SCHEDULER_HANDLER_MODULES", default=[])
+# Beat's safety net; submissions also nudge the publisher right after commit.
+SCHEDULER_PUBLISH_INTERVAL_S = env.float("SCHEDULER_PUBLISH_INTERVAL", default=1.0)
+# Larger batches amortise round trips; smaller ones hold row locks for less time.
+SCHEDULER_PUBLISH_BATCH = env.int("SCHEDULER_PUBLISH_BATCH", default=500)
+# One publisher run stops after this long so beat can start a fresh one.
+SCHEDULER_PUBLISH_BUDGET_S = env.float("SCHEDULER_PUBLISH_BUDGET_S", default=10.0)
+SCHEDULER_DEFAULT_SLICE_MS = env.int("SCHEDULER_SLICE_MS", default=2000)
+# Lease TTL = slice + grace: room for the last handler and the commit.
+SCHEDULER_LEASE_GRACE_MS = env.int("SCHEDULER_LEASE_GRACE_MS", default=3000)
+SCHEDULER_CONSUME_BATCH = env.int("SCHEDULER_CONSUME_BATCH", default=200)
+SCHEDULER_POLL_TIMEOUT_MS = env.int("SCHEDULER_POLL_TIMEOUT_MS", default=50)
+SCHEDULER_HEARTBEAT_S = env.float("SCHEDULER_HEARTBEAT_S", default=2.0)
+SCHEDULER_WATCHDOG_S = env.float("SCHEDULER_WATCHDOG_S", default=2.0)
+
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Longer than the longest slice, so Redis never redelivers a turn still running.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Celery's Django fixup closes every database connection around every task
+# unless this is set; a rotation turn then reconnects to PostgreSQL (3-10 ms of
+# each hand-off, measured by bench/rotation.py). Set high, connections are kept
+# and Django's CONN_MAX_AGE and health checks decide (see scheduler_site/celery.py).
+CELERY_DB_REUSE_MAX = 1_000_000
+# Each worker also consumes its own queue, so a lane's next turn can go to a
+# member other than the last one (DESIGN invariant 5, "take turns").
+CELERY_WORKER_DIRECT = True
+CELERY_TASK_ROUTES = {
+    "tasks_app.tasks.publish_pending": {"queue": "publish"},
+    "tasks_app.tasks.watchdog": {"queue": "publish"},
+    "tasks_app.tasks.run_slice": {"queue": "rotation"},
+    "tasks_app.tasks.lanes_kick": {"queue": "publish"},
+}
+CELERY_BEAT_SCHEDULE = {
+    "publish-pending": {
+        "task": "tasks_app.tasks.publish_pending",
+        "schedule": SCHEDULER_PUBLISH_INTERVAL_S,
+        "options": {"expires": SCHEDULER_PUBLISH_INTERVAL_S * 5},
+    },
+    "rotation-watchdog": {
+        "task": "tasks_app.tasks.watchdog",
+        "schedule": SCHEDULER_WATCHDOG_S,
+        "options": {"expires": SCHEDULER_WATCHDOG_S * 5},
+    },
+}

@@ -1,0 +1,54 @@
+"""The Celery command lines, written once for `make dev`, the tests and compose.
+
+`python -m scheduler_site.workers worker rotation worker1` runs a rotation
+worker, `... worker publish publisher` the publisher, `... beat` beat; each
+process replaces itself with Celery, so signals reach Celery directly.
+
+Every worker runs the solo pool (one task at a time: a rotation member holds
+one lane, the publisher is one at a time anyway) without gossip and mingle:
+members coordinate through Redis keys, and mingle only delays start-up.
+"""
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+APP = "scheduler_site"
+CELERY = str(Path(sys.executable).parent / "celery")
+
+
+def worker_argv(
+    queue: str, name: str, *, loglevel: str = "INFO", app: str = APP
+) -> list[str]:
+    """Build the command line of a one-process worker on `queue` named name@host
+    (of another Celery `app` only for benchmarks' baselines)."""
+    return [
+        CELERY, "-A", app, "worker", "-Q", queue, "--pool", "solo",
+        "--concurrency", "1", "-n", f"{name}@%h", "--without-gossip",
+        "--without-mingle", "--loglevel", loglevel,
+    ]  # fmt: skip
+
+
+def beat_argv(schedule: str, *, loglevel: str = "INFO") -> list[str]:
+    """Build the command line of beat, keeping its schedule state in `schedule`."""
+    return [CELERY, "-A", APP, "beat", "--schedule", schedule, "--loglevel", loglevel]
+
+
+def main(argv: Sequence[str]) -> None:
+    """Replace this process with the worker or beat that `argv` asks for."""
+    match list(argv):
+        case ["worker", queue, name]:
+            command = worker_argv(queue, name)
+        case ["beat", schedule]:
+            command = beat_argv(schedule)
+        case _:
+            sys.exit(
+                "usage: python -m scheduler_site.workers worker QUEUE NAME "
+                "| beat SCHEDULE_FILE"
+            )
+    os.execv(command[0], command)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
