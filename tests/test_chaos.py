@@ -67,13 +67,6 @@ def test_postgres_restarted_loses_nothing_and_keeps_order(chaos: ChaosEnv) -> No
     assert_nothing_lost_or_reordered(run(chaos, "restart-postgres"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 8: when fewer tasks are published after the broker lost its "
-    "memory than the lane had consumed before, the healed partition end stays "
-    "below the lane's resume point, so the lane shows no backlog, never runs "
-    "and never heals; its new tasks stay published",
-)
 def test_broker_restarted_empty_loses_nothing_and_keeps_order(
     chaos: ChaosEnv,
 ) -> None:
