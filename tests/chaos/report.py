@@ -73,10 +73,11 @@ def _fault_times(params: RunParams) -> str:
 
 
 def summary(results: Sequence[RunResult]) -> str:
-    """One line per scenario: runs passed, worst loss, recovery range."""
+    """One line per scenario: runs passed, worst loss, duplicates, recovery range."""
     lines = [
-        "| scenario | runs passed | lost (worst run) | resume s (best-worst) |",
-        "|---|---|---|---|",
+        "| scenario | runs passed | lost (worst run) | duplicates (worst run) "
+        "| duplicates per interruption (worst run) | resume s (best-worst) |",
+        "|---|---|---|---|---|---|",
     ]
     for name in dict.fromkeys(r.scenario for r in results):
         runs = [r for r in results if r.scenario == name]
@@ -84,8 +85,18 @@ def summary(results: Sequence[RunResult]) -> str:
         resumes = [r.figures.resume_s for r in runs if r.figures.resume_s is not None]
         spread = f"{seconds(min(resumes))}-{seconds(max(resumes))}" if resumes else "-"
         worst = max(r.figures.lost for r in runs)
-        lines.append(f"| {name} | {passed}/{len(runs)} | {worst} | {spread} |")
+        duplicates = max(r.figures.duplicates for r in runs)
+        per_cut = max(r.figures.duplicates / _interruptions(r) for r in runs)
+        lines.append(
+            f"| {name} | {passed}/{len(runs)} | {worst} | {duplicates} "
+            f"| {per_cut:.1f} | {spread} |"
+        )
     return "\n".join(lines) + "\n"
+
+
+def _interruptions(result: RunResult) -> int:
+    """How many lanes' work the fault may have cut short (kills, restarts)."""
+    return max(1, int(result.fault.get("interruptions", 1)))
 
 
 def machine() -> str:

@@ -180,6 +180,7 @@ def _result(
         "start": window.start,
         "end": window.end,
         "events": window.events,
+        "interruptions": window.interruptions,
         "submission": [submitter.started_at, submitter.finished_at],
     }
     return RunResult(

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from tests.chaos.environment import TIMING, ChaosEnv
 
-# tasks_app/services/execution.py writes outcomes at least this often, so a
+# tasks_app/services/outcomes.py writes outcomes at least this often, so a
 # holder cut short loses (and its successor re-runs) at most this much work.
 FLUSH_INTERVAL_S = 0.1
 HOLDER_WAIT_S = 15.0
