@@ -6,11 +6,14 @@ PY := $(VENV)/bin/python
 DEVSTACK := $(PY) -m scheduler_site.devstack
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+CHAOS_RUNS ?= 5
+CHAOS_TASKS ?= 6000
+CHAOS_ARGS ?=
 # Settings need a secret when DEBUG is off; one-shot commands get a random one.
 RANDOM_SECRET = $$($(PY) -c 'import secrets; print(secrets.token_urlsafe(50))')
 
 .DEFAULT_GOAL := help
-.PHONY: help venv browser dev test lint bench clean-dev
+.PHONY: help venv browser dev test lint bench chaos clean-dev
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -49,6 +52,10 @@ bench: venv ## Run bench/*.py against a fresh embedded stack
 	SECRET_KEY="$${SECRET_KEY:-$(RANDOM_SECRET)}" $(DEVSTACK) exec -- sh -ec '\
 		$(PY) manage.py migrate --noinput -v 0; \
 		for script in bench/*.py; do echo "== $$script"; $(PY) "$$script"; done'
+
+chaos: venv ## Run every fault scenario CHAOS_RUNS times (~30 min); writes docs/reliability.md
+	$(PY) -m tests.chaos --runs $(CHAOS_RUNS) --tasks $(CHAOS_TASKS) \
+		--markdown docs/reliability.md --json docs/reliability.json $(CHAOS_ARGS)
 
 clean-dev: venv ## Delete .devstack/ (dev database, logs, credentials) if nothing runs
 	$(DEVSTACK) clean

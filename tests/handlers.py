@@ -1,11 +1,17 @@
 """Handlers for the rotation tests: they record what ran, where and when, in Redis.
 
 Each run appends `start` and `end` entries to the list `test:runs:<topic>`, so a
-test can check order, overlap and which member ran what. The message may ask
-for a sleep (`sleep_ms`), for its first attempts to fail (`fail_attempts`), or
-for its worker to die mid-handler (`die`). The test run lists this module in
-SCHEDULER_HANDLER_MODULES (tests/stack_plugin.py), so the test process and the
-workers it starts register `record`.
+test can check order, overlap and which member (and process) ran what. The
+message may ask for a sleep (`sleep_ms`), for its first attempts to fail
+(`fail_attempts`), or for its worker to die mid-handler (`die`). The test run
+lists this module in SCHEDULER_HANDLER_MODULES (tests/stack_plugin.py), so the
+test process and the workers it starts register `record`.
+
+Entries go to the Redis at TEST_RECORD_URL when it is set, else to REDIS_URL. The
+chaos suite sets it to a Redis of its own that no scenario restarts, so the
+record survives the application's Redis restarted empty; each entry is one
+RPUSH before the handler goes on, so a start written just before its worker is
+SIGKILLed is kept.
 """
 
 import functools
@@ -18,10 +24,14 @@ import redis
 
 from tasks_app.handlers import TaskContext, register_handler
 
+RECORD_URL_VAR = "TEST_RECORD_URL"
+HANDLER_PATH = "tests.handlers.record"
+
 
 @functools.cache
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(os.environ["REDIS_URL"])
+    url = os.environ.get(RECORD_URL_VAR) or os.environ["REDIS_URL"]
+    return redis.Redis.from_url(url)
 
 
 def runs_key(topic: str) -> str:
@@ -35,6 +45,7 @@ def _note(context: TaskContext, phase: str) -> None:
         "phase": phase,
         "t": time.time(),
         "worker": context.worker,
+        "pid": os.getpid(),
         "offset": context.offset,
         "attempt": context.attempt,
     }

@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from scheduler_site.devstack import brokers
 from scheduler_site.devstack.process import (
@@ -170,6 +170,41 @@ def test_persistent_postgres_data_survives_a_restart(
     ):
         assert conn.execute("SELECT note FROM kept").fetchall() == [("still here",)]
     assert processes_mentioning(str(stack_dir)) == []
+
+
+def test_a_restarted_service_comes_back_on_its_port_with_only_durable_data(
+    stack_dir: Path, bare_env: pytest.MonkeyPatch
+) -> None:
+    with Stack(stack_dir, persistent=False) as stack:
+        env = stack.env
+        with psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:
+            conn.execute("CREATE TABLE kept (note text)")
+            conn.execute("INSERT INTO kept VALUES ('still here')")
+        redis.Redis.from_url(env["REDIS_URL"]).set("gone", "soon")
+        admin = AdminClient({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"]})
+        admin.create_topics([NewTopic("forgotten", 1)])["forgotten"].result(10)
+        old_pids = _pids(stack)
+        for key in ("postgres", "redis", "kafka"):
+            stack.stop_service(key)
+            stack.start_service(key)
+        assert stack.env == env
+        assert not [pid for pid in old_pids if pid_alive(pid)]
+        with psycopg.connect(env["DATABASE_URL"]) as conn:
+            assert conn.execute("SELECT note FROM kept").fetchall() == [("still here",)]
+        assert redis.Redis.from_url(env["REDIS_URL"]).get("gone") is None
+        assert "forgotten" not in admin.list_topics(timeout=10).topics
+    assert processes_mentioning(str(stack_dir)) == []
+
+
+def test_only_a_stopped_service_this_stack_started_can_be_started(
+    stack_dir: Path, bare_env: pytest.MonkeyPatch
+) -> None:
+    only(bare_env, "redis")
+    with Stack(stack_dir, persistent=False) as stack:
+        with pytest.raises(StackError, match=r"^Redis: is still running"):
+            stack.start_service("redis")
+        with pytest.raises(StackError, match=r"^Kafka: was provided by"):
+            stack.stop_service("kafka")
 
 
 def test_a_locked_data_dir_is_refused_without_harming_its_server(

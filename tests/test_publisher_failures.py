@@ -5,10 +5,13 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from rotation.kafka.producer import BatchProducer, OutgoingMessage, ProduceError
+from scheduler_site.devstack.brokers import start_kafka
 from scheduler_site.devstack.process import free_port
 from tasks_app.errors import Conflict
 from tasks_app.models import OutboxEntry, Task, TaskStatus
@@ -87,6 +90,34 @@ def test_a_dead_broker_does_not_flood_the_log_with_client_lines(caplog):
         dead.produce_batch([OutgoingMessage("any-topic", "key", "value")])
 
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def _create_topic(address: str, name: str) -> None:
+    admin = AdminClient({"bootstrap.servers": address})
+    admin.create_topics([NewTopic(name, 1)])[name].result(10)
+
+
+def test_a_producer_delivers_again_once_a_broker_that_lost_its_memory_is_back(
+    tmp_path: Path,
+) -> None:
+    # The broker that comes back has forgotten the producer's id: librdkafka
+    # retries under it until the delivery timeout, so only a new producer helps.
+    port = free_port()
+    broker = start_kafka(tmp_path, port, persistent=False)
+    try:
+        address = broker.url
+        _create_topic(address, "kept")
+        producer = BatchProducer(address, delivery_timeout_s=3.0)
+        producer.produce_batch([OutgoingMessage("kept", "key", "before")])
+        broker.stop()
+        broker = start_kafka(tmp_path, port, persistent=False)
+        _create_topic(address, "kept")
+
+        deliveries = producer.produce_batch([OutgoingMessage("kept", "key", "after")])
+
+        assert [d.offset for d in deliveries] == [0]
+    finally:
+        broker.stop()
 
 
 def test_broker_frozen_mid_publish_loses_and_duplicates_nothing(

@@ -100,6 +100,12 @@ class BatchProducer:
     Records of one batch keep their order per partition. After any failed batch
     the underlying producer is replaced: librdkafka's idempotent producer stays
     fenced after in-flight messages time out, and a fresh one starts clean.
+
+    It is replaced before a batch, too, once every broker was unreachable since
+    the last one: a broker that comes back without its data (tansu's memory
+    storage, a restored cluster) may also have forgotten the producer's id and
+    refuse each retry until the delivery timeout. A new producer costs one
+    InitProducerId round trip, and nothing is in flight between batches.
     """
 
     def __init__(
@@ -120,9 +126,12 @@ class BatchProducer:
             "error_cb": self._on_client_error,
         }
         self._producer = Producer(self._config)
+        self._brokers_lost = False
 
     def _on_client_error(self, error: KafkaError) -> None:
         """Note client-level errors quietly; failed batches are reported by callers."""
+        if error.code() == KafkaError._ALL_BROKERS_DOWN:
+            self._brokers_lost = True
         if error.fatal():
             logger.warning(
                 "Kafka producer for %s hit a fatal error (%s); the next batch "
@@ -145,6 +154,7 @@ class BatchProducer:
     def produce_batch(self, messages: Sequence[OutgoingMessage]) -> list[Delivery]:
         """Produce every message and wait for all reports; raise ProduceError if any
         failed, so the caller can keep the whole batch for a later retry."""
+        self._renew_if_brokers_lost()
         reports = _Reports(len(messages))
         try:
             self._produce_all(messages, reports)
@@ -195,11 +205,23 @@ class BatchProducer:
                     poll(QUEUE_FULL_POLL_S)
             poll(0)
 
+    def _renew_if_brokers_lost(self) -> None:
+        """Start a fresh producer if every broker went away since the last batch."""
+        self._producer.poll(0)  # serves the error callbacks queued meanwhile
+        if self._brokers_lost:
+            logger.info(
+                "Kafka at %s was unreachable since the last batch; producing "
+                "through a new producer in case it lost its producer ids",
+                self.bootstrap_servers,
+            )
+            self._replace_producer()
+
     def _replace_producer(self) -> None:
         """Drop whatever the old producer still holds and start a fresh one."""
         self._producer.purge()
         self._producer.flush(0)
         self._producer = Producer(self._config)
+        self._brokers_lost = False
 
 
 def key_partition(key: str, partitions: int) -> int:

@@ -83,6 +83,7 @@ class Stack:
         )
         self.persistent = persistent
         self.services: dict[str, Service] = {}
+        self.ports: dict[str, int] = {}
         self.start_seconds: float | None = None
 
     def __enter__(self) -> Stack:
@@ -128,6 +129,7 @@ class Stack:
 
     def _start_parallel(self, specs: list[Spec], ports: dict[str, int]) -> None:
         """Launch each service in its own thread; raise the first failure."""
+        self.ports.update(ports)
         with ThreadPoolExecutor(len(specs), thread_name_prefix="devstack") as pool:
             futures = {
                 spec.key: pool.submit(
@@ -161,6 +163,36 @@ class Stack:
             self.services[key] = future.result()
             return interrupts
         return [*interrupts, error]
+
+    def stop_service(self, key: str) -> None:
+        """Stop one server this stack started; `start_service` brings it back.
+
+        For fault-injection tests: PostgreSQL keeps its data directory, while
+        Redis and the broker hold everything in memory and come back empty.
+        """
+        self._started(key).stop()
+
+    def start_service(self, key: str) -> Service:
+        """Start a stopped server again on its old port and data directory, so
+        clients that know its URL reconnect to it."""
+        service = self._started(key)
+        assert service.process is not None  # _started checked it
+        if service.process.poll() is None:
+            raise StackError(service.name, "is still running; stop it first")
+        spec = next(spec for spec in SPECS if spec.key == key)
+        self.services[key] = spec.launch(
+            self.data_dir, self.ports[key], persistent=self.persistent
+        )
+        return self.services[key]
+
+    def _started(self, key: str) -> Service:
+        """Return a service this stack started; refuse one it merely reuses."""
+        service = self.services[key]
+        if not service.started:
+            raise StackError(
+                service.name, f"was provided by {service.env_var}, not started here"
+            )
+        return service
 
     def stop(self) -> None:
         """Stop, in reverse start order, only the servers this stack started."""
