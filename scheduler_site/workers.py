@@ -1,8 +1,9 @@
 """The Celery command lines, written once for `make dev`, the tests and compose.
 
 `python -m scheduler_site.workers worker rotation worker1` runs a rotation
-worker, `... worker publish publisher` the publisher, `... beat` beat; each
-process replaces itself with Celery, so signals reach Celery directly.
+worker, `... worker publish publisher` the publisher, `... beat` beat,
+`... flower PORT [ADDRESS]` Flower; each process replaces itself with Celery,
+so signals reach Celery directly.
 
 Every worker runs the solo pool (one task at a time: a rotation member holds
 one lane, the publisher is one at a time anyway) without gossip and mingle:
@@ -16,6 +17,8 @@ from pathlib import Path
 
 APP = "scheduler_site"
 CELERY = str(Path(sys.executable).parent / "celery")
+# Flower listens on this host only unless told otherwise (compose: 0.0.0.0).
+LOCAL_ONLY = "127.0.0.1"
 
 
 def worker_argv(
@@ -35,6 +38,25 @@ def beat_argv(schedule: str, *, loglevel: str = "INFO") -> list[str]:
     return [CELERY, "-A", APP, "beat", "--schedule", schedule, "--loglevel", loglevel]
 
 
+def flower_argv(port: int, *, address: str = LOCAL_ONLY) -> list[str]:
+    """Build the command line of Flower on `address:port`.
+
+    Its login comes from FLOWER_BASIC_AUTH (`user:password`) in the
+    environment, never from the command line, which other users can read.
+    """
+    return [CELERY, "-A", APP, "flower", f"--port={port}", f"--address={address}"]
+
+
+def _flower_command(port: str, address: str = LOCAL_ONLY) -> list[str]:
+    """Refuse to start Flower without a login: its API can stop workers."""
+    if ":" not in os.environ.get("FLOWER_BASIC_AUTH", ""):
+        sys.exit(
+            "flower: set FLOWER_BASIC_AUTH=user:password first; without a login "
+            "anyone reaching the port could revoke tasks and shut workers down"
+        )
+    return flower_argv(int(port), address=address)
+
+
 def main(argv: Sequence[str]) -> None:
     """Replace this process with the worker or beat that `argv` asks for."""
     match list(argv):
@@ -42,10 +64,12 @@ def main(argv: Sequence[str]) -> None:
             command = worker_argv(queue, name)
         case ["beat", schedule]:
             command = beat_argv(schedule)
+        case ["flower", port, *rest] if port.isdigit() and len(rest) <= 1:
+            command = _flower_command(port, *rest)
         case _:
             sys.exit(
                 "usage: python -m scheduler_site.workers worker QUEUE NAME "
-                "| beat SCHEDULE_FILE"
+                "| beat SCHEDULE_FILE | flower PORT [ADDRESS]"
             )
     os.execv(command[0], command)
 

@@ -102,10 +102,16 @@ def slice_harness() -> Iterator[Callable[..., Harness]]:
 
 
 @pytest.fixture(scope="module")
-def worker(django_db_setup, django_db_blocker, tmp_path_factory):
+def worker_env() -> dict[str, str]:
+    """Return what a test module adds to its cluster's environment (override it)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def worker(django_db_setup, django_db_blocker, tmp_path_factory, worker_env):
     """One rotation worker, a publisher worker and beat, for the test module."""
     with django_db_blocker.unblock():
-        env = {**os.environ, "DATABASE_URL": worker_database_url()}
+        env = {**os.environ, "DATABASE_URL": worker_database_url(), **worker_env}
     cluster = Cluster(env, tmp_path_factory.mktemp("cluster"))
     try:
         cluster.start_control()
