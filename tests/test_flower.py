@@ -99,4 +99,3 @@ def test_flower_lists_the_rotation_turns_the_worker_ran(flower, worker, topic_na
     assert all(task["worker"] == node for task in turns)
     assert all(task["received"] and task["started"] for task in turns)
     settle(worker)
-

@@ -39,6 +39,7 @@ def test_docker_compose_runs_the_same_command_line():
         "worker": ["worker", "rotation", "worker"],
         "publisher": ["worker", "publish", "publisher"],
         "beat": ["beat", "/tmp/celerybeat-schedule"],
+        "flower": ["flower", "5555", "0.0.0.0"],
     }.items():
         assert services[name]["command"] == [
             "python",
@@ -73,6 +74,18 @@ def test_flower_listens_on_this_host_only_unless_told_otherwise():
         "--address=127.0.0.1",
     ]
     assert "--address=0.0.0.0" in flower_argv(5555, address="0.0.0.0")
+
+
+def test_compose_runs_flower_only_when_asked_and_on_loopback_only():
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    flower = compose["services"]["flower"]
+
+    assert flower["profiles"] == ["flower"]
+    assert flower["ports"] == ["127.0.0.1:${FLOWER_PORT:-5555}:5555"]
+    assert (
+        flower["environment"]["DATABASE_URL"]
+        == (compose["x-app"]["environment"]["DATABASE_URL"])
+    )
 
 
 def test_an_unknown_command_prints_the_usage():
