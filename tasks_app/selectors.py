@@ -182,14 +182,20 @@ def _task_counts(found: Mapping[str, int]) -> TaskCounts:
     return TaskCounts({status: found.get(status, 0) for status in TaskStatus.values})
 
 
+def _topics_by_pk() -> dict[int, Mapping[str, Any]]:
+    """Map each topic's pk to the fields the lane summaries need, by name."""
+    rows = Topic.objects.order_by("name").values("id", "name", "paused", "partitions")
+    return {row["id"]: row for row in rows}
+
+
+def lane_stats() -> list[LaneStats]:
+    """List every lane with its resume point, log end and paused flag (3 queries)."""
+    return _lane_stats(_topics_by_pk())
+
+
 def stats_overview() -> StatsOverview:
     """Summarise the system in six queries and one Redis read, whatever its size."""
-    topics = {
-        row["id"]: row
-        for row in Topic.objects.order_by("name").values(
-            "id", "name", "paused", "partitions"
-        )
-    }
+    topics = _topics_by_pk()
     per_topic, overall = _task_counts_by_topic()
     return StatsOverview(
         tasks=_task_counts(overall),
