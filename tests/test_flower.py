@@ -99,3 +99,13 @@ def test_flower_lists_the_rotation_turns_the_worker_ran(flower, worker, topic_na
     assert all(task["worker"] == node for task in turns)
     assert all(task["received"] and task["started"] for task in turns)
     settle(worker)
+
+
+def test_flower_shows_the_celery_queue_lengths(flower, worker):
+    _get_json(f"{flower}/api/workers?refresh=1")  # Flower learns the queues here
+
+    lengths = _get_json(f"{flower}/api/queues/length")["active_queues"]
+
+    names = {queue["name"] for queue in lengths}
+    assert "rotation" in names
+    assert all(isinstance(queue["messages"], int) for queue in lengths)

@@ -175,6 +175,20 @@ def test_a_lost_redis_is_named_with_what_to_do(db, settings):
         redis_client.cache_clear()
 
 
+def test_watch_keeps_going_while_redis_is_lost(db, settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    redis_client.cache_clear()
+    out, err = StringIO(), StringIO()
+    try:
+        call_command(
+            "scheduler_status", "--watch=0.01", "--count=2", stdout=out, stderr=err
+        )
+    finally:
+        redis_client.cache_clear()
+    assert err.getvalue().count("Redis is unreachable") == 2
+    assert out.getvalue() == ""
+
+
 @pytest.mark.parametrize(
     "args",
     [["--watch", "0"], ["--minutes", "-1"], ["--count", "2"], ["--watch", "--count=0"]],

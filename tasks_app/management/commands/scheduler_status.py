@@ -7,13 +7,15 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import InterfaceError, OperationalError, close_old_connections
 
 from tasks_app.errors import ServiceUnavailable
 from tasks_app.management.status_table import status_json, status_text
-from tasks_app.selectors_status import scheduler_status
+from tasks_app.selectors_status import SchedulerStatus, scheduler_status
 
 DEFAULT_WATCH_S = 2.0
 DEFAULT_WINDOW_MIN = 5.0
+MINUTE_S = 60
 # Piped output has no terminal width: wide enough that no column is cut.
 PIPE_WIDTH = 200
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
@@ -67,6 +69,7 @@ class Command(BaseCommand):
             for draw in draws:
                 if draw:
                     time.sleep(watch_s)
+                    close_old_connections()  # replace one a lost server broke
                 self._draw(options, watching=watch_s is not None)
         except KeyboardInterrupt:
             self.stdout.write("")  # leave the prompt on a line of its own
@@ -75,7 +78,7 @@ class Command(BaseCommand):
         """Read the status and print it; while watching, a lost service is shown
         and the next draw tries again."""
         try:
-            status = scheduler_status(window_s=round(options["minutes"] * 60))
+            status = _status_read(minutes=options["minutes"])
         except ServiceUnavailable as exc:
             if not watching:
                 raise CommandError(exc.message) from exc
@@ -89,3 +92,13 @@ class Command(BaseCommand):
             self.stdout.write(CLEAR_SCREEN, ending="")
         width = shutil.get_terminal_size().columns if tty else PIPE_WIDTH
         self.stdout.write(status_text(status, width=width, color=tty), ending="")
+
+
+def _status_read(*, minutes: float) -> SchedulerStatus:
+    """Read the status; a lost PostgreSQL is named the way the API names it."""
+    try:
+        return scheduler_status(window_s=round(minutes * MINUTE_S))
+    except (OperationalError, InterfaceError) as exc:
+        raise ServiceUnavailable.down(
+            "postgresql", so="the lanes cannot be read"
+        ) from exc
