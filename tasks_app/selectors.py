@@ -189,7 +189,7 @@ def _topics_by_pk() -> dict[int, Mapping[str, Any]]:
 
 
 def lane_stats() -> list[LaneStats]:
-    """List every lane with its resume point, log end and paused flag (3 queries)."""
+    """List every lane with its resume point, log end and paused flag (4 queries)."""
     return _lane_stats(_topics_by_pk())
 
 

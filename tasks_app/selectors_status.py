@@ -70,7 +70,7 @@ class SchedulerStatus:
 
 
 def scheduler_status(*, window_s: int) -> SchedulerStatus:
-    """Read members and lanes: one Redis read, and five queries whatever the size.
+    """Read members and lanes: one Redis read and six queries, whatever the size.
 
     A member's `lane` is where it announces its slices (rotation/slice.py sets
     it once it holds the lease and clears it after), so it names each lane's
