@@ -10,6 +10,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from rotation.store import LaneStore
+from tasks_app.redis_client import redis_client
 from tasks_app.roles import Role
 from tests.cluster import Cluster, worker_database_url
 from tests.factories import UserFactory
@@ -79,6 +80,18 @@ def operator_client(client_for, operator) -> APIClient:
 def anon_client() -> APIClient:
     """Return an API client with no credentials."""
     return APIClient()
+
+
+@pytest.fixture
+def redis_at(settings):
+    """Return a function that points REDIS_URL at another URL for this test."""
+
+    def switch(url: str) -> None:
+        settings.REDIS_URL = url
+        redis_client.cache_clear()  # the next use reads REDIS_URL anew
+
+    yield switch
+    redis_client.cache_clear()  # `settings` then restores the URL
 
 
 @pytest.fixture

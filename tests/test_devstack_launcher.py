@@ -288,9 +288,19 @@ def dev_run(stack_dir: Path, request: pytest.FixtureRequest) -> Iterator[DevRun]
 
 @pytest.fixture
 def flower_dev_run(stack_dir: Path) -> Iterator[tuple[DevRun, int]]:
-    """Run `dev` with FLOWER=1 and one worker; return it and Flower's port."""
+    """Run `dev` with FLOWER=1 and one worker; return it and Flower's port.
+
+    Flower is told not to turn the workers' task events on itself, so the
+    tasks it lists prove that `dev` asked the workers to send them.
+    """
     flower_port = free_port()
-    run = _start_dev(stack_dir, 1, FLOWER="1", FLOWER_PORT=str(flower_port))
+    run = _start_dev(
+        stack_dir,
+        1,
+        FLOWER="1",
+        FLOWER_PORT=str(flower_port),
+        FLOWER_ENABLE_EVENTS="false",
+    )
     yield run, flower_port
     if run.process.poll() is None:
         run.process.terminate()
@@ -313,7 +323,7 @@ def _flower_get(port: int, path: str, login: str | None) -> tuple[int, Any]:
         return 0, None  # not listening yet
 
 
-def test_dev_with_flower_1_runs_flower_behind_the_dev_admin_login(
+def test_dev_with_flower_1_runs_flower_with_task_events_behind_the_admin_login(
     flower_dev_run: tuple[DevRun, int],
 ) -> None:
     run, port = flower_dev_run
@@ -326,6 +336,13 @@ def test_dev_with_flower_1_runs_flower_behind_the_dev_admin_login(
         return status == 200 and any(n.startswith("worker1@") for n in workers)
 
     run.wait_until(worker_seen, "Flower never listed worker1")
+
+    def publisher_runs_listed() -> bool:
+        path = "/api/tasks?taskname=tasks_app.tasks.publish_pending"
+        status, tasks = _flower_get(port, path, login)
+        return status == 200 and bool(tasks)
+
+    run.wait_until(publisher_runs_listed, "Flower never saw a task event")
     assert _flower_get(port, "/api/workers", None)[0] == 401
     assert _flower_get(port, "/api/workers", "admin:wrong")[0] == 401
     run.process.send_signal(signal.SIGINT)

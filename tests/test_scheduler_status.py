@@ -9,6 +9,7 @@ import uuid
 from datetime import datetime, timedelta
 from io import StringIO
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -16,6 +17,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db.models import Sum
 
+from scheduler_site.devstack.process import free_port
 from tasks_app.models import Slice
 from tasks_app.redis_client import redis_client
 from tasks_app.selectors import lane_stats, member_list
@@ -26,6 +28,8 @@ from tests.rotation_support import make_topic, submit, wait_all_finished
 pytestmark = pytest.mark.django_db(transaction=True)
 
 REPO = Path(__file__).resolve().parents[1]
+# A Redis database no worker beats into, for a system without members.
+EMPTY_REDIS_DB = 14
 
 
 def status_json(*args: str) -> list[dict]:
@@ -165,28 +169,34 @@ def test_watch_stops_quietly_on_ctrl_c(worker, tmp_path):
     assert "Traceback" not in output.read_text()
 
 
-def test_a_lost_redis_is_named_with_what_to_do(db, settings):
-    settings.REDIS_URL = "redis://127.0.0.1:1/0"
-    redis_client.cache_clear()
-    try:
-        with pytest.raises(CommandError, match=r"Redis is unreachable.*REDIS_URL"):
-            call_command("scheduler_status", stdout=StringIO())
-    finally:
-        redis_client.cache_clear()
+def test_a_lost_redis_is_named_with_what_to_do(db, redis_at):
+    redis_at(f"redis://127.0.0.1:{free_port()}/0")
+
+    with pytest.raises(CommandError, match=r"Redis is unreachable.*REDIS_URL"):
+        call_command("scheduler_status", stdout=StringIO())
 
 
-def test_watch_keeps_going_while_redis_is_lost(db, settings):
-    settings.REDIS_URL = "redis://127.0.0.1:1/0"
-    redis_client.cache_clear()
+def test_watch_keeps_going_while_redis_is_lost(db, redis_at):
+    redis_at(f"redis://127.0.0.1:{free_port()}/0")
     out, err = StringIO(), StringIO()
-    try:
-        call_command(
-            "scheduler_status", "--watch=0.01", "--count=2", stdout=out, stderr=err
-        )
-    finally:
-        redis_client.cache_clear()
+
+    call_command(
+        "scheduler_status", "--watch=0.01", "--count=2", stdout=out, stderr=err
+    )
+
     assert err.getvalue().count("Redis is unreachable") == 2
     assert out.getvalue() == ""
+
+
+def test_an_empty_system_says_what_to_start(db, redis_at, settings):
+    redis_at(urlsplit(settings.REDIS_URL)._replace(path=f"/{EMPTY_REDIS_DB}").geturl())
+    redis_client().flushdb()
+    out = StringIO()
+
+    call_command("scheduler_status", stdout=out)
+
+    assert "(no live members: start a worker)" in out.getvalue()
+    assert "(no topics yet)" in out.getvalue()
 
 
 @pytest.mark.parametrize(

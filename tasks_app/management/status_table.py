@@ -17,6 +17,17 @@ from tasks_app.selectors_status import LaneStatus, MemberStatus, SchedulerStatus
 
 MINUTE_S = 60
 HOUR_S = 3600
+MEMBER_COLUMNS = ("member", "host", "lane now", "slices", "messages", "heartbeat")
+LANE_COLUMNS = (
+    "group",
+    "topic",
+    "partition",
+    "paused",
+    "lag",
+    "resume at",
+    "holder",
+    "last slice",
+)
 NUMERIC = frozenset({"slices", "messages", "partition", "lag", "resume at"})
 
 
@@ -36,20 +47,33 @@ def status_text(status: SchedulerStatus, *, width: int, color: bool) -> str:
         highlight=False,
     )
     taken = status.taken_at.strftime("%Y-%m-%d %H:%M:%S %Z")
+    minutes = f"{status.window_s / MINUTE_S:g} min"
+    members = _table(
+        f"Members (work over the last {minutes})",
+        MEMBER_COLUMNS,
+        [_member_row(member, status.taken_at) for member in status.members],
+        empty="(no live members: start a worker)",
+    )
+    lanes = _table(
+        "Lanes",
+        LANE_COLUMNS,
+        [_lane_row(lane, status.taken_at) for lane in status.lanes],
+        empty="(no topics yet)",
+    )
     console.print(f"Scheduler status at {taken}")
-    console.print(Group(_members_table(status), _lanes_table(status)))
+    console.print(Group(members, lanes))
     return buffer.getvalue()
 
 
-def _members_table(status: SchedulerStatus) -> Table:
-    minutes = f"{status.window_s / MINUTE_S:g} min"
-    table = Table(title=f"Members (work over the last {minutes})", title_justify="left")
-    for column in ("member", "host", "lane now", "slices", "messages", "heartbeat"):
+def _table(
+    title: str, columns: tuple[str, ...], rows: list[list[str]], *, empty: str
+) -> Table:
+    """Lay out one table, numbers to the right; a lone row says why it is empty."""
+    table = Table(title=title, title_justify="left")
+    for column in columns:
         table.add_column(column, justify="right" if column in NUMERIC else "left")
-    for member in status.members:
-        table.add_row(*_member_row(member, status.taken_at))
-    if not status.members:
-        table.add_row("(no live members: start a worker)", *[""] * 5)
+    for row in rows or [[empty] + [""] * (len(columns) - 1)]:
+        table.add_row(*row)
     return table
 
 
@@ -63,18 +87,6 @@ def _member_row(member: MemberStatus, now: datetime) -> list[str]:
         str(member.messages),
         heartbeat,
     ]
-
-
-def _lanes_table(status: SchedulerStatus) -> Table:
-    table = Table(title="Lanes", title_justify="left")
-    columns = ("group", "topic", "partition", "paused", "lag", "resume at", "holder")
-    for column in (*columns, "last slice"):
-        table.add_column(column, justify="right" if column in NUMERIC else "left")
-    for lane in status.lanes:
-        table.add_row(*_lane_row(lane, status.taken_at))
-    if not status.lanes:
-        table.add_row("(no topics yet)", *[""] * 7)
-    return table
 
 
 def _lane_row(lane: LaneStatus, now: datetime) -> list[str]:
