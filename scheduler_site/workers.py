@@ -58,7 +58,7 @@ def _flower_command(port: str, address: str = LOCAL_ONLY) -> list[str]:
 
 
 def main(argv: Sequence[str]) -> None:
-    """Replace this process with the worker or beat that `argv` asks for."""
+    """Replace this process with the worker, beat or Flower that `argv` asks for."""
     match list(argv):
         case ["worker", queue, name]:
             command = worker_argv(queue, name)
