@@ -32,4 +32,4 @@ USER scheduler
 
 EXPOSE 8000
 CMD ["gunicorn", "scheduler_site.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", \
-     "--access-logfile", "-"]
+     "--config", "python:scheduler_site.gunicorn_conf", "--access-logfile", "-"]

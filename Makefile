@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 RANDOM_SECRET = $$($(PY) -c 'import secrets; print(secrets.token_urlsafe(50))')
 
 .DEFAULT_GOAL := help
-.PHONY: help venv dev test lint bench clean-dev
+.PHONY: help venv browser dev test lint bench clean-dev
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -23,10 +23,13 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+browser: ## Install Debian's chromium and chromedriver if missing (needs root)
+	.ci/install-chromium
+
 dev: venv ## Run services, migrations, admin user, web, beat and workers (Ctrl-C stops all)
 	$(DEVSTACK) dev
 
-test: venv lint ## Lint, check migrations, and run every test against embedded services
+test: venv lint browser ## Lint, check migrations, and run every test against embedded services
 	DEBUG=1 $(DEVSTACK) exec -- $(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 

@@ -176,11 +176,11 @@ class SliceRunner:
                 reason = EndReason.LEASE_LOST
             except (RotationError, redis.RedisError) as exc:
                 logger.error("Slice on lane %s failed: %s", lane, exc)
-                reason = EndReason.ERROR
+                reason = self._error_reason(lease, keeper)
             except Exception:
                 # A bug or an unexpected library error: the lane must move on.
                 logger.exception("Slice on lane %s failed unexpectedly", lane)
-                reason = EndReason.ERROR
+                reason = self._error_reason(lease, keeper)
         if reason != EndReason.LEASE_LOST:
             # The chain stays busy until the next turn is queued.
             self._best_effort("keep its turn", self.turns.refresh, turn)
@@ -197,6 +197,16 @@ class SliceRunner:
             next_offset=progress.next_offset,
             end_reason=reason,
         )
+
+    def _error_reason(self, lease: Lease, keeper: LeaseKeeper) -> EndReason:
+        """Name why a slice that raised ended: the lease lost, if it is gone (the
+        error was how the loss showed, e.g. the database ending the session of
+        a process frozen past its lease), else an error."""
+        try:
+            gone = keeper.lost.is_set() or self.leases.holder(lease.lane) != lease.value
+        except redis.RedisError:
+            return EndReason.ERROR
+        return EndReason.LEASE_LOST if gone else EndReason.ERROR
 
     def _claim(self, lane: Lane, lease: Lease) -> LaneClaim:
         """Raise the lane's fenced epoch to our token; repair a reset Redis counter."""

@@ -28,6 +28,14 @@ SCHEDULER_CONSUME_BATCH = env.int("SCHEDULER_CONSUME_BATCH", default=200)
 SCHEDULER_POLL_TIMEOUT_MS = env.int("SCHEDULER_POLL_TIMEOUT_MS", default=50)
 SCHEDULER_HEARTBEAT_S = env.float("SCHEDULER_HEARTBEAT_S", default=2.0)
 SCHEDULER_WATCHDOG_S = env.float("SCHEDULER_WATCHDOG_S", default=2.0)
+# Succeeded and cancelled tasks (and their history) are deleted this many days
+# after they finished (0 keeps everything); dead tasks stay until retried or
+# purged on purpose (`manage.py tasks_purge --dead`); services/retention.py.
+SCHEDULER_RETENTION_DAYS = env.float("SCHEDULER_RETENTION_DAYS", default=3.0)
+SCHEDULER_PURGE_INTERVAL_S = env.float("SCHEDULER_PURGE_INTERVAL_S", default=60.0)
+SCHEDULER_PURGE_BATCH = env.int("SCHEDULER_PURGE_BATCH", default=1000)
+# Per run, so the publisher's queue (where the purge runs) is held up this long at most.
+SCHEDULER_PURGE_BUDGET_S = env.float("SCHEDULER_PURGE_BUDGET_S", default=2.0)
 
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html
 CELERY_TASK_IGNORE_RESULT = True
@@ -58,6 +66,7 @@ CELERY_TASK_ROUTES = {
     "tasks_app.tasks.watchdog": {"queue": "publish"},
     "tasks_app.tasks.run_slice": {"queue": "rotation"},
     "tasks_app.tasks.lanes_kick": {"queue": "publish"},
+    "tasks_app.tasks.purge_finished": {"queue": "publish"},
 }
 CELERY_BEAT_SCHEDULE = {
     "publish-pending": {
@@ -69,5 +78,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "tasks_app.tasks.watchdog",
         "schedule": SCHEDULER_WATCHDOG_S,
         "options": {"expires": SCHEDULER_WATCHDOG_S * 5},
+    },
+    "purge-finished": {
+        "task": "tasks_app.tasks.purge_finished",
+        "schedule": SCHEDULER_PURGE_INTERVAL_S,
+        "options": {"expires": SCHEDULER_PURGE_INTERVAL_S},
     },
 }

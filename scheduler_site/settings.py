@@ -33,6 +33,15 @@ if not DEBUG and (len(SECRET_KEY) < 32 or SECRET_KEY.startswith(_INSECURE_PREFIX
         "`source .devstack/services.env` first (it sets DEBUG and a dev-only key)."
     )
 
+# /metrics: Prometheus sends `Authorization: Bearer <METRICS_TOKEN>`; operators
+# may also read it signed in. Unset, no token is accepted (docs/metrics.md).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+if METRICS_TOKEN and len(METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured(
+        "METRICS_TOKEN must be at least 32 characters (or unset). Generate one "
+        'with: python -c "import secrets; print(secrets.token_urlsafe(32))"'
+    )
+
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -44,7 +53,8 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 # Probes reach /healthz over plain HTTP inside the network (compose's
 # healthcheck, a load balancer), so it is never redirected.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# Prometheus scrapes /metrics the same way (with its bearer token, below).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 SECURE_HSTS_SECONDS = env.int(
     "SECURE_HSTS_SECONDS", default=0 if DEBUG else 365 * 24 * 3600
 )

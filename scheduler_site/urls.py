@@ -1,5 +1,6 @@
-"""Top-level routes: the REST API, the seed-compatible routes, admin, health, and
-the JSON error answers for requests no view handles."""
+"""Top-level routes: the REST API, the seed-compatible routes, admin, the
+operators' dashboard, /metrics, health, and the JSON error answers for requests no view
+handles."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -7,6 +8,8 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("tasks_app.api.urls")),
+    path("dashboard/", include("tasks_app.dashboard.urls")),
+    path("", include("tasks_app.metrics.urls")),
     path("", include("tasks_app.api.seed_urls")),
 ]
 

@@ -20,6 +20,7 @@ APP_LABEL = "tasks_app"
 ADD_TASK = "tasks_app.add_task"
 VIEW_TASK = "tasks_app.view_task"
 CHANGE_TASK = "tasks_app.change_task"
+CHANGE_TOPIC = "tasks_app.change_topic"
 VIEW_ROTATION = "tasks_app.view_rotation"
 
 

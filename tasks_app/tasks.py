@@ -9,6 +9,7 @@ from celery import Task, shared_task
 from rotation.turns import Turn
 from tasks_app.services.growth import growth_barriers_clear
 from tasks_app.services.publisher.run import publish_pending_run
+from tasks_app.services.retention import retention_purge_run
 from tasks_app.worker import runtime
 
 
@@ -46,3 +47,12 @@ def watchdog() -> int:
     (also lanes a passed growth barrier set free), and tidy passed barriers."""
     growth_barriers_clear()
     return runtime().kick_lanes()
+
+
+@shared_task(ignore_result=True, acks_late=False)
+def purge_finished() -> int:
+    """Delete finished tasks past SCHEDULER_RETENTION_DAYS; return how many.
+
+    Acknowledged early: a lost run is harmless, beat starts the next one.
+    """
+    return retention_purge_run()

@@ -4,8 +4,10 @@ import os
 import socket
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import redis
 from django.db import connection
@@ -17,6 +19,8 @@ START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 
 # Short intervals so failures are noticed quickly in tests.
+T = TypeVar("T")
+
 TEST_TUNING = {
     "SCHEDULER_HEARTBEAT_S": "0.5",
     "SCHEDULER_WATCHDOG_S": "0.5",
@@ -44,12 +48,12 @@ def redis_database(number: int) -> redis.Redis:
 
 
 def wait_for(
-    condition: Callable[[], object],
+    condition: Callable[[], T | None],
     *,
     timeout_s: float,
     what: str,
     interval_s: float = 0.05,
-) -> object:
+) -> T:
     """Poll until `condition()` is truthy and return it; fail naming `what`."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -93,6 +97,21 @@ class Cluster(CeleryProcesses):
     def name_of(self, member: str) -> str:
         """Map a member (node name) back to the worker name it was started as."""
         return member.split("@", 1)[0]
+
+
+@contextmanager
+def running_cluster(
+    env: dict[str, str], log_dir: Path, workers: Iterable[str]
+) -> Iterator[Cluster]:
+    """Run beat, the publisher and the named rotation workers for a block."""
+    cluster = Cluster(env, log_dir)
+    try:
+        cluster.start_control()
+        for name in workers:
+            cluster.start_worker(name)
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 def settle(cluster: Cluster) -> None:

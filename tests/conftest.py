@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 from rotation.store import LaneStore
 from tasks_app.redis_client import redis_client
 from tasks_app.roles import Role
-from tests.cluster import Cluster, worker_database_url
+from tests.cluster import running_cluster, worker_database_url
 from tests.factories import UserFactory
 from tests.lane_harness import Harness, harness
 
@@ -125,10 +125,5 @@ def worker(django_db_setup, django_db_blocker, tmp_path_factory, worker_env):
     """One rotation worker, a publisher worker and beat, for the test module."""
     with django_db_blocker.unblock():
         env = {**os.environ, "DATABASE_URL": worker_database_url(), **worker_env}
-    cluster = Cluster(env, tmp_path_factory.mktemp("cluster"))
-    try:
-        cluster.start_control()
-        cluster.start_worker("w1")
+    with running_cluster(env, tmp_path_factory.mktemp("cluster"), ["w1"]) as cluster:
         yield cluster
-    finally:
-        cluster.stop()

@@ -247,3 +247,16 @@ def test_slices_and_lane_states_are_read_only(admin_client, records):
         url = f"/admin/tasks_app/{model}/{records[model].pk}/delete/"
         assert admin_client.get(url).status_code == 403
         assert admin_client.get(f"/admin/tasks_app/{model}/add/").status_code == 403
+
+
+@pytest.mark.parametrize("status", [TaskStatus.DEAD, TaskStatus.SUCCEEDED])
+def test_the_task_list_filters_by_status(admin_client, topic_name, status):
+    wanted, other = _submit(topic_name), _submit(topic_name)
+    Task.objects.filter(pk=wanted.pk).update(status=status)
+
+    response = admin_client.get("/admin/tasks_app/task/", {"status__exact": status})
+
+    assert response.status_code == 200
+    shown = {task.pk for task in response.context["cl"].result_list}
+    assert wanted.pk in shown
+    assert other.pk not in shown

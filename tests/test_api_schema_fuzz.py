@@ -6,9 +6,9 @@ request refused and no schema-violating one accepted. Runs as an operator (who
 may call every route) and as a submitter (the routes that answer by owner).
 tests/schemathesis_hooks.py states the few rules a schema cannot.
 
-The server is gunicorn, as in production, on the test database: Django's
-threaded test server answers each keep-alive request about 40 ms late (its
-two small writes meet TCP's delayed ACK), which made the run four times longer.
+The server is gunicorn, as in production, on the test database
+(tests/web_server.py): Django's threaded test server made the run four times
+longer.
 
 Reproduce a failure with the `st run` command line the assertion prints
 (against `make dev`, with a token of the same role).
@@ -17,7 +17,6 @@ Reproduce a failure with the `st run` command line the assertion prints
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,16 +24,13 @@ from pathlib import Path
 import pytest
 from rest_framework.authtoken.models import Token
 
-from scheduler_site.devstack.process import free_port, tcp_open
 from tasks_app.roles import Role
 from tasks_app.services.topics import topic_create
-from tests.cluster import wait_for, worker_database_url
+from tests.cluster import worker_database_url
 from tests.factories import UserFactory
 from tests.schemathesis_hooks import KNOWN_TOPICS_ENV
+from tests.web_server import BIN, REPO, gunicorn
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-SERVER_START_TIMEOUT_S = 60.0
 # Cases per operation and phase; the coverage phase adds its boundary cases.
 MAX_EXAMPLES = 5
 # Fixed, so a failure replays exactly; change it to explore other inputs.
@@ -129,25 +125,8 @@ def server(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[str
     """Serve the app with gunicorn on the test database; return its base URL."""
     with django_db_blocker.unblock():
         env = {**os.environ, "DATABASE_URL": worker_database_url()}
-    port = free_port()
-    log = tmp_path_factory.mktemp("gunicorn") / "server.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [str(BIN / "gunicorn"), "scheduler_site.wsgi", "--workers", "2",
-             "--bind", f"127.0.0.1:{port}", "--access-logfile", "-"],
-            env=env, cwd=REPO, stdout=output, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        wait_for(
-            lambda: process.poll() is not None or tcp_open(port),
-            timeout_s=SERVER_START_TIMEOUT_S,
-            what="gunicorn to listen",
-        )
-        assert process.poll() is None, log.read_text()
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with gunicorn(env, tmp_path_factory.mktemp("gunicorn") / "server.log") as url:
+        yield url
 
 
 @pytest.mark.parametrize("role", [Role.OPERATOR, Role.SUBMITTER])

@@ -1,6 +1,7 @@
 """The task API: submit one or many, idempotency, list, read, cancel and retry."""
 
 import base64
+import json
 import uuid
 
 import pytest
@@ -49,6 +50,78 @@ def test_create_a_list_stores_every_task_in_order(submitter_client, topic_name):
     stored = Task.objects.filter(uuid__in=ids).order_by("id")
     assert [str(t.uuid) for t in stored] == ids
     assert [t.message for t in stored] == [0, 1, 2, 3, 4]
+
+
+def test_a_list_stores_each_tasks_outbox_entry_and_first_event(
+    submitter, submitter_client, topic_name
+):
+    other = f"{topic_name}-b"
+    body = [
+        {"topic": topic_name, "message": {"n": 0}},
+        {"topic": other, "message": [1, "two"], "key": "k"},
+        {"topic": topic_name, "message": "three", "idempotency_key": "i-3"},
+    ]
+
+    response = _post(submitter_client, body)
+
+    assert response.status_code == 201, response.data
+    tasks = list(Task.objects.filter(uuid__in=[i["id"] for i in response.data]))
+    assert [str(t.uuid) for t in sorted(tasks, key=lambda t: t.pk)] == [
+        i["id"] for i in response.data
+    ], "ids follow the list"
+    for task in tasks:
+        assert task.submitted_by == submitter
+        entry = OutboxEntry.objects.get(task=task)
+        envelope = json.loads(entry.envelope)
+        assert (entry.topic_name, entry.key) == (task.topic.name, task.key)
+        assert envelope["task_id"] == str(task.uuid)
+        assert envelope["message"] == task.message
+        assert entry.available_at == task.created_at
+        assert [(e.status, e.at) for e in task.events.all()] == [
+            ("pending", task.created_at)
+        ]
+    assert Task.objects.get(idempotency_key="i-3").request_hash
+
+
+def test_prefer_return_minimal_answers_only_ids_and_statuses(
+    submitter_client, topic_name
+):
+    body = [{"topic": topic_name, "message": n} for n in range(3)]
+
+    response = _post(submitter_client, body, HTTP_PREFER="return=minimal")
+
+    assert response.status_code == 201, response.data
+    assert response["Preference-Applied"] == "return=minimal"
+    assert "Prefer" in response["Vary"]
+    stored = Task.objects.filter(topic__name=topic_name).order_by("id")
+    assert response.json() == [{"id": str(t.uuid), "status": "pending"} for t in stored]
+
+
+def test_prefer_return_minimal_applies_to_one_task_and_to_a_repeat(
+    submitter_client, topic_name
+):
+    body = {"topic": topic_name, "message": "m", "idempotency_key": "once"}
+
+    first = _post(submitter_client, body, HTTP_PREFER="respond-async, return=minimal")
+    again = _post(submitter_client, body, HTTP_PREFER="return=minimal")
+
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert (
+        first.json() == again.json() == {"id": first.json()["id"], "status": "pending"}
+    )
+
+
+def test_prefer_return_representation_or_nothing_answers_the_full_task(
+    submitter_client, topic_name
+):
+    for prefer in ({"HTTP_PREFER": "return=representation"}, {}):
+        response = _post(
+            submitter_client, {"topic": topic_name, "message": 1}, **prefer
+        )
+
+        assert response.status_code == 201
+        assert "Preference-Applied" not in response
+        assert response.json()["url"].endswith(f"/api/tasks/{response.json()['id']}/")
 
 
 def test_a_list_over_the_bulk_limit_is_refused_naming_the_limit(

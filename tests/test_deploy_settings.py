@@ -80,7 +80,7 @@ def test_check_deploy_is_clean_under_the_documented_production_environment():
         ("SESSION_COOKIE_SECURE", "True"),
         ("CSRF_COOKIE_SECURE", "True"),
         ("SECURE_HSTS_SECONDS", "31536000"),
-        ("SECURE_REDIRECT_EXEMPT", "['^healthz$']"),
+        ("SECURE_REDIRECT_EXEMPT", "['^healthz$', '^metrics$']"),
     ],
 )
 def test_with_debug_off_https_is_on_unless_the_environment_says_otherwise(
@@ -101,6 +101,16 @@ def test_the_proxy_header_setting_names_the_header_and_https():
     assert "SECURE_PROXY_SSL_HEADER = ('HTTP_X_FORWARDED_PROTO', 'https')" in (
         result.stdout
     ), result.stderr
+
+
+def test_a_short_metrics_token_stops_start_up_saying_how_to_make_one():
+    env = {"SECRET_KEY": DOT_ENV["SECRET_KEY"], **PRODUCTION_URLS}
+
+    result = _manage("diffsettings", env={**env, "METRICS_TOKEN": "secret"})
+
+    assert result.returncode != 0
+    assert "METRICS_TOKEN must be at least 32 characters" in result.stderr
+    assert "secrets.token_urlsafe" in result.stderr
 
 
 @pytest.mark.parametrize(

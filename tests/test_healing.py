@@ -18,6 +18,7 @@ from rotation.lanes import Lane
 from rotation.store import EndReason
 from scheduler_site.devstack import brokers
 from tasks_app.models import PartitionHead, Task, TaskStatus
+from tasks_app.services.rotation_events import rotation_event_totals
 from tests.cluster import wait_for
 from tests.handlers import runs
 from tests.lane_harness import Harness
@@ -107,6 +108,7 @@ def test_a_backlog_the_broker_forgot_is_published_again_and_runs_in_order(
     healed = [r.message for r in caplog.records if "healed" in r.message]
     assert len(healed) == 1, healed
     assert "30 unfinished tasks" in healed[0]
+    assert rotation_event_totals()["healed", "default", topic] == 1  # /metrics
     statuses = Task.objects.filter(topic__name=topic).values_list("status", flat=True)
     assert set(statuses) == {TaskStatus.SUCCEEDED}
 

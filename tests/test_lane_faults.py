@@ -14,6 +14,7 @@ from django.db import InterfaceError, connection
 
 from rotation.kafka.consumer import Record
 from rotation.kafka.producer import ProduceError
+from rotation.lease import LeaseManager
 from rotation.store import EndReason
 from tasks_app.models import LaneState, Slice, Task, TaskStatus
 from tasks_app.services.execution import batch_process
@@ -212,3 +213,31 @@ def test_database_sessions_use_tcp_keepalives_on_both_ends(db):
     assert server_idle in (f"{wanted['idle']}", f"{wanted['idle']}s")
     assert "keepalives=1" in client_dsn
     assert f"keepalives_idle={wanted['idle']}" in client_dsn
+
+
+class _FrozenPastItsLeaseStore(DatabaseLaneStore):
+    """The real store; while it works, its lease expires and another member takes
+    the lane, then the database ends the stale session (a SIGSTOP longer than the
+    lease, while a transaction was open)."""
+
+    def __init__(self):
+        super().__init__(process_batch=batch_process, heal=heal_here())
+        self.leases: LeaseManager | None = None
+
+    def process(self, lane, *args, **kwargs):
+        self.leases.client.delete(lane.key("lease"))
+        self.leases.acquire(lane, owner="m2", ttl_ms=60_000)
+        raise InterfaceError("connection already closed")
+
+
+def test_an_error_once_the_lease_is_gone_ends_the_slice_as_lease_lost(slice_harness):
+    lane, _ = published_topic(3)
+    store = _FrozenPastItsLeaseStore()
+    runner = slice_harness(store)
+    store.leases = runner.runner.leases
+
+    record = runner.run_turn(lane)
+
+    assert record.end_reason == EndReason.LEASE_LOST
+    assert "m2" in runner.runner.leases.holder(lane), "the new holder's lease stays"
+    assert runner.sent == [], "a fenced-out member queues no turn"

@@ -14,7 +14,13 @@ import pytest
 
 from rotation.lanes import Lane, text
 from tasks_app.models import Slice, Task, TaskStatus
-from tests.cluster import Cluster, settle, wait_for, worker_database_url
+from tests.cluster import (
+    Cluster,
+    running_cluster,
+    settle,
+    wait_for,
+    worker_database_url,
+)
 from tests.handlers import runs
 from tests.rotation_support import (
     lane_slices,
@@ -31,18 +37,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture(scope="module")
 def cluster(django_db_setup, django_db_blocker, tmp_path_factory):
     """Three rotation workers, a publisher worker and beat, for the whole module."""
-    import os
-
     with django_db_blocker.unblock():
         env = {**os.environ, "DATABASE_URL": worker_database_url()}
-    cluster = Cluster(env, tmp_path_factory.mktemp("cluster"))
-    try:
-        cluster.start_control()
-        for name in WORKERS:
-            cluster.start_worker(name)
+    with running_cluster(env, tmp_path_factory.mktemp("cluster"), WORKERS) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Site wiring: offline API docs, static files via WhiteNoise, the database-down 503."""
+"""Site wiring: offline API docs and dashboard, static files via WhiteNoise, the
+database-down 503."""
 
 import re
 
@@ -7,6 +8,7 @@ from django.core import checks
 from django.core.management import call_command
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
+from django.test import Client
 from django.urls import path
 from rest_framework.test import APIClient
 
@@ -26,16 +28,40 @@ def test_the_docs_page_loads_swagger_ui_from_our_own_static_files(anon_client, d
     assert all(asset.startswith(SIDECAR_PREFIX) for asset in assets), assets
 
 
-def test_whitenoise_serves_every_docs_asset_after_collectstatic(db, settings, tmp_path):
+@pytest.fixture
+def collected(db, settings, tmp_path) -> None:
+    """Run collectstatic into a fresh STATIC_ROOT, as a deploy does."""
     settings.STATIC_ROOT = tmp_path / "static"
     call_command("collectstatic", "--noinput", verbosity=0)
-    client = APIClient()  # a new client loads WhiteNoise with the new STATIC_ROOT
 
-    for asset in _docs_assets(client):
+
+def _served_gzipped(client: Client, assets: list[str]) -> None:
+    for asset in assets:
         response = client.get(asset, HTTP_ACCEPT_ENCODING="gzip")
         assert response.status_code == 200, asset
         if asset.endswith((".js", ".css")):
             assert response["Content-Encoding"] == "gzip", asset
+
+
+def test_whitenoise_serves_every_docs_asset_after_collectstatic(collected):
+    client = APIClient()  # a new client loads WhiteNoise with the new STATIC_ROOT
+
+    _served_gzipped(client, _docs_assets(client))
+
+
+def test_whitenoise_serves_the_dashboards_own_assets_after_collectstatic(
+    collected, operator
+):
+    client = Client()
+    client.force_login(operator)
+    page = client.get("/dashboard/").content.decode()
+    assets = re.findall(r'(?:src|href)="(/static/tasks_app/[^"]+)"', page)
+
+    assert sorted(assets) == [
+        "/static/tasks_app/dashboard/dashboard.css",
+        "/static/tasks_app/dashboard/dashboard.js",
+    ]
+    _served_gzipped(client, assets)
 
 
 def test_in_debug_whitenoise_serves_docs_assets_without_collectstatic(db, settings):

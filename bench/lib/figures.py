@@ -9,6 +9,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from tasks_app.fairness import jain_index
+
 
 @dataclass(frozen=True)
 class TaskRow:
@@ -63,10 +65,9 @@ def percentile(values: Iterable[float], pct: float) -> float:
 
 
 def jain(values: Iterable[float]) -> float:
-    """Jain's fairness index: 1 when all are equal, 1/n when one takes all."""
-    xs = list(values)
-    squares = sum(x * x for x in xs)
-    return sum(xs) ** 2 / (len(xs) * squares) if squares else math.nan
+    """Jain's fairness index (the dashboard's), NaN when nothing is compared."""
+    index = jain_index(values)
+    return math.nan if index is None else index
 
 
 def order_held(tasks: Iterable[TaskRow]) -> bool:

@@ -4,6 +4,7 @@
   a POSTPROCESSING_HOOK), all in the `Error` shape.
 - Request bodies refuse unknown fields, as RejectUnknownFieldsMixin does.
 - A handler is one of the registered names (read when the schema is built).
+- The lean answer to `Prefer: return=minimal` has no other fields.
 """
 
 from typing import Any
@@ -55,7 +56,9 @@ def _statuses(path: str, method: str, operation: dict[str, Any]) -> list[str]:
 
 def errors_postprocess(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     """Add the error answers each operation can give but does not declare."""
-    _bound_bulk_submission(result.get("components", {}).get("schemas", {}))
+    components = result.get("components", {}).get("schemas", {})
+    _bound_bulk_submission(components)
+    _close_minimal_answer(components)
     for path, item in result.get("paths", {}).items():
         for method, operation in item.items():
             _require_submission_body(operation)
@@ -69,6 +72,13 @@ def errors_postprocess(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
                     },
                 )
     return result
+
+
+def _close_minimal_answer(components: dict[str, Any]) -> None:
+    """A lean answer holds id and status only: closing it keeps a full task from
+    also matching it in TasksAccepted's oneOf."""
+    if "TaskAccepted" in components:
+        components["TaskAccepted"]["additionalProperties"] = False
 
 
 def _bound_bulk_submission(components: dict[str, Any]) -> None:

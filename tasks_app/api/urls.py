@@ -1,9 +1,14 @@
-"""Routes under /api/: tasks, topics, groups, slices, members, stats, schema, docs."""
+"""Routes under /api/: tasks, topics, groups, slices, members, stats, schema, docs;
+the root lists them and links the dashboard."""
 
-from django.urls import include, path
+from typing import Any
+
+from django.urls import include, path, reverse
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
-from rest_framework.routers import DefaultRouter
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.routers import APIRootView, DefaultRouter
 
 from tasks_app.api.views import (
     GroupViewSet,
@@ -15,7 +20,20 @@ from tasks_app.api.views import (
     TopicViewSet,
 )
 
+
+class ApiRootView(APIRootView):
+    """The API root's links, plus the operators' dashboard (a page, not a route)."""
+
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        response = super().get(request, *args, **kwargs)
+        response.data["dashboard"] = request.build_absolute_uri(
+            reverse("dashboard:index")
+        )
+        return response
+
+
 router = DefaultRouter()
+router.APIRootView = ApiRootView
 # Topic names may contain dots, which the `.json` suffix routes would misread.
 router.include_format_suffixes = False
 router.register("tasks", TaskViewSet, basename="task")

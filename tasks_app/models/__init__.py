@@ -2,15 +2,18 @@
 
 from tasks_app.models.lane import LaneState, PartitionHead, Slice
 from tasks_app.models.task import (
+    EXCEPTIONAL_STATUSES,
     DeadLetter,
     OutboxEntry,
     Task,
+    TaskCount,
     TaskEvent,
     TaskStatus,
 )
 from tasks_app.models.topic import ConsumerGroup, GroupTopic, Topic, WalkMode
 
 __all__ = [
+    "EXCEPTIONAL_STATUSES",
     "ConsumerGroup",
     "DeadLetter",
     "GroupTopic",
@@ -19,6 +22,7 @@ __all__ = [
     "PartitionHead",
     "Slice",
     "Task",
+    "TaskCount",
     "TaskEvent",
     "TaskStatus",
     "Topic",

@@ -3,6 +3,7 @@
 import uuid
 
 from django.conf import settings
+from django.contrib.postgres.indexes import BrinIndex
 from django.db import models
 
 from tasks_app.models.topic import Topic
@@ -24,7 +25,13 @@ class TaskStatus(models.TextChoices):
     CANCELLED = "cancelled"
 
 
+# Pages one BRIN summary covers: smaller ranges skip more pages of a narrow
+# window for a slightly larger index (still a few kB per million tasks).
+BRIN_PAGES_PER_RANGE = 32
+
 TERMINAL_STATUSES = (TaskStatus.SUCCEEDED, TaskStatus.DEAD, TaskStatus.CANCELLED)
+# Statuses few tasks are in; `Task.exceptional` marks them for their own indexes.
+EXCEPTIONAL_STATUSES = (TaskStatus.FAILED, TaskStatus.DEAD, TaskStatus.CANCELLED)
 
 
 class Task(models.Model):
@@ -91,18 +98,51 @@ class Task(models.Model):
     )
     result = models.JSONField(null=True, blank=True, help_text="Handler's return.")
     error = models.TextField(blank=True, default="", help_text="Last failure.")
+    # Computed by PostgreSQL from `status`: true for the statuses few tasks are
+    # in. Its partial indexes serve "the dead tasks" and "topic X's failed
+    # tasks" at any table size, and since the common transitions (pending ->
+    # published -> running -> succeeded) leave it false, they stay HOT updates.
+    exceptional = models.GeneratedField(
+        expression=models.ExpressionWrapper(
+            models.Q(status__in=EXCEPTIONAL_STATUSES),
+            output_field=models.BooleanField(),
+        ),
+        output_field=models.BooleanField(),
+        db_persist=True,
+    )
 
     class Meta:
         ordering = ["-id"]
-        # No index covers `status`, so with the table's free space per page
-        # (fillfactor, migration 0002) every status change is a HOT update that
-        # writes no index entries: the publisher's bulk update is its largest
-        # cost (docs/benchmarks.md). Status filters walk the id index instead.
+        # No B-tree covers `status` or a timing, so with the table's free space
+        # per page (fillfactor, migration 0002) every status change is a HOT
+        # update that writes no index entries: the publisher's bulk update is its
+        # largest cost (docs/benchmarks.md). Status filters walk the id index.
         indexes = [
+            # Time-window reads (the dashboard's throughput and latency). BRIN is
+            # a "summarizing" index: since PostgreSQL 16, setting finished_at
+            # keeps the update HOT. Rows finish roughly in the order they were
+            # stored, so a window reads the few page ranges that finished in it.
+            BrinIndex(
+                fields=["finished_at"],
+                name="task_finished_brin",
+                autosummarize=True,
+                pages_per_range=BRIN_PAGES_PER_RANGE,
+            ),
             models.Index(fields=["topic", "id"], name="task_topic_id"),
             models.Index(fields=["key", "id"], name="task_key_id"),
             # A submitter's own tasks, newest first (their task list).
             models.Index(fields=["submitted_by", "id"], name="task_owner_id"),
+            # The few failed, dead and cancelled tasks, overall and per topic.
+            models.Index(
+                fields=["id"],
+                condition=models.Q(exceptional=True),
+                name="task_exceptional_id",
+            ),
+            models.Index(
+                fields=["topic", "id"],
+                condition=models.Q(exceptional=True),
+                name="task_exceptional_topic_id",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -177,3 +217,30 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"dead letter {self.id} of task {self.task_id}"
+
+
+class TaskCount(models.Model):
+    """How many tasks of a topic are in a status: the stats read these few rows
+    instead of counting every task.
+
+    PostgreSQL keeps them, not the application: statement triggers on the task
+    table (migration 0012) add each statement's changes to the row of the
+    connection that made them (`shard` = its backend pid), so concurrent
+    writers never wait on each other's counts. The purge folds the rows into
+    shard 0 (services/retention.py). A topic's count is the sum over shards.
+    """
+
+    topic = models.ForeignKey(Topic, on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(max_length=16, choices=TaskStatus.choices)
+    shard = models.IntegerField(help_text="Backend pid of the writer; 0 once folded.")
+    count = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["topic", "status", "shard"], name="taskcount_topic_status_shard"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.topic_id} {self.status}: {self.count}"

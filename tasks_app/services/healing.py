@@ -27,6 +27,7 @@ from tasks_app.services.envelope import marker_record, task_envelope, task_recor
 from tasks_app.services.lane_state import LaneRef, lane_fenced, lane_read, lane_resume
 from tasks_app.services.partition_heads import partition_healed
 from tasks_app.services.publisher_lock import publisher_lock
+from tasks_app.services.rotation_events import RotationEvent, rotation_event_count
 from tasks_app.services.sql import sql
 from tasks_app.services.topics import topic_sync_kafka
 
@@ -93,6 +94,7 @@ def _republish(ref: LaneRef, token: int, producer: BatchProducer, reason: str) -
         partition_healed(
             cursor, topic_pk=ref.topic_pk, partition=lane.partition, end_offset=end
         )
+    rotation_event_count(event=RotationEvent.HEALED, group=lane.group, topic=lane.topic)
     logger.warning(
         "Lane %s healed: re-published %d unfinished tasks at offsets %d-%d, in "
         "submission order (%s)",

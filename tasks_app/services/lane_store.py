@@ -2,14 +2,15 @@
 
 An adapter: each method calls the module that owns its part (the lane fencing
 protocol in lane_state, partition heads in publisher.heads, growth barriers in
-growth), and turns database failures into StoreUnavailable. Running handlers
+growth), turns database failures into StoreUnavailable, and counts the
+fence's refusals (rotation_events, for /metrics). Running handlers
 and healing are injected by the worker runtime, which owns the producer.
 """
 
 import functools
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from django.db import Error as DjangoDatabaseError
 from django.db import connection, transaction
@@ -18,6 +19,7 @@ from rotation.kafka.consumer import Record
 from rotation.lanes import Lane, LanePolicy
 from rotation.store import (
     BatchOutcome,
+    Fenced,
     LaneClaim,
     LaneView,
     SliceRecord,
@@ -27,6 +29,7 @@ from tasks_app.models import ConsumerGroup, Slice, Topic, WalkMode
 from tasks_app.services.growth import runnable_end_sql
 from tasks_app.services.lane_state import LaneRef, lane_claim, lane_settle
 from tasks_app.services.partition_heads import partition_lost
+from tasks_app.services.rotation_events import RotationEvent, rotation_event_count
 from tasks_app.services.sql import sql
 
 P = ParamSpec("P")
@@ -85,6 +88,26 @@ def _store_errors(method: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+LaneMethod = Callable[Concatenate[Any, Lane, P], R]
+
+
+def _refusals_counted(method: LaneMethod[P, R]) -> LaneMethod[P, R]:
+    """Count each stale token the database fence refuses (rotation_events):
+    no row records a refusal, and operators watch for them (/metrics)."""
+
+    @functools.wraps(method)
+    def wrapper(store: Any, lane: Lane, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(store, lane, *args, **kwargs)
+        except Fenced:
+            rotation_event_count(
+                event=RotationEvent.FENCED, group=lane.group, topic=lane.topic
+            )
+            raise
+
+    return wrapper
+
+
 class DatabaseLaneStore:
     """The LaneStore the Celery workers use (see rotation/store.py)."""
 
@@ -123,6 +146,7 @@ class DatabaseLaneStore:
             sequential=walk_mode == WalkMode.SEQUENTIAL,
         )
 
+    @_refusals_counted
     @_store_errors
     def claim(self, lane: Lane, token: int) -> LaneClaim:
         """Make `token` the lane's epoch; see lane_state.lane_claim."""
@@ -141,11 +165,13 @@ class DatabaseLaneStore:
         ref = self.ref(lane)
         partition_lost(topic_pk=ref.topic_pk, partition=lane.partition, reason=reason)
 
+    @_refusals_counted
     @_store_errors
     def heal(self, lane: Lane, token: int) -> LaneClaim:
         """Publish the lane's unfinished tasks again (tasks_app.services.healing)."""
         return self._heal(ref=self.ref(lane), token=token)
 
+    @_refusals_counted
     @_store_errors
     def process(
         self,

@@ -9,12 +9,19 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from tasks_app.models.lane import LaneState, PartitionHead, Slice
-from tasks_app.models.task import DeadLetter, OutboxEntry, Task, TaskEvent
+from tasks_app.models.task import (
+    DeadLetter,
+    OutboxEntry,
+    Task,
+    TaskCount,
+    TaskEvent,
+)
 from tasks_app.models.topic import ConsumerGroup, GroupTopic, Topic
 
 TABLES = {
     "task": Task._meta.db_table,
     "taskevent": TaskEvent._meta.db_table,
+    "taskcount": TaskCount._meta.db_table,
     "outbox": OutboxEntry._meta.db_table,
     "deadletter": DeadLetter._meta.db_table,
     "topic": Topic._meta.db_table,

@@ -8,6 +8,7 @@ from tasks_app.api.serializers.rotation import (
     StatsSerializer,
 )
 from tasks_app.api.serializers.tasks import (
+    TaskAcceptedSerializer,
     TaskCreateSerializer,
     TaskDetailSerializer,
     TaskEventSerializer,
@@ -31,6 +32,7 @@ __all__ = [
     "SliceListQuerySerializer",
     "SliceSerializer",
     "StatsSerializer",
+    "TaskAcceptedSerializer",
     "TaskCreateSerializer",
     "TaskDetailSerializer",
     "TaskEventSerializer",

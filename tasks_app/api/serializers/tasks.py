@@ -193,6 +193,13 @@ class TaskSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class TaskAcceptedSerializer(serializers.Serializer):
+    """A stored task, as answered to `Prefer: return=minimal`."""
+
+    id = serializers.UUIDField(source="uuid", read_only=True)
+    status = serializers.CharField(read_only=True)
+
+
 class TaskDetailSerializer(TaskSerializer):
     """A task with its history of transitions."""
 

@@ -17,7 +17,9 @@ from rest_framework.response import Response
 from tasks_app.api.pagination import TaskCursorPagination
 from tasks_app.api.parsers import API_PARSERS
 from tasks_app.api.permissions import CanSubmitTasks, CanUseTasks
+from tasks_app.api.prefer import preference_answered, prefers_minimal
 from tasks_app.api.serializers import (
+    TaskAcceptedSerializer,
     TaskCreateSerializer,
     TaskDetailSerializer,
     TaskListQuerySerializer,
@@ -46,7 +48,18 @@ TASK_SUBMISSION = PolymorphicProxySerializer(
 )
 TASKS_ACCEPTED = PolymorphicProxySerializer(
     component_name="TasksAccepted",
-    serializers=[TaskSerializer, TaskSerializer(many=True)],
+    serializers=[
+        TaskSerializer,
+        TaskSerializer(many=True),
+        TaskAcceptedSerializer,
+        TaskAcceptedSerializer(many=True),
+    ],
+    resource_type_field_name=None,
+    many=False,
+)
+TASK_REPEATED = PolymorphicProxySerializer(
+    component_name="TaskRepeated",
+    serializers=[TaskSerializer, TaskAcceptedSerializer],
     resource_type_field_name=None,
     many=False,
 )
@@ -56,6 +69,14 @@ IDEMPOTENCY_HEADER_DOC = OpenApiParameter(
     OpenApiParameter.HEADER,
     description="Same as the body field idempotency_key; a single task only (with "
     "a list, give each task its own idempotency_key). Empty means none.",
+)
+PREFER_HEADER_DOC = OpenApiParameter(
+    "Prefer",
+    str,
+    OpenApiParameter.HEADER,
+    description="RFC 7240 preferences; `return=minimal` answers each task's id and "
+    "status only (far cheaper for large lists; Preference-Applied says so). "
+    "Without it the answer is the full task; other preferences are ignored.",
 )
 
 
@@ -109,13 +130,13 @@ class TaskViewSet(viewsets.GenericViewSet):
 
     @extend_schema(
         request=TASK_SUBMISSION,
-        parameters=[IDEMPOTENCY_HEADER_DOC],
+        parameters=[IDEMPOTENCY_HEADER_DOC, PREFER_HEADER_DOC],
         responses={
             201: OpenApiResponse(
                 TASKS_ACCEPTED, description="The task, or the list of tasks, stored."
             ),
             200: OpenApiResponse(
-                TaskSerializer, description="The original task (repeated key)."
+                TASK_REPEATED, description="The original task (repeated key)."
             ),
             400: BAD_REQUEST,
             409: OpenApiResponse(
@@ -136,7 +157,7 @@ class TaskViewSet(viewsets.GenericViewSet):
         )
         serializer.is_valid(raise_exception=True)
         task, new = task_accept(submitted_by=request.user, spec=serializer.spec())
-        return Response(self._answer(task), status=201 if new else 200)
+        return self._accepted(request, task, status=201 if new else 200)
 
     def _create_many(self, request: Request) -> Response:
         if request.headers.get(IDEMPOTENCY_HEADER):
@@ -150,7 +171,7 @@ class TaskViewSet(viewsets.GenericViewSet):
         )
         serializer.is_valid(raise_exception=True)
         tasks = task_submit_many(submitted_by=request.user, specs=serializer.specs())
-        return Response(self._answer(tasks, many=True), status=201)
+        return self._accepted(request, tasks, status=201, many=True)
 
     @extend_schema(responses={200: TaskDetailSerializer, 404: NOT_FOUND})
     def retrieve(self, request: Request, **kwargs: str) -> Response:
@@ -170,6 +191,17 @@ class TaskViewSet(viewsets.GenericViewSet):
         """Run a dead task again from its first attempt."""
         task = task_retry(task_id=self.get_object().uuid)
         return Response(self._answer(task))
+
+    def _accepted(
+        self, request: Request, tasks: Any, *, status: int, many: bool = False
+    ) -> Response:
+        """Answer stored tasks in full, or lean when the client prefers minimal."""
+        minimal = prefers_minimal(request)
+        if minimal:
+            data = TaskAcceptedSerializer(tasks, many=many).data
+        else:
+            data = self._answer(tasks, many=many)
+        return preference_answered(Response(data, status=status), minimal=minimal)
 
     def _answer(self, tasks: Any, many: bool = False) -> Any:
         return TaskSerializer(

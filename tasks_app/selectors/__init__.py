@@ -1,4 +1,8 @@
-"""Reads that are more than a filter: tasks, slices, live members, system stats."""
+"""Reads that are more than a filter: tasks, slices, live members, system stats.
+
+The windowed reads behind the dashboard live beside: `rotation` (who worked
+where, lanes, timeline), `fairness` (shares and Jain's index), `throughput`.
+"""
 
 from collections import defaultdict
 from collections.abc import Callable, Mapping
@@ -10,18 +14,20 @@ import redis
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ValidationError
-from django.db.models import Count, QuerySet, prefetch_related_objects
+from django.db.models import QuerySet, Sum, prefetch_related_objects
 from django.utils import timezone
 
 from rotation.members import MemberInfo, Members
 from tasks_app.errors import NotFound, ServiceUnavailable
 from tasks_app.models import (
+    EXCEPTIONAL_STATUSES,
     GroupTopic,
     LaneState,
     OutboxEntry,
     PartitionHead,
     Slice,
     Task,
+    TaskCount,
     TaskStatus,
     Topic,
 )
@@ -52,11 +58,20 @@ def task_list(
     """Return the user's visible tasks matching every filter given."""
     tasks = tasks_visible(user=user)
     if status:
-        tasks = tasks.filter(status=status)
+        tasks = tasks_in_status(tasks, status=status)
     if topic:
         tasks = tasks.filter(topic__name=topic)
     if key:
         tasks = tasks.filter(key=key)
+    return tasks
+
+
+def tasks_in_status(tasks: QuerySet[Task], *, status: str) -> QuerySet[Task]:
+    """Narrow `tasks` to one status; for a rare status, through its partial indexes
+    (Task.exceptional), which a million succeeded tasks do not slow down."""
+    tasks = tasks.filter(status=status)
+    if status in EXCEPTIONAL_STATUSES:
+        tasks = tasks.filter(exceptional=True)
     return tasks
 
 
@@ -89,6 +104,14 @@ def tasks_pending_seed(*, user: User | AnonymousUser) -> list[dict[str, Any]]:
     return [{"topic": topic, "message": message} for topic, message in rows]
 
 
+def topic_by_name(*, name: str) -> Topic:
+    """Return the topic called `name`, or NotFound."""
+    topic = Topic.objects.filter(name=name).first()
+    if topic is None:
+        raise NotFound(f"No topic named {name!r}.", field="topic")
+    return topic
+
+
 def slice_list(
     *,
     topic: str | None = None,
@@ -110,7 +133,7 @@ def slice_list(
     )
 
 
-def _from_redis(read: Callable[[], T], *, what: str) -> T:
+def redis_read(read: Callable[[], T], *, what: str) -> T:
     """Run a Redis read; a lost Redis becomes a 503 that names it and what to do."""
     try:
         return read()
@@ -120,14 +143,14 @@ def _from_redis(read: Callable[[], T], *, what: str) -> T:
         ) from exc
 
 
-def _members() -> Members:
+def members_reader() -> Members:
     """Read the rotation's members from Redis, where their heartbeats go."""
     return Members(redis_client(), heartbeat_s=settings.SCHEDULER_HEARTBEAT_S)
 
 
 def member_list() -> list[MemberInfo]:
     """List the live rotation members (those that beat recently), by name."""
-    return _from_redis(_members().describe, what="members")
+    return redis_read(members_reader().describe, what="members")
 
 
 @dataclass(frozen=True)
@@ -182,21 +205,21 @@ def _task_counts(found: Mapping[str, int]) -> TaskCounts:
     return TaskCounts({status: found.get(status, 0) for status in TaskStatus.values})
 
 
-def _topics_by_pk() -> dict[int, Mapping[str, Any]]:
+def _topics_by_pk() -> dict[int, dict[str, Any]]:
     """Map each topic's pk to the fields the lane summaries need, by name."""
     rows = Topic.objects.order_by("name").values("id", "name", "paused", "partitions")
-    return {row["id"]: row for row in rows}
+    return {row["id"]: dict(row) for row in rows}
 
 
 def lane_stats() -> list[LaneStats]:
-    """List every lane with its resume point, log end and paused flag (4 queries)."""
+    """List every lane with its resume point, log end and paused flag (3 queries)."""
     return _lane_stats(_topics_by_pk())
 
 
 def stats_overview() -> StatsOverview:
     """Summarise the system in six queries and one Redis read, whatever its size."""
     topics = _topics_by_pk()
-    per_topic, overall = _task_counts_by_topic()
+    per_topic, overall = task_counts_by_topic()
     return StatsOverview(
         tasks=_task_counts(overall),
         topics=[
@@ -209,18 +232,19 @@ def stats_overview() -> StatsOverview:
         ],
         outbox_due=OutboxEntry.objects.filter(available_at__lte=timezone.now()).count(),
         lanes=_lane_stats(topics),
-        members=len(_from_redis(_members().live, what="members")),
+        members=len(redis_read(members_reader().live, what="members")),
     )
 
 
-def _task_counts_by_topic() -> tuple[dict[int, dict[str, int]], dict[str, int]]:
-    """Count tasks per (topic, status) in one GROUP BY; also sum them per status."""
+def task_counts_by_topic() -> tuple[dict[int, dict[str, int]], dict[str, int]]:
+    """Return task counts per topic and status, and per status overall, from the
+    counts PostgreSQL keeps (TaskCount): a few rows, however many tasks."""
     per_topic: dict[int, dict[str, int]] = defaultdict(dict)
     overall: dict[str, int] = defaultdict(int)
-    rows = Task.objects.order_by().values("topic_id", "status")
-    for row in rows.annotate(count=Count("id")):
-        per_topic[row["topic_id"]][row["status"]] = row["count"]
-        overall[row["status"]] += row["count"]
+    rows = TaskCount.objects.order_by().values("topic_id", "status")
+    for row in rows.annotate(total=Sum("count")):
+        per_topic[row["topic_id"]][row["status"]] = row["total"]
+        overall[row["status"]] += row["total"]
     return per_topic, overall
 
 

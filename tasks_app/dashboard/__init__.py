@@ -1,0 +1,1 @@
+"""The operators' live dashboard of the rotation (page, JSON and actions)."""

@@ -1,0 +1,1 @@
+"""/metrics for Prometheus: the collector, who may read it, and the route."""

@@ -1,0 +1,55 @@
+"""The task table's shape: common status changes stay HOT updates (no index
+entries written), while the rare statuses have partial indexes of their own."""
+
+import pytest
+from django.db import connection, transaction
+
+from tasks_app.models import Task, TaskStatus
+from tasks_app.selectors import task_list
+from tasks_app.services.tasks import TaskSpec, task_submit_many
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _hot_updates_in_this_transaction() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_stat_get_xact_tuples_hot_updated(%s::regclass)",
+            [Task._meta.db_table],
+        )
+        return cursor.fetchone()[0]
+
+
+def _submit(topic: str, count: int) -> list[Task]:
+    specs = [TaskSpec(topic=topic, message=n) for n in range(count)]
+    return task_submit_many(submitted_by=None, specs=specs)
+
+
+def test_the_common_transitions_are_hot_updates_and_the_rare_ones_are_not(topic_name):
+    [task] = _submit(topic_name, 1)
+    common = [TaskStatus.PUBLISHED, TaskStatus.RUNNING, TaskStatus.SUCCEEDED]
+
+    with transaction.atomic():
+        for status in common:
+            Task.objects.filter(pk=task.pk).update(status=status)
+        assert _hot_updates_in_this_transaction() == len(common)
+        Task.objects.filter(pk=task.pk).update(status=TaskStatus.DEAD)
+        assert _hot_updates_in_this_transaction() == len(common), (
+            "a task turning dead enters the partial indexes"
+        )
+
+    assert Task.objects.get(pk=task.pk).exceptional
+
+
+def test_a_list_of_dead_tasks_reads_the_partial_index(operator, topic_name):
+    tasks = _submit(topic_name, 1000) + _submit(topic_name, 1000)
+    dead = [t.pk for t in tasks[::200]]
+    Task.objects.filter(pk__in=dead).update(status=TaskStatus.DEAD)
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {Task._meta.db_table}")
+
+    for filters in ({"status": "dead"}, {"status": "dead", "topic": topic_name}):
+        listed = task_list(user=operator, **filters)
+
+        assert sorted(t.pk for t in listed) == sorted(dead)
+        assert "task_exceptional" in listed.all()[:50].explain(), filters
