@@ -17,6 +17,8 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db.models import Sum
 
+from rotation.lanes import Lane
+from rotation.lease import LeaseManager
 from scheduler_site.devstack.process import free_port
 from tasks_app.models import Slice
 from tasks_app.redis_client import redis_client
@@ -87,6 +89,9 @@ def test_a_lane_in_a_slice_shows_its_holder_lag_and_resume_point(
     assert (
         member["hostname"] == next(m for m in member_list() if m.name == node).hostname
     )
+    assert datetime.fromisoformat(member["last_heartbeat"]) <= datetime.fromisoformat(
+        status["taken_at"]
+    )
     taken_at = datetime.fromisoformat(status["taken_at"])
     recorded = Slice.objects.filter(
         member=node, ended_at__gte=taken_at - timedelta(minutes=5)
@@ -113,6 +118,21 @@ def test_a_drained_lane_has_no_lag_no_holder_and_shows_its_last_slice(
     assert lane["last_slice"]["member"] == newest.member == node
     assert lane["last_slice"]["end_reason"] == newest.end_reason
     settle(worker)
+
+
+def test_a_lanes_holder_is_the_member_holding_its_lease(db, topic_name):
+    make_topic(topic_name)
+    lane = Lane(settings.SCHEDULER_DEFAULT_GROUP, topic_name, 0)
+    leases = LeaseManager(redis_client())
+    lease = leases.acquire(lane, owner="w9@elsewhere", ttl_ms=60_000)
+    assert lease is not None
+    try:
+        held = lane_of(status_json()[0], topic_name)["holder"]
+    finally:
+        leases.release(lease)
+
+    assert held == "w9@elsewhere"
+    assert lane_of(status_json()[0], topic_name)["holder"] == ""
 
 
 def test_the_tables_list_the_member_and_the_lane(worker, gate, topic_name):

@@ -1,23 +1,34 @@
-"""Draw the scheduler's status (selectors_status.py) as two terminal tables.
+"""Draw the scheduler's status (selectors/status.py) as two terminal tables, or
+as JSON.
 
 rich lays the tables out to the terminal's width and drops colour when the
-output is not a terminal; JSON output needs none of this.
+output is not a terminal. JSON keeps each lane flat, as /api/stats/ does.
 """
 
 import io
 import json
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from rich.console import Console, Group
 from rich.table import Table
 
-from tasks_app.selectors_status import LaneStatus, MemberStatus, SchedulerStatus
+from tasks_app.selectors.rotation import MemberView
+from tasks_app.selectors.status import LaneStatus, SchedulerStatus
 
 MINUTE_S = 60
 HOUR_S = 3600
-MEMBER_COLUMNS = ("member", "host", "lane now", "slices", "messages", "heartbeat")
+MEMBER_COLUMNS = (
+    "member",
+    "host",
+    "lane now",
+    "slices",
+    "messages",
+    "busy",
+    "heartbeat",
+)
 LANE_COLUMNS = (
     "group",
     "topic",
@@ -28,12 +39,33 @@ LANE_COLUMNS = (
     "holder",
     "last slice",
 )
-NUMERIC = frozenset({"slices", "messages", "partition", "lag", "resume at"})
+NUMERIC = frozenset({"slices", "messages", "busy", "partition", "lag", "resume at"})
 
 
 def status_json(status: SchedulerStatus) -> str:
     """Return the status as one line of JSON (ISO 8601 times)."""
-    return json.dumps(asdict(status), cls=DjangoJSONEncoder)
+    data = {
+        "taken_at": status.taken_at,
+        "window_s": status.window_s,
+        "members": [_member_json(member) for member in status.members],
+        "lanes": [_lane_json(lane) for lane in status.lanes],
+    }
+    return json.dumps(data, cls=DjangoJSONEncoder)
+
+
+def _member_json(member: MemberView) -> dict[str, Any]:
+    return {**asdict(member), "last_heartbeat": _heartbeat_at(member)}
+
+
+def _lane_json(lane: LaneStatus) -> dict[str, Any]:
+    """Flatten a lane: its stats and lag, its holder, its newest slice."""
+    stats, last = lane.view.stats, lane.view.last_slice
+    return {
+        **asdict(stats),
+        "lag": stats.lag,
+        "holder": lane.holder,
+        "last_slice": None if last is None else asdict(last),
+    }
 
 
 def status_text(status: SchedulerStatus, *, width: int, color: bool) -> str:
@@ -77,33 +109,41 @@ def _table(
     return table
 
 
-def _member_row(member: MemberStatus, now: datetime) -> list[str]:
-    heartbeat = _ago(member.last_heartbeat, now) if member.last_heartbeat else "gone"
+def _heartbeat_at(member: MemberView) -> datetime | None:
+    """Return when a live member last beat; None for a member that is gone."""
+    if member.last_heartbeat is None:
+        return None
+    return datetime.fromtimestamp(member.last_heartbeat, tz=UTC)
+
+
+def _member_row(member: MemberView, now: datetime) -> list[str]:
+    beat = _heartbeat_at(member)
     return [
         member.name,
         member.hostname,
         member.lane or "-",
         str(member.slices),
         str(member.messages),
-        heartbeat,
+        f"{member.busy_s:.1f} s",
+        "gone" if beat is None else _ago(beat, now),
     ]
 
 
 def _lane_row(lane: LaneStatus, now: datetime) -> list[str]:
+    stats, newest = lane.view.stats, lane.view.last_slice
     last = "-"
-    if lane.last_slice is not None:
-        s = lane.last_slice
+    if newest is not None:
         last = (
-            f"{_ago(s.ended_at, now)} by {s.member}: {s.messages} messages, "
-            f"{s.end_reason}"
+            f"{_ago(newest.ended_at, now)} by {newest.member}: "
+            f"{newest.messages} messages, {newest.end_reason}"
         )
     return [
-        lane.group,
-        lane.topic,
-        str(lane.partition),
-        "paused" if lane.paused else "",
-        str(lane.lag),
-        str(lane.next_offset),
+        stats.group,
+        stats.topic,
+        str(stats.partition),
+        "paused" if stats.paused else "",
+        str(stats.lag),
+        str(stats.next_offset),
         lane.holder or "-",
         last,
     ]

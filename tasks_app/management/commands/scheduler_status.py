@@ -11,7 +11,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 
 from tasks_app.errors import ServiceUnavailable
 from tasks_app.management.status_table import status_json, status_text
-from tasks_app.selectors_status import SchedulerStatus, scheduler_status
+from tasks_app.selectors.status import SchedulerStatus, scheduler_status
 
 DEFAULT_WATCH_S = 2.0
 DEFAULT_WINDOW_MIN = 5.0
@@ -25,9 +25,10 @@ class Command(BaseCommand):
     """Print the members and lanes as tables or JSON, once or every few seconds."""
 
     help = (
-        "Show the rotation's members (host, lane now, slices and messages over "
-        "the last minutes, last heartbeat) and lanes (paused, lag, resume point, "
-        "holder, last slice): the data of /api/members/ and /api/stats/."
+        "Show the rotation's members (host, lane now, slices, messages and busy "
+        "time over the last minutes, last heartbeat) and lanes (paused, lag, "
+        "resume point, holder from its lease, last slice): the dashboard's "
+        "members and lanes, in a terminal."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
