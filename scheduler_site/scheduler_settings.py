@@ -67,6 +67,14 @@ CELERY_DB_REUSE_MAX = 1_000_000
 # Each worker also consumes its own queue, so a lane's next turn can go to a
 # member other than the last one (DESIGN invariant 5, "take turns").
 CELERY_WORKER_DIRECT = True
+# Celery task events (received, started, succeeded, ...), for Flower or `celery
+# events`: CELERY_SEND_EVENTS=1 turns them on in every process (workers, and the
+# "sent" event where tasks are sent). Each task then costs a few more Redis
+# publishes, so they are off unless asked for; `make dev` with FLOWER=1 asks.
+# Workers send their own online/heartbeat events either way.
+# https://docs.celeryq.dev/en/stable/userguide/monitoring.html#events
+CELERY_WORKER_SEND_TASK_EVENTS = env.bool("CELERY_SEND_EVENTS", default=False)
+CELERY_TASK_SEND_SENT_EVENT = CELERY_WORKER_SEND_TASK_EVENTS
 CELERY_TASK_ROUTES = {
     "tasks_app.tasks.publish_pending": {"queue": "publish"},
     "tasks_app.tasks.watchdog": {"queue": "publish"},

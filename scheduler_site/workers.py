@@ -2,8 +2,8 @@
 
 `python -m scheduler_site.workers worker rotation worker1` runs a rotation
 worker, `... worker publish publisher` the publisher, `... beat` beat (with
-django-celery-beat's database scheduler); each
-process replaces itself with Celery, so signals reach Celery directly.
+django-celery-beat's database scheduler), `... flower PORT [ADDRESS]` Flower;
+each process replaces itself with Celery, so signals reach Celery directly.
 
 Every worker runs the solo pool (one task at a time: a rotation member holds
 one lane, the publisher is one at a time anyway) without gossip and mingle:
@@ -18,6 +18,8 @@ from pathlib import Path
 APP = "scheduler_site"
 CELERY = str(Path(sys.executable).parent / "celery")
 BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Flower listens on this host only unless told otherwise (compose: 0.0.0.0).
+LOCAL_ONLY = "127.0.0.1"
 
 
 def worker_argv(
@@ -47,15 +49,39 @@ def beat_argv(*, loglevel: str = "INFO") -> list[str]:
     ]
 
 
+def flower_argv(port: int, *, address: str = LOCAL_ONLY) -> list[str]:
+    """Build the command line of Flower on `address:port`.
+
+    Its login comes from FLOWER_BASIC_AUTH (`user:password`) in the
+    environment, never from the command line, which other users can read.
+    """
+    return [CELERY, "-A", APP, "flower", f"--port={port}", f"--address={address}"]
+
+
+def _flower_command(port: str, address: str = LOCAL_ONLY) -> list[str]:
+    """Refuse to start Flower without a login: its API can stop workers."""
+    if ":" not in os.environ.get("FLOWER_BASIC_AUTH", ""):
+        sys.exit(
+            "flower: set FLOWER_BASIC_AUTH=user:password first; without a login "
+            "anyone reaching the port could revoke tasks and shut workers down"
+        )
+    return flower_argv(int(port), address=address)
+
+
 def main(argv: Sequence[str]) -> None:
-    """Replace this process with the worker or beat that `argv` asks for."""
+    """Replace this process with the worker, beat or Flower that `argv` asks for."""
     match list(argv):
         case ["worker", queue, name]:
             command = worker_argv(queue, name)
         case ["beat"]:
             command = beat_argv()
+        case ["flower", port, *rest] if port.isdigit() and len(rest) <= 1:
+            command = _flower_command(port, *rest)
         case _:
-            sys.exit("usage: python -m scheduler_site.workers worker QUEUE NAME | beat")
+            sys.exit(
+                "usage: python -m scheduler_site.workers worker QUEUE NAME "
+                "| beat | flower PORT [ADDRESS]"
+            )
     os.execv(command[0], command)
 
 

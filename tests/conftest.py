@@ -10,6 +10,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from rotation.store import LaneStore
+from tasks_app.redis_client import redis_client
 from tasks_app.roles import Role
 from tests.cluster import beat_entries_restore, running_cluster, worker_database_url
 from tests.factories import UserFactory
@@ -92,6 +93,18 @@ def anon_client() -> APIClient:
 
 
 @pytest.fixture
+def redis_at(settings):
+    """Return a function that points REDIS_URL at another URL for this test."""
+
+    def switch(url: str) -> None:
+        settings.REDIS_URL = url
+        redis_client.cache_clear()  # the next use reads REDIS_URL anew
+
+    yield switch
+    redis_client.cache_clear()  # `settings` then restores the URL
+
+
+@pytest.fixture
 def topic_name() -> str:
     """Return a topic name no other test uses (the broker never forgets topics)."""
     return f"t-{uuid.uuid4().hex[:12]}"
@@ -112,9 +125,15 @@ def slice_harness() -> Iterator[Callable[..., Harness]]:
 
 
 @pytest.fixture(scope="module")
-def worker(django_db_setup, django_db_blocker, tmp_path_factory):
+def worker_env() -> dict[str, str]:
+    """Return what a test module adds to its cluster's environment (override it)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def worker(django_db_setup, django_db_blocker, tmp_path_factory, worker_env):
     """One rotation worker, a publisher worker and beat, for the test module."""
     with django_db_blocker.unblock():
-        env = {**os.environ, "DATABASE_URL": worker_database_url()}
+        env = {**os.environ, "DATABASE_URL": worker_database_url(), **worker_env}
     with running_cluster(env, tmp_path_factory.mktemp("cluster"), ["w1"]) as cluster:
         yield cluster

@@ -3,7 +3,8 @@
 Each run appends `start` and `end` entries to the list `test:runs:<topic>`, so a
 test can check order, overlap and which member (and process) ran what. The
 message may ask for a sleep (`sleep_ms`), for its first attempts to fail
-(`fail_attempts`), or for its worker to die mid-handler (`die`). The test run
+(`fail_attempts`), for its worker to die mid-handler (`die`), or to wait until
+the test pushes to a Redis list (`wait_for`: the list's name). The test run
 lists this module in SCHEDULER_HANDLER_MODULES (tests/stack_plugin.py), so the
 test process and the workers it starts register `record`.
 
@@ -26,6 +27,9 @@ from tasks_app.handlers import TaskContext, register_handler
 
 RECORD_URL_VAR = "TEST_RECORD_URL"
 HANDLER_PATH = "tests.handlers.record"
+# A gated handler gives up waiting after this long, so a failed test never
+# leaves its worker stuck.
+GATE_TIMEOUT_S = 60
 
 
 @functools.cache
@@ -58,6 +62,8 @@ def record(message: Any, context: TaskContext) -> Any:
     _note(context, "start")
     if isinstance(message, dict) and message.get("die"):
         os._exit(1)  # the worker dies mid-handler: a segfault, an OOM kill
+    if isinstance(message, dict) and message.get("wait_for"):
+        _redis().blpop([message["wait_for"]], timeout=GATE_TIMEOUT_S)
     if isinstance(message, dict) and message.get("sleep_ms"):
         time.sleep(message["sleep_ms"] / 1000)
     if isinstance(message, dict) and context.attempt <= message.get("fail_attempts", 0):

@@ -23,18 +23,6 @@ HEARTBEAT_S = 600.0
 
 
 @pytest.fixture
-def redis_at(settings):
-    """Return a function that points REDIS_URL at another URL for this test."""
-
-    def switch(url: str) -> None:
-        settings.REDIS_URL = url
-        redis_client.cache_clear()  # the next use reads REDIS_URL anew
-
-    yield switch
-    redis_client.cache_clear()  # `settings` then restores the URL
-
-
-@pytest.fixture
 def members(redis_at, settings):
     """Return Members on an empty Redis database that the API reads too."""
     settings.SCHEDULER_HEARTBEAT_S = HEARTBEAT_S

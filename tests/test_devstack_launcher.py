@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ from scheduler_site.devstack.dev import (
     banner,
     child_commands,
     clean_dev,
+    flower_env,
     setup_steps,
 )
 from scheduler_site.devstack.process import (
@@ -31,6 +33,7 @@ from scheduler_site.devstack.process import (
 )
 from scheduler_site.devstack.services import SPECS
 from scheduler_site.devstack.supervise import ChildSpec, start_child, stop_children
+from scheduler_site.workers import flower_argv
 
 READY_DEADLINE_S = 30.0
 DEV_READY_DEADLINE_S = 180.0
@@ -85,6 +88,53 @@ def test_dev_options_reject_a_bad_worker_count(
         DevOptions.from_env(tmp_path)
 
 
+def test_flower_runs_only_when_flower_1_asks_on_flower_port(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FLOWER", raising=False)
+    monkeypatch.setenv("FLOWER_PORT", "5601")
+    assert "flower" not in dict(child_commands(DevOptions.from_env(tmp_path)))
+
+    monkeypatch.setenv("FLOWER", "1")
+    options = DevOptions.from_env(tmp_path)
+
+    assert dict(child_commands(options))["flower"] == flower_argv(5601)
+
+
+def test_dev_options_reject_a_bad_flower_switch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLOWER", "yes")
+    with pytest.raises(StackError, match=r"FLOWER=.yes. must be an integer in 0\.\.1"):
+        DevOptions.from_env(tmp_path)
+
+
+def test_flower_logs_in_with_the_dev_admin_unless_told_another_login(
+    tmp_path: Path,
+) -> None:
+    options = DevOptions(tmp_path, port=8000, workers=0, config=None, flower_port=1)
+    (options.dev_dir).mkdir()
+    creds = {"username": "admin", "password": "pw-1", "token": "t"}
+    (options.dev_dir / "credentials.json").write_text(json.dumps(creds))
+
+    assert flower_env(options, {"A": "1"}) == {
+        "A": "1",
+        "FLOWER_BASIC_AUTH": "admin:pw-1",
+    }
+    mine = {"FLOWER_BASIC_AUTH": "ops:secret"}
+    assert flower_env(options, mine) == mine
+
+
+def test_the_banner_prints_flowers_address_only_when_it_runs(
+    tmp_path: Path, devstack
+) -> None:
+    without = DevOptions(tmp_path, port=8000, workers=0, config=None)
+    with_flower = DevOptions(tmp_path, 8000, 0, None, flower_port=5601)
+
+    assert "  flower  " not in banner(without, devstack)
+    assert "  flower    http://127.0.0.1:5601/" in banner(with_flower, devstack)
+
+
 def test_stop_children_kills_a_child_that_ignores_sigterm(tmp_path: Path) -> None:
     script = "trap '' TERM; echo trap-set; while true; do sleep 0.1; done"
     argv = ("sh", "-c", script)
@@ -125,11 +175,13 @@ class DevRun:
 
     def wait_for_web(self) -> None:
         """Wait until the web child answers HTTP, failing early if dev exits."""
-        self._wait(lambda: _answers_http(self.port), "dev never served HTTP")
+        self.wait_until(lambda: _answers_http(self.port), "dev never served HTTP")
 
     def wait_for_output(self, text: str) -> None:
         """Wait until dev prints `text`."""
-        self._wait(lambda: text in self.output.read_text(), f"never printed {text}")
+        self.wait_until(
+            lambda: text in self.output.read_text(), f"never printed {text}"
+        )
 
     def wait_for_member(self, prefix: str, pid: int | None) -> int:
         """Wait until a rotation member named `prefix...` beats with a live PID.
@@ -145,7 +197,7 @@ class DevRun:
                 for m in self.api("/api/members/")
             )
 
-        self._wait(beating, f"{prefix} never beat as a member")
+        self.wait_until(beating, f"{prefix} never beat as a member")
         return pid or self.child_pids(prefix.encode())[0]
 
     def child_pids(self, marker: bytes) -> list[int]:
@@ -166,7 +218,7 @@ class DevRun:
         with urllib.request.urlopen(request, timeout=10) as answer:
             return json.load(answer)
 
-    def _wait(self, condition: Callable[[], bool], failure: str) -> None:
+    def wait_until(self, condition: Callable[[], bool], failure: str) -> None:
         """Poll `condition` generously; fail early, with dev's output, if dev exits."""
         deadline = time.monotonic() + DEV_READY_DEADLINE_S
         while not condition():
@@ -206,10 +258,11 @@ def _answers_http(port: int) -> bool:
     return True
 
 
-def _start_dev(base: Path, workers: int) -> DevRun:
+def _start_dev(base: Path, workers: int, **extra_env: str) -> DevRun:
     port, redis_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k not in URL_VARS}
     env.update(DEVSTACK_DIR=str(base / "dev"), PORT=str(port), WORKERS=str(workers))
+    env.update(extra_env)
     env["DEVSTACK_REDIS_PORT"] = str(redis_port)
     output = base / "dev.out"
     with output.open("wb") as sink:
@@ -231,6 +284,70 @@ def dev_run(stack_dir: Path, request: pytest.FixtureRequest) -> Iterator[DevRun]
     if run.process.poll() is None:
         run.process.terminate()
         run.process.wait(DEV_STOP_DEADLINE_S)
+
+
+@pytest.fixture
+def flower_dev_run(stack_dir: Path) -> Iterator[tuple[DevRun, int]]:
+    """Run `dev` with FLOWER=1 and one worker; return it and Flower's port.
+
+    Flower is told not to turn the workers' task events on itself, so the
+    tasks it lists prove that `dev` asked the workers to send them.
+    """
+    flower_port = free_port()
+    run = _start_dev(
+        stack_dir,
+        1,
+        FLOWER="1",
+        FLOWER_PORT=str(flower_port),
+        FLOWER_ENABLE_EVENTS="false",
+    )
+    yield run, flower_port
+    if run.process.poll() is None:
+        run.process.terminate()
+        run.process.wait(DEV_STOP_DEADLINE_S)
+
+
+def _flower_get(port: int, path: str, login: str | None) -> tuple[int, Any]:
+    """GET a Flower route, with a basic-auth login if given: (status, JSON or None);
+    status 0 when nothing answers."""
+    headers = {}
+    if login is not None:
+        headers["Authorization"] = "Basic " + base64.b64encode(login.encode()).decode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.load(answer)
+    except urllib.error.HTTPError as error:
+        return error.code, None
+    except OSError:
+        return 0, None  # not listening yet
+
+
+def test_dev_with_flower_1_runs_flower_with_task_events_behind_the_admin_login(
+    flower_dev_run: tuple[DevRun, int],
+) -> None:
+    run, port = flower_dev_run
+    run.wait_for_output(f"  flower    http://127.0.0.1:{port}/")
+    creds = json.loads((run.dev_dir / "credentials.json").read_text())
+    login = f"{creds['username']}:{creds['password']}"
+
+    def worker_seen() -> bool:
+        status, workers = _flower_get(port, "/api/workers?refresh=1", login)
+        return status == 200 and any(n.startswith("worker1@") for n in workers)
+
+    run.wait_until(worker_seen, "Flower never listed worker1")
+
+    def publisher_runs_listed() -> bool:
+        path = "/api/tasks?taskname=tasks_app.tasks.publish_pending"
+        status, tasks = _flower_get(port, path, login)
+        return status == 200 and bool(tasks)
+
+    run.wait_until(publisher_runs_listed, "Flower never saw a task event")
+    assert _flower_get(port, "/api/workers", None)[0] == 401
+    assert _flower_get(port, "/api/workers", "admin:wrong")[0] == 401
+    run.process.send_signal(signal.SIGINT)
+    assert run.process.wait(DEV_STOP_DEADLINE_S) == 0
+    assert processes_mentioning(str(run.dev_dir)) == []
 
 
 @pytest.mark.parametrize("dev_run", [1], indirect=True)

@@ -1,14 +1,14 @@
 """Start named Celery processes, each with its own log, and stop them by PID.
 
 The end-to-end tests (tests/cluster.py) and the benchmarks (bench/) run real
-workers and beat this way; `make dev` supervises its children in supervise.py.
+workers, beat and Flower this way; `make dev` supervises its children in supervise.py.
 """
 
 import signal
 import subprocess
 from pathlib import Path
 
-from scheduler_site.workers import APP, beat_argv, worker_argv
+from scheduler_site.workers import APP, beat_argv, flower_argv, worker_argv
 
 REPO = Path(__file__).resolve().parents[2]
 STOP_TIMEOUT_S = 20.0
@@ -44,6 +44,10 @@ class CeleryProcesses:
     def beat(self) -> int:
         """Start beat (its schedule is in the database: django-celery-beat)."""
         return self.start("beat", beat_argv(loglevel=self.loglevel))
+
+    def flower(self, port: int) -> int:
+        """Start Flower on 127.0.0.1:`port`; it logs in with FLOWER_BASIC_AUTH."""
+        return self.start("flower", flower_argv(port))
 
     def alive(self, name: str) -> bool:
         """Tell whether `name` was started and has not exited."""

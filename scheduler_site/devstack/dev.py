@@ -1,4 +1,5 @@
-"""`make dev`: services, migrations, config and admin, then web, beat and workers."""
+"""`make dev`: services, migrations, config and admin, then web, beat and workers
+(and Flower with FLOWER=1)."""
 
 from __future__ import annotations
 
@@ -28,13 +29,14 @@ from scheduler_site.devstack.supervise import (
     Shutdown,
     shutdown_on_signals,
 )
-from scheduler_site.workers import beat_argv, worker_argv
+from scheduler_site.workers import beat_argv, flower_argv, worker_argv
 
 logger = logging.getLogger(__name__)
 
 DEV_DIR_NAME = ".devstack"
 DEFAULT_PORT = 8000
 DEFAULT_WORKERS = 2
+DEFAULT_FLOWER_PORT = 5555  # Flower's own default
 DEFAULT_CONFIG = Path("config") / "scheduler.toml"
 WEB_READY_TIMEOUT_S = 60.0
 WEB_POLL_INTERVAL_S = 0.2
@@ -44,12 +46,14 @@ ESSENTIAL_CHILDREN = frozenset({"web"})
 
 @dataclass(frozen=True)
 class DevOptions:
-    """What `make dev` reads from the environment: web port, workers, config file."""
+    """What `make dev` reads from the environment: web port, workers, config file,
+    and Flower's port when FLOWER=1 asks for it (None: no Flower)."""
 
     root: Path
     port: int
     workers: int
     config: Path | None
+    flower_port: int | None = None
 
     @property
     def dev_dir(self) -> Path:
@@ -58,14 +62,17 @@ class DevOptions:
 
     @classmethod
     def from_env(cls, root: Path) -> DevOptions:
-        """Read PORT, WORKERS and SCHEDULER_CONFIG, failing on malformed values."""
+        """Read PORT, WORKERS, SCHEDULER_CONFIG, FLOWER and FLOWER_PORT, failing
+        on malformed values."""
         port = _env_int("PORT", DEFAULT_PORT, low=1, high=65535)
         workers = _env_int("WORKERS", DEFAULT_WORKERS, low=0, high=64)
+        flower = _env_int("FLOWER", 0, low=0, high=1)
+        flower_port = _env_int("FLOWER_PORT", DEFAULT_FLOWER_PORT, low=1, high=65535)
         raw_config = os.environ.get("SCHEDULER_CONFIG")
         config: Path | None = Path(raw_config) if raw_config else root / DEFAULT_CONFIG
         if not raw_config and not (root / DEFAULT_CONFIG).exists():
             config = None
-        return cls(root, port, workers, config)
+        return cls(root, port, workers, config, flower_port if flower else None)
 
 
 def dev_dir_for(root: Path) -> Path:
@@ -128,6 +135,9 @@ def _say(line: str) -> None:
 def _serve(options: DevOptions, stack: Stack, supervisor: Supervisor) -> int:
     """Start services, prepare the database, start the children, and supervise."""
     ensure_port_free("web", options.port, "free it or pick another with PORT=<port>")
+    if options.flower_port is not None:
+        advice = "free it or pick another with FLOWER_PORT=<port>"
+        ensure_port_free("flower", options.flower_port, advice)
     stack_env = stack.start()
     _say(f"services ready in {stack.start_seconds:.1f} s")
     defaults = dev_defaults(options.dev_dir, os.environ)
@@ -135,12 +145,15 @@ def _serve(options: DevOptions, stack: Stack, supervisor: Supervisor) -> int:
     child_env = {**os.environ, **defaults, **stack_env}
     if options.config is not None:
         child_env["SCHEDULER_CONFIG"] = str(options.config)
+    if options.flower_port is not None:
+        child_env.setdefault("CELERY_SEND_EVENTS", "1")  # what Flower shows
     for step in setup_steps(options):
         _run_step(step, child_env, options.root)
     for name, argv in child_commands(options):
         restart = name not in ESSENTIAL_CHILDREN
         logs = options.dev_dir / "logs"
-        spec = ChildSpec(name, tuple(argv), child_env, options.root, logs, restart)
+        env = flower_env(options, child_env) if name == "flower" else child_env
+        spec = ChildSpec(name, tuple(argv), env, options.root, logs, restart)
         supervisor.start(spec)
     fatal = _await_web(options.port, supervisor)
     if fatal is None:
@@ -196,7 +209,22 @@ def child_commands(options: DevOptions) -> list[tuple[str, list[str]]]:
     ]
     for i in range(1, options.workers + 1):
         commands.append((f"worker{i}", worker_argv("rotation", f"worker{i}")))
+    if options.flower_port is not None:
+        commands.append(("flower", flower_argv(options.flower_port)))
     return commands
+
+
+def flower_env(options: DevOptions, child_env: dict[str, str]) -> dict[str, str]:
+    """Give Flower the dev admin's login, unless FLOWER_BASIC_AUTH names another.
+
+    Only Flower gets it, in its environment: a command line is readable by
+    every user of the machine.
+    """
+    if child_env.get("FLOWER_BASIC_AUTH"):
+        return child_env
+    creds = _read_credentials(options.dev_dir / "credentials.json")
+    login = f"{creds.get('username', '')}:{creds.get('password', '')}"
+    return {**child_env, "FLOWER_BASIC_AUTH": login}
 
 
 def banner(options: DevOptions, stack: Stack) -> str:
@@ -212,6 +240,7 @@ def banner(options: DevOptions, stack: Stack) -> str:
         f"  API docs  {base}/api/docs/",
         f"  admin     {base}/admin/",
         f"  health    {base}/healthz",
+        *_flower_lines(options),
         f"  login     {creds.get('username', '?')} / {creds.get('password', '?')}",
         f"  token     {token}",
         "  users     DEBUG=1 .venv/bin/python manage.py create_user NAME "
@@ -222,6 +251,19 @@ def banner(options: DevOptions, stack: Stack) -> str:
     ]
     lines += [f"  {svc.env_var}={svc.url}" for svc in stack.services.values()]
     return "\n".join(lines) + "\n"
+
+
+def _flower_lines(options: DevOptions) -> list[str]:
+    """Say where Flower is and which login it takes, when it runs."""
+    if options.flower_port is None:
+        return []
+    login = "login below"
+    if os.environ.get("FLOWER_BASIC_AUTH"):
+        login = "login from FLOWER_BASIC_AUTH"
+    return [
+        f"  flower    http://127.0.0.1:{options.flower_port}/   ({login}; Celery "
+        "tasks and workers, docs/observability.md)"
+    ]
 
 
 def _read_credentials(path: Path) -> dict[str, str]:
