@@ -41,13 +41,20 @@ class Scheduler:
         self.stuck_after_s = stuck_after_s
 
     def after_slice(
-        self, record: SliceRecord, *, policy: LanePolicy, delay_s: float = 0.0
+        self,
+        record: SliceRecord,
+        *,
+        policy: LanePolicy,
+        delay_s: float = 0.0,
+        wake_anyone: bool = True,
     ) -> Turn | None:
         """Charge the slice to its chain and queue the next turn, or let an idle
         chain end (new work or the watchdog starts it again).
 
         A rate-limited lane's next turn waits until its tokens are back
         (record.wait_s), so it never spins; another lane's turn does not.
+        `wake_anyone=False`: see Turns.enqueue (the member ending the slice
+        claims in process instead of waiting for a shared wake-up).
         """
         chain = chain_of(record.lane, policy.sequential)
         self.turns.charge(
@@ -56,7 +63,7 @@ class Scheduler:
         if record.end_reason in (EndReason.LEASE_LOST, EndReason.PAUSED):
             return None
         if policy.sequential:
-            return self._after_sequential(record, delay_s)
+            return self._after_sequential(record, delay_s, wake_anyone)
         if not self._lane_has_more(record):
             return None
         return self.turns.enqueue(
@@ -65,6 +72,7 @@ class Scheduler:
             exclude=[record.member],
             last_member=record.member,
             delay_s=max(delay_s, record.wait_s),
+            wake_anyone=wake_anyone,
         )
 
     def kick(self, topics: Sequence[str] | None = None) -> list[Turn]:
@@ -90,7 +98,9 @@ class Scheduler:
             return True
         return self.store.end_offset(record.lane) > record.next_offset
 
-    def _after_sequential(self, record: SliceRecord, delay_s: float) -> Turn | None:
+    def _after_sequential(
+        self, record: SliceRecord, delay_s: float, wake_anyone: bool
+    ) -> Turn | None:
         """Give each live member one slice on the lane, then move to the next lane."""
         lane = record.lane
         chain = chain_of(lane, True)
@@ -105,6 +115,7 @@ class Scheduler:
                 exclude=sorted(served),
                 last_member=record.member,
                 delay_s=max(delay_s, record.wait_s),
+                wake_anyone=wake_anyone,
             )
         self.client.delete(served_key)
         following = self._next_lane(lane)
@@ -116,6 +127,7 @@ class Scheduler:
             exclude=[record.member],
             last_member=record.member,
             delay_s=delay_s,
+            wake_anyone=wake_anyone,
         )
 
     def _next_lane(self, lane: Lane) -> Lane | None:
