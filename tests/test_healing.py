@@ -57,7 +57,7 @@ def broker(settings, monkeypatch) -> Iterator[PrivateBroker]:
     private.service.stop()
 
 
-def _drain(runner: Harness, lane: Lane, *, turns: int = 20) -> list[str | None]:
+def _drain(runner: Harness, lane: Lane, *, turns: int = 20) -> list[str]:
     """Run the lane's turns until it drains; return the slices' end reasons
     (a turn may run several slices: the only live member goes on in process)."""
     for _ in range(turns):
