@@ -41,20 +41,13 @@ class Scheduler:
         self.stuck_after_s = stuck_after_s
 
     def after_slice(
-        self,
-        record: SliceRecord,
-        *,
-        policy: LanePolicy,
-        delay_s: float = 0.0,
-        wake_anyone: bool = True,
+        self, record: SliceRecord, *, policy: LanePolicy, delay_s: float = 0.0
     ) -> Turn | None:
         """Charge the slice to its chain and queue the next turn, or let an idle
         chain end (new work or the watchdog starts it again).
 
         A rate-limited lane's next turn waits until its tokens are back
         (record.wait_s), so it never spins; another lane's turn does not.
-        `wake_anyone=False`: see Turns.enqueue (the member ending the slice
-        claims in process instead of waiting for a shared wake-up).
         """
         chain = chain_of(record.lane, policy.sequential)
         self.turns.charge(
@@ -63,7 +56,7 @@ class Scheduler:
         if record.end_reason in (EndReason.LEASE_LOST, EndReason.PAUSED):
             return None
         if policy.sequential:
-            return self._after_sequential(record, delay_s, wake_anyone)
+            return self._after_sequential(record, delay_s)
         if not self._lane_has_more(record):
             return None
         return self.turns.enqueue(
@@ -72,7 +65,6 @@ class Scheduler:
             exclude=[record.member],
             last_member=record.member,
             delay_s=max(delay_s, record.wait_s),
-            wake_anyone=wake_anyone,
         )
 
     def kick(self, topics: Sequence[str] | None = None) -> list[Turn]:
@@ -98,9 +90,7 @@ class Scheduler:
             return True
         return self.store.end_offset(record.lane) > record.next_offset
 
-    def _after_sequential(
-        self, record: SliceRecord, delay_s: float, wake_anyone: bool
-    ) -> Turn | None:
+    def _after_sequential(self, record: SliceRecord, delay_s: float) -> Turn | None:
         """Give each live member one slice on the lane, then move to the next lane."""
         lane = record.lane
         chain = chain_of(lane, True)
@@ -115,7 +105,6 @@ class Scheduler:
                 exclude=sorted(served),
                 last_member=record.member,
                 delay_s=max(delay_s, record.wait_s),
-                wake_anyone=wake_anyone,
             )
         self.client.delete(served_key)
         following = self._next_lane(lane)
@@ -127,7 +116,6 @@ class Scheduler:
             exclude=[record.member],
             last_member=record.member,
             delay_s=delay_s,
-            wake_anyone=wake_anyone,
         )
 
     def _next_lane(self, lane: Lane) -> Lane | None:

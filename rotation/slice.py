@@ -29,7 +29,7 @@ from rotation.store import (
     SliceRecord,
     StoreUnavailable,
 )
-from rotation.turns import Turn, Turns, held
+from rotation.turns import Turn, Turns
 
 logger = logging.getLogger(__name__)
 
@@ -77,26 +77,20 @@ class SliceRunner:
         self.wall_clock = wall_clock
 
     def run(self, wake: Turn) -> SliceRecord | None:
-        """Claim the most deserving ready chain and run its turn; return the
-        last slice's record.
+        """Claim the most deserving ready chain and run its turn; return the record.
 
-        When a slice's next turn finds no idle member to wake, this member
-        takes the next due chain itself, in process, instead of through a
-        wake-up on the shared queue (`_next_in_process`). The member goes back
-        to the idle pool afterwards in every case, also when nothing was
-        claimed: the wake-up sent to it reserved it.
+        The member goes back to the idle pool afterwards in every case, also
+        when nothing was claimed: the wake-up sent to it reserved it.
         """
         self._best_effort("mark itself busy", self.members.mark_busy, self.member)
         try:
-            record = None
             turn = self.turns.claim(wake, self.member)
-            while turn is not None:
-                try:
-                    record, queued = self._run(turn)
-                finally:
-                    self._best_effort("finish its turn", self.turns.finish, turn)
-                turn = self._next_in_process(queued)
-            return record
+            if turn is None:
+                return None
+            try:
+                return self._run(turn)
+            finally:
+                self._best_effort("finish its turn", self.turns.finish, turn)
         finally:
             if not self.shutdown.is_set():
                 self._best_effort(
@@ -105,54 +99,28 @@ class SliceRunner:
                     self.member,
                 )
 
-    def _run(self, turn: Turn) -> tuple[SliceRecord | None, Turn | None]:
-        """Run one turn; return its slice's record and the next turn it queued."""
+    def _run(self, turn: Turn) -> SliceRecord | None:
         lane = turn.lane
         try:
             policy = self.store.policy(lane)
         except StoreUnavailable as exc:
             self._retry_later(turn, exc)
-            return None, None
+            return None
         if policy is None or policy.paused:
             logger.info("Lane %s is paused or gone; its chain stops", lane)
-            return None, None
+            return None
         lease = self.leases.acquire(
             lane, owner=self.member, ttl_ms=policy.slice_ms + self.config.grace_ms
         )
         if lease is None:
-            return None, None  # another member holds it and will queue the next turn
+            return None  # another member holds it and will queue the next turn
         self._best_effort(
             "show its lane", self.members.set_lane, self.member, f"{lane}"
         )
         record = self._slice_under_lease(turn, lease, policy)
         self._best_effort("clear its lane", self.members.set_lane, self.member, "")
-        return record, self._hand_on(record, policy)
-
-    def _next_in_process(self, queued: Turn | None) -> Turn | None:
-        """Claim the next turn here when the one just queued woke nobody.
-
-        No idle member was free for it, so this member, about to be free, is
-        the one a shared wake-up would reach: claiming now saves the Celery
-        round trip. While another member is live, only a chain that member ran
-        last qualifies (take turns); with none, the held wake-up is sent.
-        """
-        if queued is None or not held(queued):
-            return None
-        try:
-            if not self.shutdown.is_set():
-                alone = set(self.members.live()) <= {self.member}
-                turn = self.turns.claim_in_process(self.member, alone=alone)
-                if turn is not None:
-                    return turn
-            self.turns.send(queued, 0.0)
-        except redis.RedisError as exc:
-            logger.warning(
-                "%s could not hand on lane %s in Redis (%s); the watchdog will",
-                self.member,
-                queued.lane,
-                exc,
-            )
-        return None
+        self._hand_on(record, policy)
+        return record
 
     def _retry_later(self, turn: Turn, exc: Exception) -> None:
         """Queue the chain's turn again after the error back-off."""
@@ -162,9 +130,8 @@ class SliceRunner:
             turn.chain, turn.lane, last_member=self.member, delay_s=delay_s
         )
 
-    def _hand_on(self, record: SliceRecord, policy: LanePolicy) -> Turn | None:
-        """Settle the lane, queue its next turn, then record the slice; return
-        the turn queued, if any.
+    def _hand_on(self, record: SliceRecord, policy: LanePolicy) -> None:
+        """Settle the lane, queue its next turn, then record the slice.
 
         Settled first, so the next holder's claim does not take this one for
         dead; the record is written after the turn is queued, outside the
@@ -177,11 +144,8 @@ class SliceRunner:
             logger.error("Lane %s was not settled: %s", record.lane, exc)
         error = record.end_reason == EndReason.ERROR
         delay_s = self.config.error_backoff_s if error else 0
-        queued = None
         try:
-            queued = self.scheduler.after_slice(
-                record, policy=policy, delay_s=delay_s, wake_anyone=False
-            )
+            self.scheduler.after_slice(record, policy=policy, delay_s=delay_s)
         except (redis.RedisError, RotationError) as exc:
             logger.error(
                 "Lane %s: its next turn was not queued (%s); the watchdog will",
@@ -192,7 +156,6 @@ class SliceRunner:
             self.store.record_slice(record)
         except StoreUnavailable as exc:
             logger.error("Slice on lane %s was not recorded: %s", record.lane, exc)
-        return queued
 
     def _best_effort(
         self, what: str, action: Callable[..., object], *args: object

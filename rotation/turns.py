@@ -53,9 +53,8 @@ redis.call('zadd', KEYS[2], math.max(own, now), ARGV[2])
 return 1
 """
 # Claim the ready chain with the lowest virtual time, preferring one this member
-# did not run last (ARGV[5] = '1': only such a chain); mark it running for
-# ARGV[3] ms. With nothing due yet, answer when the earliest delayed chain will
-# be due, so the wake-up can come back then.
+# did not run last; mark it running for ARGV[3] ms. With nothing due yet, answer
+# when the earliest delayed chain will be due, so the wake-up can come back then.
 _CLAIM = """
 local choice = nil
 local fallback = nil
@@ -75,7 +74,7 @@ for _, chain in ipairs(redis.call('zrange', KEYS[1], 0, -1)) do
     end
   end
 end
-if ARGV[5] ~= '1' then choice = choice or fallback end
+choice = choice or fallback
 if not choice then return next_due and tostring(next_due) or false end
 local key = ARGV[4] .. choice
 local turn = cjson.decode(redis.call('get', key))
@@ -134,16 +133,6 @@ SendTurn = Callable[[Turn, float], None]
 """Deliver a wake-up: to `turn.member`'s own queue, or the shared one; delayed."""
 
 
-def held(turn: Turn) -> bool:
-    """Tell whether a turn queued with `wake_anyone=False` got no wake-up: no
-    idle member was picked for it and it is due at once."""
-    return not turn.member and turn.not_before <= turn.queued_at
-
-
-def _turn_of(reply: str | None) -> Turn | None:
-    return Turn.from_message(json.loads(reply)) if reply else None
-
-
 def chain_key(chain: str) -> str:
     """Name the Redis key holding a chain's queued or running turn."""
     return TURN_PREFIX + chain
@@ -177,14 +166,8 @@ class Turns:
         exclude: Sequence[str] = (),
         last_member: str = "",
         delay_s: float = 0.0,
-        wake_anyone: bool = True,
     ) -> Turn:
-        """Make the chain ready and wake an idle member not excluded, if any.
-
-        With no such member the wake-up goes to the shared queue, unless
-        `wake_anyone` is False: then a turn due now is left for the caller,
-        which must claim a chain itself or send the wake-up (see `held`).
-        """
+        """Make the chain ready and wake an idle member not excluded, if any."""
         cutoff = self.clock() - self.members.expiry_s
         picked = self._pick(keys=[IDLE_KEY, MEMBERS_KEY], args=[cutoff, *exclude])
         now = self.clock()
@@ -201,8 +184,7 @@ class Turns:
             keys=[chain_key(chain), READY_KEY, PASS_KEY, VTIME_KEY],
             args=[json.dumps(turn.to_message()), chain],
         )
-        if wake_anyone or not held(turn):
-            self.send(turn, delay_s)
+        self.send(turn, delay_s)
         return turn
 
     def claim(self, wake: Turn, member: str) -> Turn | None:
@@ -212,30 +194,17 @@ class Turns:
         the chain), or only delayed chains wait, and the wake-up is sent again
         for when the first of them is due.
         """
-        reply = self._claim_for(member, strict=False)
-        if reply is None or reply.startswith("{"):
-            return _turn_of(reply)
-        self.send(wake, max(0.0, float(reply) - self.clock()))
-        return None
-
-    def claim_in_process(self, member: str, *, alone: bool) -> Turn | None:
-        """Take the next due chain for `member`, which is ending a slice and
-        holds a turn nobody was woken for (see `held`).
-
-        Only a chain another member ran last qualifies, unless `member` is the
-        only live one: when another member is live, a lane's next slice goes to
-        a different member (DESIGN: take turns). None: nothing qualifies, and
-        the caller sends the held turn's wake-up.
-        """
-        reply = self._claim_for(member, strict=not alone)
-        return _turn_of(reply) if reply is None or reply.startswith("{") else None
-
-    def _claim_for(self, member: str, *, strict: bool) -> str | None:
         raw = self._claim(
             keys=[READY_KEY, VTIME_KEY, PASS_KEY],
-            args=[member, self.clock(), RUNNING_MARKER_MS, TURN_PREFIX, int(strict)],
+            args=[member, self.clock(), RUNNING_MARKER_MS, TURN_PREFIX],
         )
-        return None if raw is None else text(raw)
+        if raw is None:
+            return None
+        reply = text(raw)
+        if reply.startswith("{"):
+            return Turn.from_message(json.loads(reply))
+        self.send(wake, max(0.0, float(reply) - self.clock()))
+        return None
 
     def charge(self, chain: str, *, seconds: float, weight: int) -> None:
         """Advance the chain's virtual time by the processing time it just had."""
