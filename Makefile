@@ -49,7 +49,7 @@ BENCH_RESULTS ?= bench-results.json
 
 bench: venv ## Run bench/*.py against a fresh embedded stack; print one summary, write $(BENCH_RESULTS)
 	@set -- bench/*.py; if [ ! -e "$$1" ]; then echo "bench: no bench/*.py"; exit 0; fi; \
-	rm -f "$(BENCH_RESULTS)"; \
+	rm -f "$(BENCH_RESULTS)"; $(PY) -m bench.lib.summary start "$(BENCH_RESULTS)"; \
 	BENCH_RESULTS="$(abspath $(BENCH_RESULTS))" \
 	SECRET_KEY="$${SECRET_KEY:-$(RANDOM_SECRET)}" $(DEVSTACK) exec -- sh -ec '\
 		$(PY) manage.py migrate --noinput -v 0; \

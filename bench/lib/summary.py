@@ -4,8 +4,10 @@ Each bench script adds its headline figures with `add()`; they go to the JSON
 file named by BENCH_RESULTS (`make bench` sets it, and deletes the file first,
 so a file holds one run). A script run on its own, without the variable, only
 prints its own tables. At the end `make bench` runs this module, which prints
-the summary table and the file's path:
+the summary table and the file's path (and before the scripts, `start`, which
+notes the commit, the time and the load average at the start):
 
+    python -m bench.lib.summary start bench-results.json
     python -m bench.lib.summary bench-results.json
 
 Ratios are taken against baselines measured in the same run (plain Celery, a
@@ -124,12 +126,17 @@ def _places(value: float) -> int:
     magnitude = abs(value)
     if magnitude >= 100:
         return 0
-    return 1 if magnitude >= 10 else 2 if magnitude >= 1 else 3
+    return 1 if magnitude >= 10 else 2 if magnitude >= 1 else 4
 
 
 def main() -> None:
-    """Print the summary table of the JSON file named on the command line."""
-    path = Path(sys.argv[1] if len(sys.argv) > 1 else os.environ[RESULTS_ENV])
+    """`start PATH`: begin a run's file; `PATH`: print its summary table."""
+    args = sys.argv[1:]
+    if args[:1] == ["start"]:
+        path = Path(args[1])
+        path.write_text(json.dumps(_load(path), indent=2) + "\n")
+        return
+    path = Path(args[0] if args else os.environ[RESULTS_ENV])
     if not path.exists():
         raise SystemExit(f"bench summary: no figures, {path} does not exist")
     print(table(json.loads(path.read_text())))
