@@ -47,11 +47,17 @@ lint: venv ## ruff (check and format), import contracts (.importlinter), mypy
 	$(VENV)/bin/lint-imports
 	$(TYPECHECK_ENV) $(VENV)/bin/mypy
 
-bench: venv ## Run bench/*.py against a fresh embedded stack
+# Where `make bench` writes its summary (JSON; bench/lib/summary.py).
+BENCH_RESULTS ?= bench-results.json
+
+bench: venv ## Run bench/*.py against a fresh embedded stack; print one summary, write $(BENCH_RESULTS)
 	@set -- bench/*.py; if [ ! -e "$$1" ]; then echo "bench: no bench/*.py"; exit 0; fi; \
+	rm -f "$(BENCH_RESULTS)"; $(PY) -m bench.lib.summary start "$(BENCH_RESULTS)"; \
+	BENCH_RESULTS="$(abspath $(BENCH_RESULTS))" \
 	SECRET_KEY="$${SECRET_KEY:-$(RANDOM_SECRET)}" $(DEVSTACK) exec -- sh -ec '\
 		$(PY) manage.py migrate --noinput -v 0; \
 		for script in bench/*.py; do echo "== $$script"; $(PY) "$$script"; done'
+	@echo; $(PY) -m bench.lib.summary "$(BENCH_RESULTS)"
 
 chaos: venv ## Run every fault scenario CHAOS_RUNS times (~30 min); writes docs/reliability.md
 	$(PY) -m tests.chaos --runs $(CHAOS_RUNS) --tasks $(CHAOS_TASKS) \

@@ -31,6 +31,7 @@ django.setup()
 from django.contrib.auth.models import User  # noqa: E402
 from rest_framework.test import APIClient  # noqa: E402
 
+from bench.lib import summary  # noqa: E402
 from tasks_app.models import Task, Topic  # noqa: E402
 
 LIST_SIZE = 1000
@@ -86,6 +87,15 @@ def main() -> None:
         wall = statistics.median(w for w, _ in samples) * 1000
         cpu = statistics.median(c for _, c in samples) * 1000
         print(f"  {name:<10}{wall:>14.1f}{cpu:>14.1f}")
+        summary.add(
+            "ingest",
+            f"POST of {LIST_SIZE:,} tasks p50, {name} answer",
+            wall,
+            "ms",
+            target="< 150 ms (idle stack)",
+            met=wall < 150,
+            detail=f"CPU p50 {cpu:.1f} ms",
+        )
     Task.objects.filter(topic__name=topic).delete()
     Topic.objects.filter(name=topic).delete()
 

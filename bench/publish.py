@@ -37,6 +37,7 @@ from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
+from bench.lib import summary  # noqa: E402
 from rotation.kafka.admin import ensure_topics  # noqa: E402
 from rotation.kafka.producer import LINGER_MS, Headers  # noqa: E402
 from tasks_app.models import OutboxEntry, Task, TaskStatus, Topic  # noqa: E402
@@ -177,6 +178,13 @@ def measure_throughput(prefix: str, args: argparse.Namespace) -> None:
         f"{', '.join(f'{args.tasks / s:,.0f}' for s in bare_runs)})"
     )
     print(f"ratio publisher/bare: {publisher_rate / bare_rate:.3f}")
+    summary.add(
+        "publish",
+        "publisher / bare producer",
+        publisher_rate / bare_rate,
+        "",
+        detail=f"{publisher_rate:,.0f} vs {bare_rate:,.0f} msg/s",
+    )
 
 
 def start_worker(prefix: str) -> subprocess.Popen[bytes]:

@@ -131,15 +131,17 @@ class SliceRunner:
         )
 
     def _hand_on(self, record: SliceRecord, policy: LanePolicy) -> None:
-        """Record the slice and queue the lane's next turn.
+        """Settle the lane, queue its next turn, then record the slice.
 
-        Either may fail when a service is down; neither failure may skip the
-        other, and an unqueued turn is queued again by the watchdog.
+        Settled first, so the next holder's claim does not take this one for
+        dead; the record is written after the turn is queued, outside the
+        hand-off. Any step may fail when a service is down; no failure may skip
+        the others, and an unqueued turn is queued again by the watchdog.
         """
         try:
-            self.store.record_slice(record)
+            self.store.settle(record.lane, record.token)
         except StoreUnavailable as exc:
-            logger.error("Slice on lane %s was not recorded: %s", record.lane, exc)
+            logger.error("Lane %s was not settled: %s", record.lane, exc)
         error = record.end_reason == EndReason.ERROR
         delay_s = self.config.error_backoff_s if error else 0
         try:
@@ -150,6 +152,10 @@ class SliceRunner:
                 record.lane,
                 exc,
             )
+        try:
+            self.store.record_slice(record)
+        except StoreUnavailable as exc:
+            logger.error("Slice on lane %s was not recorded: %s", record.lane, exc)
 
     def _best_effort(
         self, what: str, action: Callable[..., object], *args: object

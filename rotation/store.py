@@ -133,8 +133,12 @@ class LaneStore(Protocol):
         worker is caught and ends dead after `max_attempts` runs.
         """
 
+    def settle(self, lane: Lane, token: int) -> None:
+        """Note that `token`'s holder lived to the end of its slice (fenced), so
+        the next claim need not run the first batch carefully."""
+
     def record_slice(self, record: SliceRecord) -> None:
-        """Store the slice's record and note that its holder lived to its end."""
+        """Store the slice's record (for /api/slices/ and the admin)."""
 
     def overview(self) -> list[LaneView]:
         """Return every lane with its policy and whether it has a backlog."""

@@ -5,7 +5,7 @@ import os
 import platform
 from dataclasses import dataclass
 
-from bench.lib import figures
+from bench.lib import figures, summary
 from bench.lib.figures import SliceRow, TaskRow
 
 TARGET_CELERY_RATIO = 5.0
@@ -212,3 +212,64 @@ def everything(
     cpu({"A end to end": a, "B backlog": b, "C one lane": c})
     jain = (b_figures["topic_jain"], b_figures["member_jain"])
     targets(Figures(a, b, jain, gaps), bare, celery)
+    summarise(Figures(a, b, jain, gaps), c, bare, max(celery))
+
+
+def summarise(result: Figures, single: Phase, bare: float, celery: float) -> None:
+    """Add the issue's figures (issue 11's targets) to the run's summary."""
+    order = result.stream.order_held and result.backlog.order_held
+    for label, phase, goal in (
+        ("A end to end", result.stream, 5.0),
+        ("B backlog", result.backlog, 10.0),
+    ):
+        ratio = phase.rate / celery
+        summary.add(
+            "rotation",
+            f"{label} / plain Celery",
+            ratio,
+            "x",
+            target=f">= {goal:g}x, order held",
+            met=ratio >= goal and order,
+            detail=f"{phase.rate:,.0f} vs {celery:,.0f} tasks/s",
+        )
+        summary.add(
+            "rotation",
+            f"{label} / bare Kafka",
+            phase.rate / bare,
+            "",
+            detail=f"{phase.rate:,.0f} tasks/s vs {bare:,.0f} msg/s",
+        )
+    latency = [t.finished - t.created for t in result.stream.tasks]
+    summary.add(
+        "rotation",
+        "A submit -> finish p50 (under load)",
+        _ms(latency, 50),
+        "ms",
+        detail=f"p99 {_ms(latency, 99):,.1f} ms",
+    )
+    for label, phase, delays in (
+        ("C one lane, next member idle", single, False),
+        ("B member free -> 1st handler", result.backlog, True),
+    ):
+        hand = figures.handoffs(phase.slices, phase.tasks)
+        gaps = [h.delay_s if delays else h.gap_s for h in hand]
+        for pct, goal in ((50, 10.0), (99, 50.0)):
+            value = _ms(gaps, pct)
+            summary.add(
+                "rotation",
+                f"hand-off gap p{pct}, {label}",
+                value,
+                "ms",
+                target=f"<= {goal:g} ms",
+                met=value <= goal,
+                detail=f"{len(hand)} hand-offs",
+            )
+    for label, index in zip(("topics", "members"), result.jain, strict=True):
+        summary.add(
+            "rotation",
+            f"B Jain's index, {label}",
+            index,
+            "",
+            target=">= 0.98",
+            met=index >= 0.98,
+        )

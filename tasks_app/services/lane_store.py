@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from django.db import Error as DjangoDatabaseError
-from django.db import connection, transaction
+from django.db import connection
 
 from rotation.kafka.consumer import Record
 from rotation.lanes import Lane, LanePolicy
@@ -203,25 +203,28 @@ class DatabaseLaneStore:
         )
 
     @_store_errors
+    def settle(self, lane: Lane, token: int) -> None:
+        """Mark the lane settled: its holder lived to the end of the slice
+        (fenced: a stale holder's note changes nothing)."""
+        lane_settle(ref=self.ref(lane), token=token)
+
+    @_store_errors
     def record_slice(self, record: SliceRecord) -> None:
-        """Store a finished slice for /api/slices/ and the admin, and mark the
-        lane settled: its holder lived to the end of the slice (fenced)."""
+        """Store a finished slice for /api/slices/ and the admin."""
         ref = self.ref(record.lane)
-        with transaction.atomic():
-            Slice.objects.create(
-                group_id=ref.group_pk,
-                topic_id=ref.topic_pk,
-                partition=record.lane.partition,
-                member=record.member,
-                token=record.token,
-                started_at=datetime.fromtimestamp(record.started_at, UTC),
-                ended_at=datetime.fromtimestamp(record.ended_at, UTC),
-                messages=record.messages,
-                first_offset=record.first_offset,
-                last_offset=record.last_offset,
-                end_reason=record.end_reason,
-            )
-            lane_settle(ref=ref, token=record.token)
+        Slice.objects.create(
+            group_id=ref.group_pk,
+            topic_id=ref.topic_pk,
+            partition=record.lane.partition,
+            member=record.member,
+            token=record.token,
+            started_at=datetime.fromtimestamp(record.started_at, UTC),
+            ended_at=datetime.fromtimestamp(record.ended_at, UTC),
+            messages=record.messages,
+            first_offset=record.first_offset,
+            last_offset=record.last_offset,
+            end_reason=record.end_reason,
+        )
 
     @_store_errors
     def overview(self) -> list[LaneView]:
