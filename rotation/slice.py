@@ -190,9 +190,10 @@ class SliceRunner:
                 # A bug or an unexpected library error: the lane must move on.
                 logger.exception("Slice on lane %s failed unexpectedly", lane)
                 reason = EndReason.ERROR
-        if reason == EndReason.ERROR and self._lease_gone(lease, keeper):
-            # The lease went first (a freeze ends in a failed service call):
-            # the lane is another member's now, and so is its next turn.
+        if reason != EndReason.LEASE_LOST and self._lease_gone(lease, keeper):
+            # The lease went before the slice ended, whatever the slice noticed
+            # first (a freeze ends in a failed service call, or at the
+            # deadline): the lane is another member's now, and so is its turn.
             reason = EndReason.LEASE_LOST
         if reason != EndReason.LEASE_LOST:
             # The chain stays busy until the next turn is queued.

@@ -244,3 +244,31 @@ def test_a_holder_whose_lease_went_while_a_service_failed_ends_lease_lost(
     assert record.end_reason == EndReason.LEASE_LOST
     assert ":m2:" in runner.runner.leases.holder(lane), "not released"
     assert runner.sent == [], "the new holder queues the next turn, not this one"
+
+
+class _LeaseTakenMidSliceStore(DatabaseLaneStore):
+    """The real store; during its first batch the lease expires and another member
+    takes the lane, yet nothing fails: the slice reaches its end as usual (a
+    holder frozen between two checks, then resumed)."""
+
+    def __init__(self, leases):
+        super().__init__(process_batch=batch_process, heal=heal_here())
+        self.leases = leases
+
+    def process(self, lane, *args, **kwargs):
+        if self.leases.holder(lane) and ":m2:" not in self.leases.holder(lane):
+            self.leases.client.delete(lane.key("lease"))
+            assert self.leases.acquire(lane, owner="m2", ttl_ms=60_000) is not None
+        return super().process(lane, *args, **kwargs)
+
+
+def test_a_slice_that_ends_without_its_lease_ends_lease_lost(slice_harness):
+    lane, _ = published_topic(3)
+    runner = slice_harness()
+    runner.runner.store = _LeaseTakenMidSliceStore(runner.runner.leases)
+
+    record = runner.run_turn(lane)
+
+    assert record.end_reason == EndReason.LEASE_LOST
+    assert ":m2:" in runner.runner.leases.holder(lane), "not released"
+    assert runner.sent == [], "the new holder queues the next turn, not this one"
