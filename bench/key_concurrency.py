@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -75,20 +76,22 @@ def run_one(args: argparse.Namespace, topic: str, processes: Processes) -> float
     )
     topic_set_paused(topic=created, paused=False)
     wait_until(processes, count_in([topic], FINISHED), args.tasks, "finished")
-    rows = list(
-        Task.objects.filter(topic__name=topic).values_list("started_at", "finished_at")
+    rows = Task.objects.filter(topic__name=topic).values_list(
+        "started_at", "finished_at"
     )
-    first_start = min(started for started, _ in rows)
-    last_end = max(finished for _, finished in rows)
-    return args.tasks / (last_end - first_start).total_seconds()
+    first_start = min(started.timestamp() for started, _ in rows if started)
+    last_end = max(finished.timestamp() for _, finished in rows if finished)
+    return args.tasks / (last_end - first_start)
 
 
 def keys_in_order(topic: str) -> bool:
     """Tell whether each key's tasks ran in offset order, one after the other."""
     rows = Task.objects.filter(topic__name=topic).order_by("key", "offset")
-    previous: dict[str, object] = {}
+    previous: dict[str, datetime] = {}
     for key, started, finished in rows.values_list("key", "started_at", "finished_at"):
-        if key in previous and started < previous[key]:  # type: ignore[operator]
+        if started is None or finished is None:
+            return False  # every task finished, so each has both
+        if key in previous and started < previous[key]:
             return False
         previous[key] = finished
     return True
