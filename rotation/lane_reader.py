@@ -44,7 +44,8 @@ class Progress:
                 self.first_offset = batch[0].offset
             # A batch that left a waiting task behind ran up to its end.
             last = outcome.next_offset - 1 if outcome.stop_reason else batch[-1].offset
-            self.last_offset = max(last, self.last_offset or last)
+            if self.last_offset is None or last > self.last_offset:
+                self.last_offset = last
             self.messages += outcome.processed
 
 

@@ -125,7 +125,7 @@ def test_one_key_at_a_time_is_todays_behaviour():
 
 
 def test_a_key_waiting_for_its_retry_does_not_hold_up_other_keys():
-    # alpha's first task fails once and waits 2 s for its retry; the other keys'
+    # alpha's first task fails once and waits 5 s for its retry; the other keys'
     # tasks (within one batch of it) run meanwhile. charlie's first task ends
     # dead; charlie's later tasks still run, after it.
     messages = [
@@ -137,7 +137,7 @@ def test_a_key_waiting_for_its_retry_does_not_hold_up_other_keys():
     lane = keyed_topic(
         messages,
         key_concurrency=4,
-        retry_backoff_ms=2000,
+        retry_backoff_ms=5000,
         max_attempts=2,
         slice_ms=3000,
     )

@@ -25,6 +25,7 @@ shutdown, lost lease) starts nothing new and waits for its in-flight handlers,
 for at most the lease grace.
 """
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -63,6 +64,11 @@ def _handler_run(handler_name: str, message: Any, context: TaskContext) -> Any:
         return handler_call(handler_name, message, context)
     finally:
         connections.close_all()
+
+
+def _head_offset(item: tuple[str, deque[Pending]]) -> float:
+    queue = item[1]
+    return queue[0][1].offset if queue else math.inf
 
 
 @dataclass
@@ -153,7 +159,8 @@ class KeyedBatch:
         busy = {key for key, _, _ in self.running.values()}
         free = self.topic.key_concurrency - len(self.running)
         starts: list[tuple[str, Task, Record]] = []
-        for key, queue in self.queues.items():
+        # Keys with the lowest unfinished offset first: they hold the resume point.
+        for key, queue in sorted(self.queues.items(), key=_head_offset):
             if len(starts) >= free:
                 break
             if key in busy:
