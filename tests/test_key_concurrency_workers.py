@@ -8,7 +8,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from rotation.lanes import Lane, text
 from tasks_app.models import Task, TaskStatus
 from tasks_app.services.tasks import TaskSpec, task_submit_many
 from tests.cluster import (
@@ -44,11 +43,6 @@ def workers(cluster: Cluster) -> Iterator[Cluster]:
     settle(cluster)
 
 
-def _holder_of(cluster: Cluster, topic: str) -> str | None:
-    value = cluster.members.client.get(Lane("default", topic, 0).key("lease"))
-    return text(value).split(":")[1] if value else None
-
-
 def test_a_holder_killed_mid_slice_loses_nothing_and_reruns_only_its_in_flight_tasks(
     workers, topic_name
 ):
@@ -70,7 +64,7 @@ def test_a_holder_killed_mid_slice_loses_nothing_and_reruns_only_its_in_flight_t
                 topic__name=topic_name, status=TaskStatus.SUCCEEDED
             ).count()
             >= 100
-            and _holder_of(workers, topic_name)
+            and workers.holder_of(topic_name)
         ),
         timeout_s=60,
         what="a worker to be well into the lane",
