@@ -96,11 +96,16 @@ class KeyedBatch:
         )
         try:
             stop = self._loop(pool, end)
-        finally:
-            # Bounded by the grace in _loop; a handler hung past it is left to
-            # finish on its own, and its task runs again (at least once).
+        except BaseException:
+            # Fenced or failed: let the in-flight handlers end (bounded) before
+            # the lane's next holder may start their keys again.
             wait(list(self.running), timeout=self.grace_s)
+            raise
+        finally:
+            # A handler hung past the grace is left to finish on its own; its
+            # task runs again (at least once).
             pool.shutdown(wait=False, cancel_futures=True)
+        self._collect()  # handlers that ended at the last moment
         next_offset = self._resume_point(end)
         self.recorder.flush(next_offset)
         return BatchOutcome(next_offset, self.processed, stop)
