@@ -42,7 +42,10 @@ class Progress:
         if outcome.processed:
             if self.first_offset is None:
                 self.first_offset = batch[0].offset
-            self.last_offset = outcome.next_offset - 1
+            # A batch that left a waiting task behind ran up to its end.
+            last = outcome.next_offset - 1 if outcome.stop_reason else batch[-1].offset
+            if self.last_offset is None or last > self.last_offset:
+                self.last_offset = last
             self.messages += outcome.processed
 
 
@@ -191,6 +194,11 @@ class LaneReading:
             self.consumer.commit(self.lane, outcome.next_offset)
             self.progress.next_offset = outcome.next_offset
         if outcome.stop_reason is None:
+            if outcome.next_offset <= batch[-1].offset:
+                # Some of the batch waits (a key's retry back-off) while the
+                # rest finished: read on from the first unfinished message; the
+                # store skips what finished.
+                self.consumer.assign(self.lane, outcome.next_offset)
             return None
         return self._interruption() or EndReason(outcome.stop_reason)
 

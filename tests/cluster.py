@@ -12,6 +12,7 @@ from typing import TypeVar
 import redis
 from django.db import connection
 
+from rotation.lanes import Lane, text
 from rotation.members import Members
 from scheduler_site.devstack.celery_processes import CeleryProcesses
 
@@ -94,6 +95,12 @@ class Cluster(CeleryProcesses):
         """Start beat and the publisher worker (which also runs the watchdog)."""
         self.worker("publisher", "publish")
         self.beat()
+
+    def holder_of(self, topic: str, partition: int = 0) -> str | None:
+        """Return the member holding a default-group lane's lease now (the
+        lease's value is token:member:nonce)."""
+        value = self.members.client.get(Lane("default", topic, partition).key("lease"))
+        return text(value).split(":")[1] if value else None
 
     def name_of(self, member: str) -> str:
         """Map a member (node name) back to the worker name it was started as."""

@@ -152,6 +152,7 @@ def _topic_form(name: str, **changes) -> dict:
         "handler": "tasks_app.handlers.log_message",
         "max_attempts": 3,
         "retry_backoff_ms": 1000,
+        "key_concurrency": 1,  # as the form shows it
     }
     return {**form, **changes}
 
@@ -192,6 +193,18 @@ def test_changing_a_topic_updates_its_policy(admin_client, topic_name):
 
     assert response.status_code == 302
     assert Topic.objects.get(pk=topic.pk).weight == 5
+
+
+def test_a_topics_key_concurrency_is_set_in_the_admin(admin_client, topic_name):
+    topic = topic_create(name=topic_name, partitions=2)
+
+    response = admin_client.post(
+        f"/admin/tasks_app/topic/{topic.pk}/change/",
+        _topic_form(topic_name, key_concurrency=8),
+    )
+
+    assert response.status_code == 302
+    assert Topic.objects.get(pk=topic.pk).key_concurrency == 8
 
 
 def test_shrinking_a_topics_partitions_in_the_admin_is_refused(

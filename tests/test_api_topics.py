@@ -322,3 +322,16 @@ def test_a_rate_limit_is_set_cleared_and_checked(operator_client, topic_name):
     cleared = operator_client.patch(url, {"rate_limit": None}, format="json")
     assert cleared.data["rate_limit"] is None
     assert Topic.objects.get(name=topic_name).rate_limit is None
+
+
+def test_key_concurrency_is_set_and_checked(operator_client, topic_name):
+    topic_create(name=topic_name)
+    url = f"{TOPICS_URL}{topic_name}/"
+
+    assert operator_client.get(url).data["key_concurrency"] == 1
+    response = operator_client.patch(url, {"key_concurrency": 8}, format="json")
+    assert response.status_code == 200, response.data
+    assert Topic.objects.get(name=topic_name).key_concurrency == 8
+    refused = operator_client.patch(url, {"key_concurrency": 0}, format="json")
+    assert refused.status_code == 400
+    assert refused.data["field"] == "key_concurrency"

@@ -436,3 +436,14 @@ def test_a_schedule_of_an_undeclared_topic_is_refused(write, topic_name):
         every_s = 5
     """)
     assert "which no [[topics]] table declares" in _load_error(path)
+
+
+@pytest.mark.django_db
+def test_a_topics_key_concurrency_is_declared_in_the_file(write, topic_name):
+    path = write(f"""
+        [[topics]]
+        name = "{topic_name}"
+        key_concurrency = 16
+    """)
+    config_apply(config=config_load(path=path))
+    assert Topic.objects.get(name=topic_name).key_concurrency == 16

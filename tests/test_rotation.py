@@ -12,7 +12,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from rotation.lanes import Lane, text
 from tasks_app.models import Slice, Task, TaskStatus
 from tests.cluster import (
     Cluster,
@@ -167,7 +166,7 @@ def test_sigterm_hands_the_lane_on_at_once(workers, topic_name):
     make_topic(topic_name, slice_ms=20_000)
     submit(topic_name, [{"sleep_ms": 20} for _ in range(400)])
     holder = wait_for(
-        lambda: _holder_of(workers, topic_name),
+        lambda: workers.holder_of(topic_name),
         timeout_s=30,
         what="a worker to hold the lane",
     )
@@ -192,12 +191,6 @@ def test_sigterm_hands_the_lane_on_at_once(workers, topic_name):
     assert nxt.started_at.timestamp() - stopped_at < 10
 
 
-def _holder_of(cluster: Cluster, topic: str) -> str | None:
-    """Return the member holding the topic's lane lease now (token:member:nonce)."""
-    value = cluster.members.client.get(Lane("default", topic, 0).key("lease"))
-    return text(value).split(":")[1] if value else None
-
-
 def _ts(epoch_s: float):
     from datetime import UTC, datetime
 
@@ -213,7 +206,7 @@ def test_frozen_holder_is_fenced_out_and_the_lane_resumes_from_the_fence(
     make_topic(topic_name, slice_ms=300)  # lease TTL 1.0 s with the test grace
     tasks = submit(topic_name, [{"sleep_ms": 200} for _ in range(30)])
     holder = wait_for(
-        lambda: _holder_of(workers, topic_name),
+        lambda: workers.holder_of(topic_name),
         timeout_s=30,
         what="a worker to hold the lane",
     )
@@ -254,7 +247,7 @@ def test_killed_holder_lane_resumes_after_its_lease_and_loses_nothing(
     make_topic(topic_name, slice_ms=1000)
     tasks = submit(topic_name, [{"sleep_ms": 20} for _ in range(200)])
     holder = wait_for(
-        lambda: _holder_of(workers, topic_name),
+        lambda: workers.holder_of(topic_name),
         timeout_s=30,
         what="a worker to hold the lane",
     )

@@ -82,6 +82,13 @@ class Topic(models.Model):
         help_text="Tasks that may run back to back above the rate after a quiet "
         "spell; empty: one second's worth (at least 1). Used with rate_limit.",
     )
+    key_concurrency = models.PositiveIntegerField(
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(64)],
+        help_text="Handlers a lane runs at once for different keys (threads in "
+        "its holder); each key still runs one task at a time, in order. 1: one "
+        "task at a time, in offset order (see docs/handlers.md).",
+    )
     growth_barrier = models.JSONField(
         null=True,
         blank=True,
@@ -115,6 +122,7 @@ class Topic(models.Model):
         "paused",
         "rate_limit",
         "rate_burst",
+        "key_concurrency",
     )
 
     class Meta:

@@ -1,32 +1,36 @@
-"""Run a lane's messages through their handlers, one at a time in offset order.
+"""Run a lane's messages through their handlers, in offset order.
 
-A failed task is retried in place (nothing after it on the lane starts) until
-the retry policy (tasks_app.services.retry) says it is dead. Outcomes go to an
-OutcomeRecorder (tasks_app.services.outcomes), which writes them fenced.
+With the topic's `key_concurrency` at 1 (the default) one task runs at a time:
+a failed task is retried in place (nothing after it on the lane starts) until
+the retry policy (tasks_app.services.retry) says it is dead. Above 1, tasks of
+different keys run at once and each key keeps its order
+(services/key_concurrency.py). Outcomes go to an OutcomeRecorder
+(services/outcomes.py), which writes them fenced.
 """
 
-import json
-import logging
 import time
-import traceback
 from collections.abc import Callable, Sequence
-from typing import Any
 
-from django.utils import timezone
+from django.conf import settings
 
 from rotation.kafka.consumer import Record
 from rotation.store import BatchOutcome, EndReason
-from tasks_app.handlers import HandlerNotRegistered, TaskContext, handler_get
 from tasks_app.models import Task, TaskStatus, Topic
 from tasks_app.models.task import TERMINAL_STATUSES
+from tasks_app.services.attempts import (
+    attempt_failed,
+    attempt_lost,
+    attempt_start,
+    attempt_succeeded,
+    handler_call,
+    handler_context,
+    retry_wait_s,
+)
 from tasks_app.services.envelope import task_id_of
+from tasks_app.services.key_concurrency import KeyedBatch
 from tasks_app.services.lane_state import LaneRef
 from tasks_app.services.outcomes import OutcomeRecorder
 from tasks_app.services.partition_heads import partition_is_lost
-from tasks_app.services.publisher.dead_letters import dead_letter_for
-from tasks_app.services.retry import retry_due_in_s, retry_exhausted
-
-logger = logging.getLogger(__name__)
 
 # Granularity of a retry wait, so a pause, shutdown or lost lease is noticed.
 WAIT_STEP_S = 0.05
@@ -58,20 +62,50 @@ def batch_process(
     if partition_is_lost(topic_pk=ref.topic_pk, partition=ref.lane.partition):
         return BatchOutcome(messages[0].offset, 0, EndReason.LOG_LOST)
     topic = Topic.objects.get(pk=ref.topic_pk)
-    next_offset, processed = messages[0].offset, 0
-    for message, task_id in zip(messages, task_ids, strict=True):
-        task = tasks.get(task_id) if task_id else None
-        if task is not None and _runnable(task, message):
-            stop = _run_task(
-                task, message, topic, recorder, deadline, interrupted, next_offset
-            )
-            if stop is not None:
-                recorder.flush(next_offset)
-                return BatchOutcome(next_offset, processed, stop)
-            processed += 1
-        next_offset = message.offset + 1
-    recorder.flush(next_offset)
-    return BatchOutcome(next_offset, processed)
+    runnable = [
+        (task, message)
+        for message, task in (
+            (m, tasks.get(i) if i else None)
+            for m, i in zip(messages, task_ids, strict=True)
+        )
+        if task is not None and _runnable(task, message)
+    ]
+    end = messages[-1].offset + 1
+    if topic.key_concurrency > 1:
+        keyed = KeyedBatch(
+            topic=topic,
+            recorder=recorder,
+            deadline=deadline,
+            interrupted=interrupted,
+            grace_s=settings.SCHEDULER_LEASE_GRACE_MS / 1000,
+        )
+        return keyed.run(runnable, end=end)
+    return _one_at_a_time(
+        runnable, messages[0].offset, end, topic, recorder, deadline, interrupted
+    )
+
+
+def _one_at_a_time(
+    runnable: list[tuple[Task, Record]],
+    start: int,
+    end: int,
+    topic: Topic,
+    recorder: OutcomeRecorder,
+    deadline: float,
+    interrupted: Callable[[], bool],
+) -> BatchOutcome:
+    next_offset, processed = start, 0
+    for task, message in runnable:
+        next_offset = message.offset  # the skipped messages before it are done
+        stop = _run_task(
+            task, message, topic, recorder, deadline, interrupted, next_offset
+        )
+        if stop is not None:
+            recorder.flush(next_offset)
+            return BatchOutcome(next_offset, processed, stop)
+        processed += 1
+    recorder.flush(end)
+    return BatchOutcome(end, processed)
 
 
 def _tasks_for(task_ids: Sequence[str | None]) -> dict[str, Task]:
@@ -101,7 +135,7 @@ def _run_task(
     """Run one task, retrying in place with backoff; return a stop reason or None."""
     # Recorded running: its last attempt started and never ended.
     lost = task.status == TaskStatus.RUNNING
-    if lost and _failed(task, message, topic, recorder, _attempt_lost(task)):
+    if lost and attempt_failed(task, message, topic, recorder, attempt_lost(task)):
         return None
     while True:
         stop = _wait_for_retry(task, topic, deadline, interrupted)
@@ -115,7 +149,7 @@ def _wait_for_retry(
     task: Task, topic: Topic, deadline: float, interrupted: Callable[[], bool]
 ) -> str | None:
     """Wait until the task's next attempt is due, unless the slice must end first."""
-    due_in_s = _retry_due_in_s(task, topic)
+    due_in_s = retry_wait_s(task, topic)
     while True:
         if interrupted():
             return EndReason.SHUTDOWN
@@ -124,18 +158,7 @@ def _wait_for_retry(
         if due_in_s <= 0:
             return None
         time.sleep(min(WAIT_STEP_S, due_in_s))
-        due_in_s = _retry_due_in_s(task, topic)
-
-
-def _retry_due_in_s(task: Task, topic: Topic) -> float:
-    if task.status != TaskStatus.FAILED:
-        return 0.0
-    return retry_due_in_s(
-        failed_at=task.finished_at,
-        attempts=task.attempts,
-        backoff_ms=topic.retry_backoff_ms,
-        now=timezone.now(),
-    )
+        due_in_s = retry_wait_s(task, topic)
 
 
 def _attempt(
@@ -150,69 +173,13 @@ def _attempt(
     The `running` state is written before the handler starts whenever the last
     write is a while ago, so a slow handler shows as running while it runs.
     """
-    task.attempts += 1
-    task.worker = recorder.member
-    task.started_at = timezone.now()
-    recorder.note(task, TaskStatus.RUNNING)
+    attempt_start(task, recorder)
     if recorder.due(message.offset):
         recorder.flush(next_offset)
     try:
-        result = _call_handler(task, message, topic)
+        context = handler_context(task, message, topic)
+        result = handler_call(topic.handler, task.message, context)
     except Exception as exc:  # noqa: BLE001 - a handler may raise anything
-        return _failed(task, message, topic, recorder, exc)
-    task.result, task.error, task.finished_at = result, "", timezone.now()
-    recorder.note(task, TaskStatus.SUCCEEDED)
-    return True
-
-
-class AttemptLost(Exception):
-    """An attempt was recorded as started but never finished."""
-
-
-def _attempt_lost(task: Task) -> AttemptLost:
-    return AttemptLost(
-        f"Attempt {task.attempts} did not finish: its worker died or lost the lane "
-        "mid-handler (a crash, a kill, an out-of-memory kill or a hang)."
-    )
-
-
-def _call_handler(task: Task, message: Record, topic: Topic) -> Any:
-    handler = handler_get(topic.handler)
-    context = TaskContext(
-        task_id=str(task.uuid),
-        topic=topic.name,
-        key=task.key,
-        partition=message.partition,
-        offset=message.offset,
-        attempt=task.attempts,
-        timestamp_ms=message.timestamp_ms,
-        worker=task.worker,
-    )
-    result = handler(task.message, context)
-    json.dumps(result)  # a result that cannot be stored fails the task, visibly
-    return result
-
-
-def _failed(
-    task: Task, message: Record, topic: Topic, recorder: OutcomeRecorder, exc: Exception
-) -> bool:
-    task.finished_at = timezone.now()
-    task.error = "".join(traceback.format_exception(exc))
-    final = isinstance(exc, HandlerNotRegistered) or retry_exhausted(
-        attempts=task.attempts, max_attempts=topic.max_attempts
-    )
-    logger.warning(
-        "Task %s attempt %d/%d failed: %s",
-        task.uuid,
-        task.attempts,
-        topic.max_attempts,
-        exc,
-    )
-    if not final:
-        recorder.note(task, TaskStatus.FAILED, detail=str(exc))
-        return False
-    recorder.note(task, TaskStatus.DEAD, detail=str(exc))
-    recorder.dead_letters.append(
-        dead_letter_for(task=task, topic=topic, envelope=message.value, error=exc)
-    )
+        return attempt_failed(task, message, topic, recorder, exc)
+    attempt_succeeded(task, recorder, result)
     return True

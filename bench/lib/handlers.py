@@ -1,0 +1,12 @@
+"""Handlers for the benchmarks, registered through SCHEDULER_HANDLER_MODULES."""
+
+import time
+from typing import Any
+
+from tasks_app.handlers import TaskContext, register_handler
+
+
+@register_handler
+def sleep(message: Any, context: TaskContext) -> None:
+    """Wait `sleep_ms`, as a handler that calls another service does."""
+    time.sleep(message["sleep_ms"] / 1000)
