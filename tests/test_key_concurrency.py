@@ -7,7 +7,6 @@ asserted: only orders and counts.
 """
 
 import uuid
-from collections import defaultdict
 
 import pytest
 
@@ -15,13 +14,12 @@ from rotation.lanes import Lane
 from tasks_app.models import DeadLetter, Task, TaskStatus
 from tasks_app.services.tasks import TaskSpec, task_submit_many
 from tests.handlers import runs
+from tests.key_order import KEYS, assert_each_key_in_order, overlapping_keys
 from tests.lane_harness import harness
 from tests.publishing_helpers import publish_pending
 from tests.rotation_support import make_topic
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-KEYS = ("alpha", "bravo", "charlie", "delta")
 
 
 def keyed_topic(messages: list[tuple[str, dict]], **policy: object) -> Lane:
@@ -48,53 +46,6 @@ def run_until_finished(lane: Lane, *, turns: int = 60) -> None:
         raise AssertionError(f"{lane} did not finish in {turns} turns")
     finally:
         runner.close()
-
-
-def events_by_key(topic: str) -> dict[str, list[dict]]:
-    """Group the recorded starts and ends of the topic by task key, with offsets."""
-    key_of = {
-        str(u): k
-        for u, k in Task.objects.filter(topic__name=topic).values_list("uuid", "key")
-    }
-    grouped: dict[str, list[dict]] = defaultdict(list)
-    for event in runs(topic):
-        grouped[key_of[event["task"]]].append(event)
-    return grouped
-
-
-def assert_each_key_in_order(topic: str, *, skip: frozenset = frozenset()) -> None:
-    """Each key's handlers start in offset order, each after the last one ended
-    (or failed). `skip` names (task, attempt) starts that never ended: a killed
-    holder's in-flight handlers."""
-    for key, events in events_by_key(topic).items():
-        phases = [
-            "end" if e["phase"] == "fail" else e["phase"]
-            for e in events
-            if (e["task"], e["attempt"]) not in skip
-        ]
-        for i in range(0, len(phases), 2):
-            assert phases[i : i + 2] == ["start", "end"], f"{key} overlapped"
-        offsets = [e["offset"] for e in events if e["phase"] == "end"]
-        assert offsets == sorted(offsets), f"{key} ran out of order"
-
-
-def overlapping_keys(topic: str) -> set[frozenset[str]]:
-    """Return the pairs of keys that had handlers running at the same moment."""
-    running: set[str] = set()
-    pairs: set[frozenset[str]] = set()
-    key_of = {
-        str(u): k
-        for u, k in Task.objects.filter(topic__name=topic).values_list("uuid", "key")
-    }
-    # Redis list order is the order the events happened in.
-    for event in runs(topic):
-        key = key_of[event["task"]]
-        if event["phase"] == "start":
-            pairs |= {frozenset((key, other)) for other in running}
-            running.add(key)
-        else:
-            running.discard(key)
-    return pairs
 
 
 def test_different_keys_overlap_and_each_key_keeps_its_order():

@@ -18,8 +18,8 @@ from tests.cluster import (
     worker_database_url,
 )
 from tests.handlers import runs
+from tests.key_order import KEYS, assert_each_key_in_order, overlapping_keys
 from tests.rotation_support import make_topic, succeeded_event_counts, wait_all_finished
-from tests.test_key_concurrency import KEYS, assert_each_key_in_order, overlapping_keys
 
 WORKERS = ("kc1", "kc2")
 KEY_CONCURRENCY = 8
