@@ -28,6 +28,7 @@ from rotation.store import (
     LaneStore,
     SliceRecord,
     StoreUnavailable,
+    TokenCounterReset,
 )
 from rotation.turns import Turn, Turns
 
@@ -183,6 +184,11 @@ class SliceRunner:
             except Fenced as exc:
                 logger.warning("%s; stopping without writing", exc)
                 reason = EndReason.LEASE_LOST
+            except TokenCounterReset as exc:
+                # The lease is ours: hand it back and queue the next turn now,
+                # rather than keep it until it expires with the lane idle.
+                logger.warning("%s", exc)
+                reason = EndReason.TOKEN_RESET
             except (RotationError, redis.RedisError) as exc:
                 logger.error("Slice on lane %s failed: %s", lane, exc)
                 reason = EndReason.ERROR
@@ -232,7 +238,7 @@ class SliceRunner:
             # We hold the Redis lease, yet the database saw a newer token: Redis
             # lost its counter. Move the counter past the epoch; next turn works.
             self.leases.raise_token_floor(lane, exc.epoch)
-            raise
+            raise TokenCounterReset(exc) from exc
 
     def _read(
         self,

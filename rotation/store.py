@@ -26,6 +26,18 @@ class Fenced(RotationError):
         self.epoch = epoch
 
 
+class TokenCounterReset(RotationError):
+    """Redis lost the lane's token counter (restarted empty): the holder's
+    token is below the epoch PostgreSQL recorded, though the lease is its own."""
+
+    def __init__(self, fenced: Fenced):
+        super().__init__(
+            f"Lane {fenced.lane}: Redis handed out token {fenced.token}, below the "
+            f"lane's epoch {fenced.epoch} (Redis lost its data); the counter is "
+            "moved past the epoch and the next turn claims the lane"
+        )
+
+
 class StoreUnavailable(RotationError):
     """The store (PostgreSQL) failed; the message names it and what to do."""
 
@@ -73,6 +85,7 @@ class EndReason(StrEnum):
     PAUSED = "paused"
     LOG_LOST = "log_lost"  # Kafka lost the lane's messages; the next slice heals
     RATE_LIMITED = "rate_limited"  # the topic's rate limit: the turn waits for tokens
+    TOKEN_RESET = "token_reset"  # Redis lost its token counter; the next turn claims
 
 
 @dataclass(frozen=True)

@@ -268,3 +268,31 @@ def test_a_slice_whose_lease_went_before_it_ended_ends_lease_lost(store, slice_h
     assert record.end_reason == EndReason.LEASE_LOST
     assert ":m2:" in runner.runner.leases.holder(lane), "not released"
     assert runner.sent == [], "the new holder queues the next turn, not this one"
+
+
+def test_a_redis_that_lost_its_token_counters_costs_one_turn_not_a_lease(
+    slice_harness,
+):
+    """Redis restarted empty: its counter hands out a token below the epoch the
+    database recorded, so the first claim is fenced. That holder still owns the
+    Redis lease: it moves the counter past the epoch, gives the lease back and
+    queues the lane's next turn at once, instead of keeping the lease until it
+    expires (and the lane idle until the watchdog's next tick)."""
+    lane, tasks = published_topic(3)
+    lane_store().claim(lane, 7)  # seven holders before Redis lost its data
+    runner = slice_harness()
+
+    fenced = runner.run_turn(lane)
+
+    assert fenced.end_reason == EndReason.TOKEN_RESET
+    assert runner.runner.leases.holder(lane) is None, "lease not given back"
+    assert [turn.lane for turn in runner.sent] == [lane], "next turn not queued"
+    resumed = runner.runner.run(runner.sent[0])
+    assert resumed.token > 7
+    assert resumed.messages == 3
+    statuses = set(
+        Task.objects.filter(pk__in=[t.pk for t in tasks]).values_list(
+            "status", flat=True
+        )
+    )
+    assert statuses == {TaskStatus.SUCCEEDED}
