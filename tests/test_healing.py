@@ -13,16 +13,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.db import connection
 
 from rotation.lanes import Lane
 from rotation.store import EndReason
 from scheduler_site.devstack import brokers
 from tasks_app.models import PartitionHead, Task, TaskStatus
+from tasks_app.services.execution import batch_process
+from tasks_app.services.healing import lane_heal
+from tasks_app.services.lane_store import DatabaseLaneStore
+from tasks_app.services.publisher_lock import PUBLISHER_LOCK_KEY
 from tasks_app.services.rotation_events import rotation_event_totals
 from tests.cluster import wait_for
 from tests.handlers import runs
 from tests.lane_harness import Harness
-from tests.publishing_helpers import publish_pending
+from tests.publishing_helpers import producer_for, publish_pending
 from tests.rotation_support import make_topic, submit
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -160,3 +165,56 @@ def test_a_lane_whose_resume_point_is_past_the_new_log_still_gets_a_turn(
     assert [turn.lane for turn in woken] == [lane]
     _drain(runner, lane)
     assert _ended(topic) == [str(t.uuid) for t in first + second]
+
+
+class LockWatchingProducer:
+    """The healing producer, noting for each batch whether the publisher's lock
+    was held and whether the batch had to start a new librdkafka producer."""
+
+    def __init__(self, url: str) -> None:
+        self.inner = producer_for(url)
+        self.batches: list[tuple[int, bool, bool]] = []  # (size, locked, renewed)
+
+    def produce_batch(self, messages):
+        before = self.inner._producer
+        try:
+            return self.inner.produce_batch(messages)
+        finally:
+            renewed = self.inner._producer is not before
+            self.batches.append((len(messages), _publisher_lock_held(), renewed))
+
+
+def _publisher_lock_held() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'"
+            " AND ((classid::bigint << 32) | objid::bigint) = %s)",
+            [PUBLISHER_LOCK_KEY],
+        )
+        return cursor.fetchone()[0]
+
+
+def test_a_heal_renews_its_producer_before_it_takes_the_publishers_lock(
+    broker, slice_harness
+):
+    """A producer renewed after an outage waits ~0.5 s for its producer id;
+    the publisher and every other healing lane wait for that lock, so the slow
+    part happens before it (topic check, one marker record no reader acts on)."""
+    lane, topic = _lane_topic(slice_ms=2000)
+    tasks = submit(topic, [{"n": n} for n in range(5)])
+    producer = LockWatchingProducer(broker.url)
+    producer.inner.produce_batch([])  # connected before the outage
+    publish_pending()
+    store = DatabaseLaneStore(
+        process_batch=batch_process,
+        heal=lambda **kw: lane_heal(**kw, producer=producer),
+    )
+    runner = slice_harness(store)
+    broker.restart_empty()
+
+    _drain(runner, lane)
+
+    assert _ended(topic) == [str(t.uuid) for t in tasks]
+    renewals = [batch for batch in producer.batches if batch[2]]
+    assert renewals, producer.batches
+    assert not any(locked for _, locked, _ in renewals), producer.batches

@@ -5,11 +5,16 @@ restarted, a topic re-created, retention, an unclean leader election). A lane
 whose partition is flagged lost is healed by its holder, under its lease,
 before it runs anything:
 
-1. with the publisher's lock held, so no new task lands in between, the topic
-   is created in Kafka if it is gone, and every unfinished task of the
-   partition is produced again in id (submission) order, into the same
-   partition, after a marker record that shows where the new log starts;
-2. in one fenced transaction the tasks get their new offsets and the lane its
+1. the topic is created in Kafka if it is gone, and one marker record is
+   produced (markers are passed over by readers): the slow part of a heal
+   after an outage (a renewed idempotent producer waits ~0.5 s for its
+   producer id) happens before the publisher's lock, which the publisher and
+   every other healing lane wait for;
+2. with the publisher's lock held, so no new task lands in between, every
+   unfinished task of the partition is produced again in id (submission)
+   order, into the same partition, after a marker record that shows where the
+   new log starts;
+3. in one fenced transaction the tasks get their new offsets and the lane its
    new resume point (the first re-published task), and the partition's end is
    set to the new log's end.
 
@@ -53,26 +58,39 @@ def lane_heal(*, ref: LaneRef, token: int, producer: BatchProducer) -> LaneClaim
     ProduceError when Kafka does not take the tasks: the lane stays flagged and
     its next turn tries again.
     """
+    if _head(ref).lost:
+        _prepare(ref, producer)
     with publisher_lock(wait_s=PUBLISHER_WAIT_S) as held:
         if not held:
             raise HealPostponed(
                 f"Lane {ref.lane}: the publisher kept its lock for "
                 f"{PUBLISHER_WAIT_S} s; the lane heals on its next turn"
             )
-        head = PartitionHead.objects.get(
-            topic_id=ref.topic_pk, partition=ref.lane.partition
-        )
+        head = _head(ref)
         if head.lost:
             _republish(ref, token, producer, head.lost_reason)
     return lane_read(ref=ref)
 
 
-def _republish(ref: LaneRef, token: int, producer: BatchProducer, reason: str) -> None:
-    """Produce the marker and the unfinished tasks; record where they went."""
+def _head(ref: LaneRef) -> PartitionHead:
+    return PartitionHead.objects.get(
+        topic_id=ref.topic_pk, partition=ref.lane.partition
+    )
+
+
+def _prepare(ref: LaneRef, producer: BatchProducer) -> None:
+    """Create the topic in Kafka if it is gone and produce one marker record,
+    outside the publisher's lock (see the module docstring, step 1)."""
     lane, topic = ref.lane, Topic.objects.get(pk=ref.topic_pk)
     failures = topic_sync_kafka(topics=[topic])
     if topic.name in failures:
         raise HealPostponed(f"Lane {lane}: {failures[topic.name]}")
+    producer.produce_batch([marker_record(topic=lane.topic, partition=lane.partition)])
+
+
+def _republish(ref: LaneRef, token: int, producer: BatchProducer, reason: str) -> None:
+    """Produce the marker and the unfinished tasks; record where they went."""
+    lane, topic = ref.lane, Topic.objects.get(pk=ref.topic_pk)
     tasks = list(
         Task.objects.filter(
             topic_id=ref.topic_pk, partition=lane.partition, status__in=UNFINISHED
