@@ -60,17 +60,19 @@ bench: venv ## Run bench/*.py against a fresh embedded stack; print one summary,
 	@echo; $(PY) -m bench.lib.summary "$(BENCH_RESULTS)"
 
 # The million-task run (bench/scale/, which `make bench` does not run): how many
-# tasks (a multiple of 1,000; MILLION_TASKS=30000 for a short look) and where
-# its figures go.
+# tasks (a multiple of 1,000; MILLION_TASKS=30000 for a short look), where its
+# figures go, and more options (MILLION_ARGS="--purge-old 300000": beat purges
+# old tasks during the run; `bench/scale/million.py --help` lists them).
 MILLION_TASKS ?= 1000000
 MILLION_RESULTS ?= bench-million.json
+MILLION_ARGS ?=
 
 bench-million: venv ## MILLION_TASKS tasks through the whole pipeline on a fresh stack; write $(MILLION_RESULTS)
 	@rm -f "$(MILLION_RESULTS)"; $(PY) -m bench.lib.summary start "$(MILLION_RESULTS)"
 	BENCH_RESULTS="$(abspath $(MILLION_RESULTS))" \
 	SECRET_KEY="$${SECRET_KEY:-$(RANDOM_SECRET)}" $(DEVSTACK) exec -- sh -ec '\
 		$(PY) manage.py migrate --noinput -v 0; \
-		$(PY) bench/scale/million.py --tasks $(MILLION_TASKS)'
+		$(PY) bench/scale/million.py --tasks $(MILLION_TASKS) $(MILLION_ARGS)'
 	@echo; $(PY) -m bench.lib.summary "$(MILLION_RESULTS)"
 
 chaos: venv ## Run every fault scenario CHAOS_RUNS times (~30 min); writes docs/reliability.md

@@ -62,9 +62,10 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def fill(count: int) -> list[str]:
-    """Write `count` tasks and their events over fresh topics; return the topics."""
-    names = [f"bench-reads-{uuid.uuid4().hex[:6]}-{i}" for i in range(TOPICS)]
+def fill(count: int, prefix: str = "bench-reads") -> list[str]:
+    """Write `count` tasks and their events over fresh topics named after
+    `prefix`; return the topics."""
+    names = [f"{prefix}-{uuid.uuid4().hex[:6]}-{i}" for i in range(TOPICS)]
     topics = Topic.objects.bulk_create([Topic(name=n) for n in names])
     with connection.cursor() as cursor:
         cursor.execute(

@@ -18,6 +18,11 @@ threads (in-process DRF client) until every task has finished. Then it reports:
 - order held per topic (bench/rotation.py's definition), lost = submitted -
   finished;
 - the operators' reads (bench/lib/reads.py) with every row present;
+- with --purge-old N: N tasks finished two days ago are stored first and the
+  workers run with a retention of one day, so beat's periodic purge deletes
+  them while the run goes on (every --purge-interval-s, 2 s at most each time,
+  on the publisher's queue): run with and without it to see what the purge
+  costs the throughput;
 - table and index sizes at the end, after purging every finished task with the
   retention purge (services/retention.py, what `manage.py tasks_purge --days 0`
   runs), and after a plain VACUUM.
@@ -68,9 +73,10 @@ from bench.lib.rotation_run import (  # noqa: E402
     submit,
     wait_until,
 )
+from bench.million_reads import fill  # noqa: E402
 from bench.publish import clean_up  # noqa: E402
 from scheduler_site.devstack.celery_processes import CeleryProcesses as Processes  # noqa: E402
-from tasks_app.models import TaskCount, Topic  # noqa: E402
+from tasks_app.models import Task, TaskCount, Topic  # noqa: E402
 from tasks_app.services.retention import (  # noqa: E402
     PURGED_STATUSES,
     slices_purge,
@@ -127,6 +133,18 @@ def parse_args() -> argparse.Namespace:
         help="width of the throughput-over-time intervals",
     )
     parser.add_argument("--rss-every-s", type=float, default=DEFAULT_RSS_EVERY_S)
+    parser.add_argument(
+        "--purge-old",
+        type=int,
+        default=0,
+        help="old finished tasks for beat's retention purge to delete during the run",
+    )
+    parser.add_argument(
+        "--purge-interval-s",
+        type=int,
+        default=settings.SCHEDULER_PURGE_INTERVAL_S,
+        help="beat's purge interval during the run (with --purge-old)",
+    )
     args = parser.parse_args()
     chunk = settings.SCHEDULER_MAX_BULK_TASKS
     if args.tasks < chunk * args.submitters or args.tasks % chunk:
@@ -144,6 +162,8 @@ class Run:
     submit_s: float
     started: float  # epoch s of the first POST
     rss: dict[str, list[tuple[float, int]]]
+    old_stored: int  # --purge-old
+    old_purged: int  # of those, by beat's purge during the run
 
 
 class Submitters:
@@ -202,10 +222,27 @@ def finished_counter(
     return finished
 
 
+def old_tasks(args: argparse.Namespace, prefix: str) -> tuple[dict[str, str], int]:
+    """Store --purge-old finished tasks dated two days back; return the workers'
+    environment (a retention of one day, beat purging every --purge-interval-s)
+    and how many tasks were stored."""
+    env = dict(os.environ)
+    if not args.purge_old:
+        return env, 0
+    started = time.monotonic()
+    fill(args.purge_old, prefix=f"{prefix}-old")
+    stored = Task.objects.filter(topic__name__startswith=f"{prefix}-old").count()
+    print(f"{stored:,} old tasks stored in {time.monotonic() - started:.1f} s")
+    env["SCHEDULER_RETENTION_DAYS"] = "1"
+    env["SCHEDULER_PURGE_INTERVAL_S"] = str(args.purge_interval_s)
+    return env, stored
+
+
 def run_pipeline(args: argparse.Namespace, prefix: str, log_dir: Path) -> Run:
     """Submit every task while the stack runs; return once all have finished."""
+    env, old = old_tasks(args, prefix)
     topics = make_topics(prefix, args.topics, slice_ms=args.slice_ms, paused=False)
-    processes = Processes(log_dir, dict(os.environ), loglevel="WARNING")
+    processes = Processes(log_dir, env, loglevel="WARNING")
     try:
         members = start_stack(processes, args.workers)
         watched = {"publisher": processes.pids()["publisher"]}
@@ -223,7 +260,10 @@ def run_pipeline(args: argparse.Namespace, prefix: str, log_dir: Path) -> Run:
     finally:
         processes.stop()
     ids = list(Topic.objects.filter(name__in=topics).values_list("id", flat=True))
-    return Run(topics, ids, args.tasks, submit_s, started, sampler.samples)
+    old_left = Task.objects.filter(topic__name__startswith=f"{prefix}-old").count()
+    return Run(
+        topics, ids, args.tasks, submit_s, started, sampler.samples, old, old - old_left
+    )
 
 
 def _scalar(statement: str, topic_ids: list[int]) -> int:
@@ -328,6 +368,15 @@ def report_outcome(run: Run, finished: int) -> None:
     _line("order held per topic", "yes" if held else "NO")
     summary.add(BENCH, "lost", lost, "tasks", target="0", met=lost == 0)
     summary.add(BENCH, "order held", float(held), "", target="1", met=held)
+    if run.old_stored:
+        _line("old tasks purged by beat during the run", f"{run.old_purged:,}")
+        summary.add(
+            BENCH,
+            "old tasks purged by beat during the run",
+            run.old_purged,
+            "tasks",
+            detail=f"of {run.old_stored:,}",
+        )
 
 
 def report_reads(run: Run) -> None:
