@@ -13,11 +13,11 @@ CHAOS_ARGS ?=
 RANDOM_SECRET = $$($(PY) -c 'import secrets; print(secrets.token_urlsafe(50))')
 
 .DEFAULT_GOAL := help
-.PHONY: help venv browser dev test lint bench chaos clean-dev
+.PHONY: help venv browser dev test lint bench bench-million chaos clean-dev
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
-		awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+		awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
 
 venv: $(STAMP) ## Create .venv and install requirements-dev.txt (when changed)
 
@@ -58,6 +58,22 @@ bench: venv ## Run bench/*.py against a fresh embedded stack; print one summary,
 		$(PY) manage.py migrate --noinput -v 0; \
 		for script in bench/*.py; do echo "== $$script"; $(PY) "$$script"; done'
 	@echo; $(PY) -m bench.lib.summary "$(BENCH_RESULTS)"
+
+# The million-task run (bench/scale/, which `make bench` does not run): how many
+# tasks (a multiple of 1,000; MILLION_TASKS=30000 for a short look), where its
+# figures go, and more options (MILLION_ARGS="--purge-old 300000": beat purges
+# old tasks during the run; `bench/scale/million.py --help` lists them).
+MILLION_TASKS ?= 1000000
+MILLION_RESULTS ?= bench-million.json
+MILLION_ARGS ?=
+
+bench-million: venv ## MILLION_TASKS tasks through the whole pipeline on a fresh stack; write $(MILLION_RESULTS)
+	@rm -f "$(MILLION_RESULTS)"; $(PY) -m bench.lib.summary start "$(MILLION_RESULTS)"
+	BENCH_RESULTS="$(abspath $(MILLION_RESULTS))" \
+	SECRET_KEY="$${SECRET_KEY:-$(RANDOM_SECRET)}" $(DEVSTACK) exec -- sh -ec '\
+		$(PY) manage.py migrate --noinput -v 0; \
+		$(PY) bench/scale/million.py --tasks $(MILLION_TASKS) $(MILLION_ARGS)'
+	@echo; $(PY) -m bench.lib.summary "$(MILLION_RESULTS)"
 
 chaos: venv ## Run every fault scenario CHAOS_RUNS times (~30 min); writes docs/reliability.md
 	$(PY) -m tests.chaos --runs $(CHAOS_RUNS) --tasks $(CHAOS_TASKS) \

@@ -52,6 +52,7 @@ from bench.lib.rotation_run import (  # noqa: E402
     api_client,
     collect,
     count_in,
+    make_topics,
     start_stack,
     submit,
     wait_until,
@@ -60,7 +61,7 @@ from bench.publish import clean_up  # noqa: E402
 from scheduler_site.devstack.celery_processes import CeleryProcesses as Processes  # noqa: E402
 from tasks_app.models import Task, TaskStatus, Topic  # noqa: E402
 from tasks_app.services.tasks import task_envelope  # noqa: E402
-from tasks_app.services.topics import topic_create, topic_set_paused  # noqa: E402
+from tasks_app.services.topics import topic_set_paused  # noqa: E402
 
 DEFAULT_TASKS = 40_000
 DEFAULT_TOPICS = 8
@@ -70,7 +71,6 @@ DEFAULT_CELERY_TASKS = 5_000
 # Phase C runs this fraction of --tasks on its one topic: enough for a dozen or
 # more hand-offs at the default slice.
 SINGLE_LANE_SHARE = 2
-NOOP_HANDLER = "tasks_app.handlers.noop"
 API = "bench (API client+view)"
 
 
@@ -93,18 +93,6 @@ def parse_args() -> argparse.Namespace:
         help="no-op tasks per round of the plain Celery baseline",
     )
     return parser.parse_args()
-
-
-def make_topics(
-    prefix: str, count: int, args: argparse.Namespace, *, paused: bool
-) -> list[str]:
-    """Create `count` topics with the no-op handler; return their names."""
-    names = [f"{prefix}-{n}" for n in range(count)]
-    for name in names:
-        topic_create(
-            name=name, handler=NOOP_HANDLER, slice_ms=args.slice_ms, paused=paused
-        )
-    return names
 
 
 class Bench:
@@ -162,9 +150,13 @@ def run_phases(
     args: argparse.Namespace, prefix: str, log_dir: Path
 ) -> tuple[list[report.Phase], list[str], list[str]]:
     """Run phases A, B and C; return them, phase B's topics and the members."""
-    stream_topics = make_topics(f"{prefix}-a", args.topics, args, paused=False)
-    backlog_topics = make_topics(f"{prefix}-b", args.topics, args, paused=True)
-    single_topic = make_topics(f"{prefix}-c", 1, args, paused=True)
+    stream_topics = make_topics(
+        f"{prefix}-a", args.topics, slice_ms=args.slice_ms, paused=False
+    )
+    backlog_topics = make_topics(
+        f"{prefix}-b", args.topics, slice_ms=args.slice_ms, paused=True
+    )
+    single_topic = make_topics(f"{prefix}-c", 1, slice_ms=args.slice_ms, paused=True)
     processes = Processes(log_dir, dict(os.environ), loglevel="WARNING")
     try:
         bench = Bench(args, processes)

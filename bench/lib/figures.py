@@ -144,3 +144,48 @@ def busy_shares(
         busy[key(s)] = busy.get(key(s), 0.0) + inside
     total = sum(busy.values())
     return {name: seconds / total for name, seconds in busy.items()} if total else {}
+
+
+def per_interval(
+    finished: Iterable[float], start: float, interval_s: float
+) -> list[int]:
+    """Count the finishes in each `interval_s` from `start` (the last interval
+    may be partial; none is left out, even an empty one in between)."""
+    counts: list[int] = []
+    for at in finished:
+        bucket = max(0, int((at - start) // interval_s))
+        counts.extend([0] * (bucket + 1 - len(counts)))
+        counts[bucket] += 1
+    return counts
+
+
+def first_last_rates(finished: list[float], share: float = 0.1) -> tuple[float, float]:
+    """Return the rates (tasks/s) of the first and the last `share` of tasks by
+    finish order, each over the span from its own first finish to its own last
+    (so the start-up before the first finish counts in neither).
+
+    `finished` is sorted. NaN when there are too few tasks or no time passed.
+    """
+    count = int(len(finished) * share)
+    if count < 2:
+        return math.nan, math.nan
+
+    def rate(span: list[float]) -> float:
+        seconds = span[-1] - span[0]
+        return (len(span) - 1) / seconds if seconds > 0 else math.nan
+
+    return rate(finished[:count]), rate(finished[-count:])
+
+
+def rss_drift(
+    samples: Iterable[tuple[float, int]], warm_at: float
+) -> tuple[int, float]:
+    """Return (the RSS after warm-up, the largest deviation from it in %) of one
+    process's (time, bytes) samples: the warm-up value is the first sample at or
+    after `warm_at`, the deviation is measured over that one and every later one.
+    (0, NaN) when no sample is that late."""
+    after = [rss for at, rss in sorted(samples) if at >= warm_at]
+    if not after:
+        return 0, math.nan
+    warm = after[0]
+    return warm, max(abs(rss - warm) for rss in after) / warm * 100

@@ -22,6 +22,7 @@ from scheduler_site.devstack.celery_processes import CeleryProcesses as Processe
 from tasks_app.models import Slice, Task, TaskStatus
 from tasks_app.redis_client import redis_client
 from tasks_app.roles import Role
+from tasks_app.services.topics import topic_create
 from tasks_app.services.users import user_role_grant
 
 TASKS_URL = "/api/tasks/"
@@ -30,6 +31,15 @@ WATCH_S = 0.2
 # A phase that makes no progress for this long has stalled.
 STALL_S = 60.0
 FINISHED = (TaskStatus.SUCCEEDED, TaskStatus.DEAD)
+NOOP_HANDLER = "tasks_app.handlers.noop"
+
+
+def make_topics(prefix: str, count: int, *, slice_ms: int, paused: bool) -> list[str]:
+    """Create `count` topics with the no-op handler; return their names."""
+    names = [f"{prefix}-{n}" for n in range(count)]
+    for name in names:
+        topic_create(name=name, handler=NOOP_HANDLER, slice_ms=slice_ms, paused=paused)
+    return names
 
 
 def api_client() -> APIClient:
@@ -60,14 +70,18 @@ def start_stack(processes: Processes, workers: int) -> dict[str, int]:
     return pids
 
 
-def submit(client: APIClient, topics: list[str], count: int) -> float:
-    """POST the tasks as bulk lists, round-robin over topics; return seconds."""
+def submit(
+    client: APIClient, topics: list[str], count: int, *, start: int = 0
+) -> float:
+    """POST tasks number `start` to `start + count` as bulk lists, round-robin
+    over topics; return seconds."""
     chunk = settings.SCHEDULER_MAX_BULK_TASKS
     started = time.monotonic()
-    for first in range(0, count, chunk):
+    end = start + count
+    for first in range(start, end, chunk):
         body = [
             {"topic": topics[n % len(topics)], "message": {"n": n}}
-            for n in range(first, min(first + chunk, count))
+            for n in range(first, min(first + chunk, end))
         ]
         # secure: as through the TLS proxy; the settings redirect plain HTTP.
         # return=minimal: a bulk client needs the ids, not each task in full.

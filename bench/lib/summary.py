@@ -90,6 +90,18 @@ def add(
     path.write_text(json.dumps(results, indent=2) + "\n")
 
 
+def attach(name: str, data: Any) -> None:
+    """Keep a run's raw series (JSON-serialisable) next to its figures, under
+    `name` (no-op unless BENCH_RESULTS is set); the table does not print them."""
+    path_text = os.environ.get(RESULTS_ENV)
+    if not path_text:
+        return
+    path = Path(path_text)
+    results = _load(path)
+    results.setdefault("series", {})[name] = data
+    path.write_text(json.dumps(results, indent=2) + "\n")
+
+
 def table(results: dict[str, Any]) -> str:
     """Render the run's figures as one text table."""
     rows = [("bench", "figure", "value", "target", "met", "from")]
