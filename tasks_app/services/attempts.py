@@ -22,6 +22,10 @@ from tasks_app.services.retry import retry_due_in_s, retry_exhausted
 
 logger = logging.getLogger(__name__)
 
+# The longest a lane's loop sleeps between looks at its handlers, a retry
+# coming due, the deadline and interruptions (pause, shutdown, a lost lease).
+WAIT_STEP_S = 0.05
+
 
 class AttemptLost(Exception):
     """An attempt was recorded as started but never finished."""

@@ -18,6 +18,7 @@ from rotation.store import BatchOutcome, EndReason
 from tasks_app.models import Task, TaskStatus, Topic
 from tasks_app.models.task import TERMINAL_STATUSES
 from tasks_app.services.attempts import (
+    WAIT_STEP_S,
     attempt_failed,
     attempt_lost,
     attempt_start,
@@ -31,9 +32,6 @@ from tasks_app.services.key_concurrency import KeyedBatch
 from tasks_app.services.lane_state import LaneRef
 from tasks_app.services.outcomes import OutcomeRecorder
 from tasks_app.services.partition_heads import partition_is_lost
-
-# Granularity of a retry wait, so a pause, shutdown or lost lease is noticed.
-WAIT_STEP_S = 0.05
 
 
 def batch_process(

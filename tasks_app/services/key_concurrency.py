@@ -40,6 +40,7 @@ from rotation.store import BatchOutcome, EndReason
 from tasks_app.handlers import TaskContext
 from tasks_app.models import Task, TaskStatus, Topic
 from tasks_app.services.attempts import (
+    WAIT_STEP_S,
     attempt_failed,
     attempt_lost,
     attempt_start,
@@ -49,10 +50,6 @@ from tasks_app.services.attempts import (
     retry_wait_s,
 )
 from tasks_app.services.outcomes import OutcomeRecorder
-
-# How long the main thread sleeps at most between looks at the handlers, a
-# retry coming due, the deadline and interruptions.
-WAIT_STEP_S = 0.05
 
 Pending = tuple[Task, Record]
 
