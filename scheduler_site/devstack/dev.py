@@ -29,7 +29,13 @@ from scheduler_site.devstack.supervise import (
     Shutdown,
     shutdown_on_signals,
 )
-from scheduler_site.workers import beat_argv, flower_argv, worker_argv
+from scheduler_site.workers import (
+    WebServer,
+    beat_argv,
+    flower_argv,
+    web_argv,
+    worker_argv,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +46,8 @@ DEFAULT_FLOWER_PORT = 5555  # Flower's own default
 DEFAULT_CONFIG = Path("config") / "scheduler.toml"
 WEB_READY_TIMEOUT_S = 60.0
 WEB_POLL_INTERVAL_S = 0.2
+# The web server `make dev` runs (bench/e2e_http.py measures the same one).
+DEV_WEB_SERVER: WebServer = "runserver"
 # Only these children's deaths stop the stack; the others are restarted.
 ESSENTIAL_CHILDREN = frozenset({"web"})
 
@@ -203,7 +211,7 @@ def _run_step(argv: list[str], env: dict[str, str], cwd: Path) -> None:
 def child_commands(options: DevOptions) -> list[tuple[str, list[str]]]:
     """List the long-running children: web, beat, the publisher and rotation workers."""
     commands = [
-        ("web", manage("runserver", f"127.0.0.1:{options.port}", "--noreload")),
+        ("web", web_argv(options.port, server=DEV_WEB_SERVER)),
         ("beat", beat_argv()),
         ("publisher", worker_argv("publish", "publisher")),
     ]
