@@ -190,6 +190,7 @@ def stream(
 
 def run(args: argparse.Namespace, prefix: str, log_dir: Path) -> None:
     """Start everything, run the phase, stop, measure plain Celery, print."""
+    load_at_start = os.getloadavg()[0]
     topics = make_topics(prefix, args.topics, args, paused=False)
     processes = Processes(log_dir, dict(os.environ), loglevel="WARNING")
     try:
@@ -205,11 +206,14 @@ def run(args: argparse.Namespace, prefix: str, log_dir: Path) -> None:
     celery = celery_noop_rates(
         tasks=args.celery_tasks, workers=args.workers, log_dir=log_dir
     )
-    print_figures(args, phase, celery)
+    print_figures(args, phase, celery, load_at_start)
 
 
 def print_figures(
-    args: argparse.Namespace, phase: report.Phase, celery: list[float]
+    args: argparse.Namespace,
+    phase: report.Phase,
+    celery: list[float],
+    load_at_start: float,
 ) -> None:
     """Print the phase, its CPU and the ratio; add them to the run's summary."""
     best = max(celery)
@@ -223,7 +227,7 @@ def print_figures(
         f"\nEnd to end over HTTP ({args.server}): {args.tasks:,} tasks over "
         f"{args.topics} topics, {args.clients} clients POSTing lists of "
         f"{settings.SCHEDULER_MAX_BULK_TASKS:,}, {args.workers} rotation workers, "
-        f"load average {os.getloadavg()[0]:.1f}"
+        f"load average {load_at_start:.1f} at start, {os.getloadavg()[0]:.1f} at end"
     )
     for label, value in (
         ("submission, first POST -> last answer", f"{submit_rate:,.0f} tasks/s"),
