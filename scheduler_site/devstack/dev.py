@@ -47,8 +47,9 @@ DEFAULT_CONFIG = Path("config") / "scheduler.toml"
 WEB_READY_TIMEOUT_S = 60.0
 WEB_POLL_INTERVAL_S = 0.2
 # The web server `make dev` runs (bench/e2e_http.py measures the same one):
-# gunicorn, as in production. runserver is one process, so the GIL held the API
-# to one core (docs/benchmarks.md, "End to end over HTTP").
+# gunicorn, as production and the tests run it. runserver is one process, so
+# the GIL keeps its Python on one core whatever the machine (docs/benchmarks.md,
+# "End to end over HTTP", says what was measured).
 DEV_WEB_SERVER: WebServer = "gunicorn"
 # Where gunicorn's processes keep their Prometheus metrics (gunicorn_conf.py).
 METRICS_DIR_NAME = "prometheus"
