@@ -1,4 +1,5 @@
-"""The Celery command lines, written once for `make dev`, the tests and compose.
+"""The process command lines (Celery's and the web server's), written once for
+`make dev`, the tests, the benchmarks and compose.
 
 `python -m scheduler_site.workers worker rotation worker1` runs a rotation
 worker, `... worker publish publisher` the publisher, `... beat` beat (with
@@ -14,12 +15,33 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 APP = "scheduler_site"
 CELERY = str(Path(sys.executable).parent / "celery")
+GUNICORN = str(Path(sys.executable).parent / "gunicorn")
 BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Flower listens on this host only unless told otherwise (compose: 0.0.0.0).
 LOCAL_ONLY = "127.0.0.1"
+# Web processes: one per core of a small machine; more only queue for the CPU
+# the workers, the publisher and PostgreSQL need too.
+WEB_WORKERS = 2
+WebServer = Literal["gunicorn", "runserver"]
+
+
+def web_argv(port: int, *, server: WebServer, workers: int = WEB_WORKERS) -> list[str]:
+    """Build the web server's command line on 127.0.0.1:`port`, run from the
+    repository root: gunicorn with `workers` processes and its request log on
+    stdout (Prometheus' files: gunicorn_conf.py), or Django's runserver without
+    the reloader."""
+    if server == "runserver":
+        return [sys.executable, "manage.py", "runserver", f"{LOCAL_ONLY}:{port}",
+                "--noreload"]  # fmt: skip
+    return [
+        GUNICORN, "scheduler_site.wsgi", "--bind", f"{LOCAL_ONLY}:{port}",
+        "--workers", str(workers), "--config", "python:scheduler_site.gunicorn_conf",
+        "--access-logfile", "-",
+    ]  # fmt: skip
 
 
 def worker_argv(

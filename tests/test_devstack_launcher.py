@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from scheduler_site.devstack.dev import (
@@ -25,6 +26,7 @@ from scheduler_site.devstack.dev import (
     clean_dev,
     flower_env,
     setup_steps,
+    web_env,
 )
 from scheduler_site.devstack.process import (
     StackError,
@@ -33,7 +35,7 @@ from scheduler_site.devstack.process import (
 )
 from scheduler_site.devstack.services import SPECS
 from scheduler_site.devstack.supervise import ChildSpec, start_child, stop_children
-from scheduler_site.workers import flower_argv
+from scheduler_site.workers import WEB_WORKERS, flower_argv
 
 READY_DEADLINE_S = 30.0
 DEV_READY_DEADLINE_S = 180.0
@@ -58,10 +60,22 @@ def test_each_rotation_worker_consumes_the_rotation_queue_under_its_own_name(
         assert argv[argv.index("-n") + 1] == f"worker{i}@%h"
 
 
-def test_web_serves_on_the_chosen_port_without_the_reloader(tmp_path: Path) -> None:
+def test_web_is_gunicorn_with_its_config_on_the_chosen_port(tmp_path: Path) -> None:
     options = DevOptions(tmp_path, port=8123, workers=0, config=None)
     web = dict(child_commands(options))["web"]
-    assert web[-3:] == ["runserver", "127.0.0.1:8123", "--noreload"]
+    assert Path(web[0]).name == "gunicorn"
+    assert web[web.index("--bind") + 1] == "127.0.0.1:8123"
+    assert web[web.index("--config") + 1] == "python:scheduler_site.gunicorn_conf"
+    assert "--reload" not in web
+
+
+def test_web_processes_share_metrics_in_a_directory_of_the_dev_dir(
+    tmp_path: Path,
+) -> None:
+    options = DevOptions(tmp_path, port=8123, workers=0, config=None)
+    env = web_env(options, {"DEBUG": "1"})
+    assert env["DEBUG"] == "1"
+    assert Path(env["PROMETHEUS_MULTIPROC_DIR"]).parent == options.dev_dir
 
 
 def test_apply_config_runs_only_when_there_is_a_config(tmp_path: Path) -> None:
@@ -353,6 +367,12 @@ def test_dev_with_flower_1_runs_flower_with_task_events_behind_the_admin_login(
 @pytest.mark.parametrize("dev_run", [1], indirect=True)
 def test_dev_serves_http_and_sigint_stops_every_process(dev_run: DevRun) -> None:
     dev_run.wait_for_web()
+    assert len(dev_run.child_pids(b"gunicorn")) == 1 + WEB_WORKERS  # master, workers
+    for asset in ("admin/css/base.css", "tasks_app/dashboard/dashboard.js"):
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{dev_run.port}/static/{asset}", timeout=10
+        ) as answer:
+            assert answer.status == 200, asset
     assert (dev_run.dev_dir / "services.env").exists()
     dev_run.process.send_signal(signal.SIGINT)
     assert dev_run.process.wait(DEV_STOP_DEADLINE_S) == 0
@@ -363,7 +383,11 @@ def test_dev_serves_http_and_sigint_stops_every_process(dev_run: DevRun) -> None
 @pytest.mark.parametrize("dev_run", [0], indirect=True)
 def test_dev_stops_everything_when_the_web_server_dies(dev_run: DevRun) -> None:
     dev_run.wait_for_web()
-    [web] = dev_run.child_pids(b"runserver")
+    [web] = [  # gunicorn's master: its workers are its own children
+        pid
+        for pid in dev_run.child_pids(b"gunicorn")
+        if psutil.Process(pid).ppid() == dev_run.process.pid
+    ]
     os.kill(web, signal.SIGKILL)
     assert dev_run.process.wait(DEV_STOP_DEADLINE_S) == 1
     assert (

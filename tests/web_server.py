@@ -1,5 +1,5 @@
-"""A gunicorn server on the test database, as in production, for tests that
-need real HTTP (schemathesis, a browser).
+"""A gunicorn server on the test database, as in production and `make dev`
+(the same command line), for tests that need real HTTP (schemathesis, a browser).
 
 Not Django's threaded test server: it answers each keep-alive request about
 40 ms late (its two small writes meet TCP's delayed ACK).
@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from scheduler_site.devstack.process import free_port, tcp_open
+from scheduler_site.workers import web_argv
 from tests.cluster import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,11 +27,12 @@ def gunicorn(env: dict[str, str], log: Path, *, workers: int = 2) -> Iterator[st
     port = free_port()
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [str(BIN / "gunicorn"), "scheduler_site.wsgi", "--workers", str(workers),
-             "--config", "python:scheduler_site.gunicorn_conf",
-             "--bind", f"127.0.0.1:{port}", "--access-logfile", "-"],
-            env=env, cwd=REPO, stdout=output, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            web_argv(port, server="gunicorn", workers=workers),
+            env=env,
+            cwd=REPO,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_for(
             lambda: process.poll() is not None or tcp_open(port),

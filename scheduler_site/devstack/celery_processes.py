@@ -1,4 +1,5 @@
-"""Start named Celery processes, each with its own log, and stop them by PID.
+"""Start named Celery processes (and a benchmark's web server), each with its own
+log, and stop them by PID.
 
 The end-to-end tests (tests/cluster.py) and the benchmarks (bench/) run real
 workers, beat and Flower this way; `make dev` supervises its children in supervise.py.
@@ -27,11 +28,15 @@ class CeleryProcesses:
         self.loglevel = loglevel
         self.running: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, name: str, argv: list[str]) -> int:
-        """Start a command logging to LOG_DIR/name.log; return its PID."""
+    def start(
+        self, name: str, argv: list[str], *, extra_env: dict[str, str] | None = None
+    ) -> int:
+        """Start a command logging to LOG_DIR/name.log, with `extra_env` added to
+        the environment; return its PID."""
+        env = {**self.env, **(extra_env or {})}
         with open(self.log_dir / f"{name}.log", "ab") as log:  # the child keeps a copy
             self.running[name] = subprocess.Popen(
-                argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO
+                argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO
             )
         return self.running[name].pid
 

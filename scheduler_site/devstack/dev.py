@@ -29,7 +29,13 @@ from scheduler_site.devstack.supervise import (
     Shutdown,
     shutdown_on_signals,
 )
-from scheduler_site.workers import beat_argv, flower_argv, worker_argv
+from scheduler_site.workers import (
+    WebServer,
+    beat_argv,
+    flower_argv,
+    web_argv,
+    worker_argv,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +46,13 @@ DEFAULT_FLOWER_PORT = 5555  # Flower's own default
 DEFAULT_CONFIG = Path("config") / "scheduler.toml"
 WEB_READY_TIMEOUT_S = 60.0
 WEB_POLL_INTERVAL_S = 0.2
+# The web server `make dev` runs (bench/e2e_http.py measures the same one):
+# gunicorn, as production and the tests run it. runserver is one process, so
+# the GIL keeps its Python on one core whatever the machine (docs/benchmarks.md,
+# "End to end over HTTP", says what was measured).
+DEV_WEB_SERVER: WebServer = "gunicorn"
+# Where gunicorn's processes keep their Prometheus metrics (gunicorn_conf.py).
+METRICS_DIR_NAME = "prometheus"
 # Only these children's deaths stop the stack; the others are restarted.
 ESSENTIAL_CHILDREN = frozenset({"web"})
 
@@ -152,7 +165,7 @@ def _serve(options: DevOptions, stack: Stack, supervisor: Supervisor) -> int:
     for name, argv in child_commands(options):
         restart = name not in ESSENTIAL_CHILDREN
         logs = options.dev_dir / "logs"
-        env = flower_env(options, child_env) if name == "flower" else child_env
+        env = _env_of(name, options, child_env)
         spec = ChildSpec(name, tuple(argv), env, options.root, logs, restart)
         supervisor.start(spec)
     fatal = _await_web(options.port, supervisor)
@@ -203,7 +216,7 @@ def _run_step(argv: list[str], env: dict[str, str], cwd: Path) -> None:
 def child_commands(options: DevOptions) -> list[tuple[str, list[str]]]:
     """List the long-running children: web, beat, the publisher and rotation workers."""
     commands = [
-        ("web", manage("runserver", f"127.0.0.1:{options.port}", "--noreload")),
+        ("web", web_argv(options.port, server=DEV_WEB_SERVER)),
         ("beat", beat_argv()),
         ("publisher", worker_argv("publish", "publisher")),
     ]
@@ -212,6 +225,25 @@ def child_commands(options: DevOptions) -> list[tuple[str, list[str]]]:
     if options.flower_port is not None:
         commands.append(("flower", flower_argv(options.flower_port)))
     return commands
+
+
+def _env_of(
+    name: str, options: DevOptions, child_env: dict[str, str]
+) -> dict[str, str]:
+    """Return the environment of the child `name`: Flower's and the web server's
+    add their own variables."""
+    if name == "flower":
+        return flower_env(options, child_env)
+    if name == "web":
+        return web_env(options, child_env)
+    return child_env
+
+
+def web_env(options: DevOptions, child_env: dict[str, str]) -> dict[str, str]:
+    """Give the web server a directory in the dev dir where its processes share
+    their metrics, so /metrics adds them up (unless the user named one)."""
+    metrics_dir = str(options.dev_dir / METRICS_DIR_NAME)
+    return {"PROMETHEUS_MULTIPROC_DIR": metrics_dir, **child_env}
 
 
 def flower_env(options: DevOptions, child_env: dict[str, str]) -> dict[str, str]:
