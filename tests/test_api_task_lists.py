@@ -126,6 +126,33 @@ def test_every_bad_item_of_a_list_is_named(submitter_client, topic_name):
     assert "; [3].message: This field is required." in response.json()["detail"]
 
 
+def test_every_field_of_a_good_item_is_stored_as_one_task_stores_it(
+    submitter_client, topic_name
+):
+    items = [
+        {"topic": topic_name, "message": "plain"},
+        {"topic": topic_name, "message": {"é": ["\U0001f600", 1.5, None, True]}},
+        {"topic": topic_name, "message": 0, "key": " spaced key "},
+        {"topic": topic_name, "message": [], "run_at": "2030-01-02T03:04:05+02:00"},
+        {"topic": topic_name, "message": False, "run_at": None, "key": "k"},
+        {"topic": topic_name, "message": "i", "idempotency_key": " idem "},
+        {"topic": topic_name, "message": "n", "idempotency_key": None},
+        {"topic": topic_name, "message": "form", "csrfmiddlewaretoken": "ignored"},
+    ]
+    singles = [
+        submitter_client.post(TASKS_URL, item, format="json").json() for item in items
+    ]
+    Task.objects.all().delete()
+
+    listed = submitter_client.post(TASKS_URL, items, format="json")
+
+    assert listed.status_code == 201, listed.json()
+    stored = ["topic", "key", "message", "run_at", "idempotency_key", "status"]
+    assert [{f: t[f] for f in stored} for t in listed.json()] == [
+        {f: t[f] for f in stored} for t in singles
+    ]
+
+
 def test_a_list_repeating_an_idempotency_key_with_another_body_is_refused(
     submitter_client, topic_name
 ):
@@ -151,3 +178,18 @@ def test_a_list_repeating_an_idempotency_key_with_one_body_stores_one_task(
     assert response.status_code == 201
     assert response.json()[0]["id"] == response.json()[1]["id"]
     assert Task.objects.count() == 1
+
+
+def test_a_list_mixing_tasks_with_and_without_idempotency_keys_answers_each_in_place(
+    submitter_client, topic_name
+):
+    items = [
+        {"topic": topic_name, "message": "first", "idempotency_key": "k"},
+        {"topic": topic_name, "message": "second"},
+        {"topic": topic_name, "message": "third"},
+    ]
+
+    response = submitter_client.post(TASKS_URL, items, format="json")
+
+    assert response.status_code == 201
+    assert [t["message"] for t in response.json()] == ["first", "second", "third"]
