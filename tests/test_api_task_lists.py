@@ -102,6 +102,19 @@ def test_a_bad_item_at_position_k_gets_the_single_task_answer_under_k(
     assert not Task.objects.exists(), "all or none"
 
 
+@pytest.mark.usefixtures("small_messages")
+@pytest.mark.parametrize("item", BAD_ITEMS.values(), ids=BAD_ITEMS.keys())
+def test_the_field_of_a_bad_item_is_its_path_in_the_list(
+    submitter_client, topic_name, item
+):
+    item = item.replace(TOPIC, topic_name)
+    single = _post_text(submitter_client, item)
+
+    listed = _post_text(submitter_client, _list_with(item, 2, topic_name))
+
+    assert listed.json()["field"] == f"[2].{single.json()['field']}"
+
+
 @pytest.mark.parametrize(("item", "says"), NOT_OBJECTS.values(), ids=NOT_OBJECTS.keys())
 def test_an_item_that_is_not_an_object_is_named_by_its_position(
     submitter_client, topic_name, item, says
@@ -110,6 +123,7 @@ def test_an_item_that_is_not_an_object_is_named_by_its_position(
 
     assert response.status_code == 400
     assert response.json()["detail"] == f"[1]: {says}"
+    assert response.json()["field"] == "[1]"
     assert not Task.objects.exists()
 
 
@@ -124,6 +138,7 @@ def test_every_bad_item_of_a_list_is_named(submitter_client, topic_name):
     assert set(response.json()["errors"]) == {"1", "3"}
     assert response.json()["detail"].startswith("[1].topic: Invalid topic name")
     assert "; [3].message: This field is required." in response.json()["detail"]
+    assert response.json()["field"] == "[1].topic"
 
 
 def test_every_field_of_a_good_item_is_stored_as_one_task_stores_it(
