@@ -5,6 +5,8 @@ import json
 
 import pytest
 
+from tasks_app.api.serializers import TaskCreateSerializer
+from tasks_app.api.serializers.lists import ItemChecks
 from tasks_app.models import Task
 
 TASKS_URL = "/api/tasks/"
@@ -141,19 +143,23 @@ def test_every_bad_item_of_a_list_is_named(submitter_client, topic_name):
     assert response.json()["field"] == "[1].topic"
 
 
+# Valid items using every field, with the topic to fill in.
+GOOD_ITEMS = [
+    {"message": "plain"},
+    {"message": {"é": ["\U0001f600", 1.5, None, True]}},
+    {"message": 0, "key": " spaced key "},
+    {"message": [], "run_at": "2030-01-02T03:04:05+02:00"},
+    {"message": False, "run_at": None, "key": "k"},
+    {"message": "i", "idempotency_key": " idem "},
+    {"message": "n", "idempotency_key": None},
+    {"message": "form", "csrfmiddlewaretoken": "ignored"},
+]
+
+
 def test_every_field_of_a_good_item_is_stored_as_one_task_stores_it(
     submitter_client, topic_name
 ):
-    items = [
-        {"topic": topic_name, "message": "plain"},
-        {"topic": topic_name, "message": {"é": ["\U0001f600", 1.5, None, True]}},
-        {"topic": topic_name, "message": 0, "key": " spaced key "},
-        {"topic": topic_name, "message": [], "run_at": "2030-01-02T03:04:05+02:00"},
-        {"topic": topic_name, "message": False, "run_at": None, "key": "k"},
-        {"topic": topic_name, "message": "i", "idempotency_key": " idem "},
-        {"topic": topic_name, "message": "n", "idempotency_key": None},
-        {"topic": topic_name, "message": "form", "csrfmiddlewaretoken": "ignored"},
-    ]
+    items = [{"topic": topic_name, **item} for item in GOOD_ITEMS]
     singles = [
         submitter_client.post(TASKS_URL, item, format="json").json() for item in items
     ]
@@ -166,6 +172,27 @@ def test_every_field_of_a_good_item_is_stored_as_one_task_stores_it(
     assert [{f: t[f] for f in stored} for t in listed.json()] == [
         {f: t[f] for f in stored} for t in singles
     ]
+
+
+def _item_serializer() -> TaskCreateSerializer:
+    return TaskCreateSerializer(context={"idempotency_header": None})
+
+
+@pytest.mark.parametrize("item", GOOD_ITEMS[:-1])
+def test_the_lean_pass_validates_a_good_item_as_the_serializer_does(item):
+    item = {"topic": "t", **item}
+    serializer = TaskCreateSerializer(data=item, context={"idempotency_header": None})
+    serializer.is_valid(raise_exception=True)
+
+    assert ItemChecks(_item_serializer()).validated(item) == serializer.validated_data
+
+
+@pytest.mark.usefixtures("small_messages")
+@pytest.mark.parametrize("item", BAD_ITEMS.values(), ids=BAD_ITEMS.keys())
+def test_the_lean_pass_leaves_a_bad_item_to_the_serializer(item):
+    item = json.loads(item.replace(TOPIC, "t"))
+
+    assert ItemChecks(_item_serializer()).validated(item) is None
 
 
 def test_a_list_repeating_an_idempotency_key_with_another_body_is_refused(

@@ -2,6 +2,7 @@
 
 import math
 import re
+from functools import cached_property
 from typing import Any, cast
 
 from django.conf import settings
@@ -13,6 +14,7 @@ from tasks_app.api.serializers.base import (
     QueryParamsSerializer,
     RejectUnknownFieldsMixin,
 )
+from tasks_app.api.serializers.lists import ItemChecks
 from tasks_app.errors import InvalidInput
 from tasks_app.models import Task, TaskEvent, TaskStatus
 from tasks_app.services.tasks import TaskSpec, message_size_check
@@ -87,13 +89,28 @@ class TaskMessageSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
 
 
 class TaskCreateListSerializer(serializers.ListSerializer):
-    """A list of tasks submitted together: all are stored, or none."""
+    """A list of tasks submitted together: all are stored, or none.
+
+    Items are validated in one lean pass by the item serializer's own rules
+    (`ItemChecks`); an item that breaks one is validated again the usual way,
+    so the answer names it exactly as a single task's would, under `[k]`.
+    """
 
     default_error_messages = {
         "max_length": "Send at most {max_length} tasks in one request "
         "(SCHEDULER_MAX_BULK_TASKS); split the list.",
         "empty": "Send at least one task.",
     }
+
+    @cached_property
+    def _item_checks(self) -> ItemChecks:
+        return ItemChecks(cast(serializers.Serializer, self.child))
+
+    def run_child_validation(self, data: Any) -> Any:
+        validated = self._item_checks.validated(data)
+        if validated is None:
+            return super().run_child_validation(data)
+        return validated
 
     def specs(self) -> list[TaskSpec]:
         """Build the service's requests from the validated items."""
