@@ -9,6 +9,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from tasks_app.api.serializers.base import (
+    MESSAGE_TOO_DEEP,
     KafkaNameField,
     MessageField,
     QueryParamsSerializer,
@@ -75,7 +76,7 @@ class TaskMessageSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
         except InvalidInput as exc:
             raise serializers.ValidationError(exc.message) from exc
         except RecursionError as exc:
-            raise serializers.ValidationError("The message nests too deeply.") from exc
+            raise serializers.ValidationError(MESSAGE_TOO_DEEP) from exc
         if reason:
             raise serializers.ValidationError(
                 f"The message contains {reason}, which PostgreSQL cannot store as "
