@@ -277,3 +277,19 @@ def test_a_json_value_of_another_type_is_refused_not_coerced(
     assert response.json()["field"] == field
     assert says in response.json()["detail"]
     assert not Task.objects.exists()
+
+
+@pytest.mark.parametrize("as_list", [False, True], ids=["one task", "a list"])
+def test_a_message_nested_at_any_depth_is_stored_or_refused_never_a_500(
+    submitter_client, topic_name, as_list
+):
+    # The parser, the JSON field and the storable check each meet Python's
+    # recursion limit at a different depth, which moves with the call stack:
+    # walk every depth from well below to past the parser's limit.
+    answers = set()
+    for depth in range(450, 1050):
+        task = f'{{"topic": "{topic_name}", "message": {"[" * depth + "]" * depth}}}'
+        response = _post_raw(submitter_client, f"[{task}]" if as_list else task)
+        answers.add(response.status_code)
+        assert response.status_code in (201, 400), (depth, response.content[:200])
+    assert answers == {201, 400}, "the walk reached both sides of the limit"

@@ -86,10 +86,15 @@ def _api_exception_body(exc: drf_exceptions.APIException) -> dict[str, Any]:
 
 
 def _first_field(detail: Any) -> str | None:
-    """Name the first field a validation error concerns, if it names one."""
+    """Name the first field a validation error concerns, if it names one: `topic`,
+    or in a list of tasks the path the summary uses, `[3].topic` (or `[3]`)."""
     if not isinstance(detail, dict):
         return None
-    return next((str(name) for name in detail if name != "non_field_errors"), None)
+    name = next((name for name in detail if name != "non_field_errors"), None)
+    if not isinstance(name, int):
+        return None if name is None else str(name)
+    inner = _first_field(detail[name])
+    return f"[{name}]" if inner is None else _join(f"[{name}]", inner)
 
 
 def validation_summary(detail: Any) -> str:

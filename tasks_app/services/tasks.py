@@ -128,7 +128,8 @@ def _submit_in_transaction(
     publish_nudge_on_commit()
     by_key = {t.idempotency_key: t for t in new_tasks if t.idempotency_key}
     by_key.update(previous)
-    queue = iter(new_tasks)
+    # Tasks without a key answer in list order; keyed ones by their key.
+    queue = iter([t for t in new_tasks if not t.idempotency_key])
     tasks = [
         by_key[s.idempotency_key] if s.idempotency_key else next(queue) for s in specs
     ]

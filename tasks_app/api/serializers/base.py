@@ -143,9 +143,20 @@ NOT_NULL_JSON = {
 }
 
 
+# Python's recursion limit bounds how deep a message can nest.
+MESSAGE_TOO_DEEP = "The message nests too deeply."
+
+
 @extend_schema_field(NOT_NULL_JSON)
 class MessageField(serializers.JSONField):
     """A task's message: any JSON value except null."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        """Refuse a message too deep to encode (DRF checks it by encoding it)."""
+        try:
+            return super().to_internal_value(data)
+        except RecursionError as exc:
+            raise serializers.ValidationError(MESSAGE_TOO_DEEP) from exc
 
 
 class ErrorSerializer(serializers.Serializer):

@@ -2,17 +2,20 @@
 
 import math
 import re
+from functools import cached_property
 from typing import Any, cast
 
 from django.conf import settings
 from rest_framework import serializers
 
 from tasks_app.api.serializers.base import (
+    MESSAGE_TOO_DEEP,
     KafkaNameField,
     MessageField,
     QueryParamsSerializer,
     RejectUnknownFieldsMixin,
 )
+from tasks_app.api.serializers.lists import ItemChecks
 from tasks_app.errors import InvalidInput
 from tasks_app.models import Task, TaskEvent, TaskStatus
 from tasks_app.services.tasks import TaskSpec, message_size_check
@@ -73,7 +76,7 @@ class TaskMessageSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
         except InvalidInput as exc:
             raise serializers.ValidationError(exc.message) from exc
         except RecursionError as exc:
-            raise serializers.ValidationError("The message nests too deeply.") from exc
+            raise serializers.ValidationError(MESSAGE_TOO_DEEP) from exc
         if reason:
             raise serializers.ValidationError(
                 f"The message contains {reason}, which PostgreSQL cannot store as "
@@ -87,13 +90,28 @@ class TaskMessageSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
 
 
 class TaskCreateListSerializer(serializers.ListSerializer):
-    """A list of tasks submitted together: all are stored, or none."""
+    """A list of tasks submitted together: all are stored, or none.
+
+    Items are validated in one lean pass by the item serializer's own rules
+    (`ItemChecks`); an item that breaks one is validated again the usual way,
+    so the answer names it exactly as a single task's would, under `[k]`.
+    """
 
     default_error_messages = {
         "max_length": "Send at most {max_length} tasks in one request "
         "(SCHEDULER_MAX_BULK_TASKS); split the list.",
         "empty": "Send at least one task.",
     }
+
+    @cached_property
+    def _item_checks(self) -> ItemChecks:
+        return ItemChecks(cast(serializers.Serializer, self.child))
+
+    def run_child_validation(self, data: Any) -> Any:
+        validated = self._item_checks.validated(data)
+        if validated is None:
+            return super().run_child_validation(data)
+        return validated
 
     def specs(self) -> list[TaskSpec]:
         """Build the service's requests from the validated items."""
