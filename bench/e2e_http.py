@@ -12,7 +12,10 @@ client threads POST bulk lists with `Prefer: return=minimal` over a socket,
 each list round-robin over the topics, while the workers run. Reports
 throughput from the first POST to the last finish, the submission rate, order
 per topic, CPU per process, and plain Celery no-op tasks in the same run for
-the ratio. The topics, tasks and user are deleted at the end.
+the ratio. Then, the stack idle again, submit to finish of single tasks: one
+POST at a time to a fresh topic, each waited for before the next
+(`finished_at - created_at`, both PostgreSQL's clock). The topics, tasks and
+user are deleted at the end.
 """
 
 import argparse
@@ -42,16 +45,17 @@ from django.core.management import call_command  # noqa: E402
 from bench.lib import figures, report, summary  # noqa: E402
 from bench.lib.celery_noop import celery_noop_rates  # noqa: E402
 from bench.lib.cpu import CpuMeter, service_pids  # noqa: E402
+from bench.lib.figures import TaskRow  # noqa: E402
 from bench.lib.rotation_run import (  # noqa: E402
     FINISHED,
     TASKS_URL,
     collect,
     count_in,
+    make_topics,
     start_stack,
     wait_until,
 )
 from bench.publish import clean_up  # noqa: E402
-from bench.rotation import make_topics  # noqa: E402
 from scheduler_site.devstack.celery_processes import CeleryProcesses as Processes  # noqa: E402
 from scheduler_site.devstack.dev import DEV_WEB_SERVER  # noqa: E402
 from scheduler_site.devstack.process import free_port, tcp_open  # noqa: E402
@@ -65,6 +69,10 @@ DEFAULT_CLIENTS = 2
 DEFAULT_WORKERS = 2
 DEFAULT_SLICE_MS = 300
 DEFAULT_CELERY_TASKS = 5_000
+DEFAULT_IDLE_SAMPLES = 50
+# Between single-task samples, so each one meets an idle stack.
+IDLE_PAUSE_S = 0.2
+TARGET_IDLE_P50_MS = 50.0
 WEB_START_TIMEOUT_S = 60.0
 POST_TIMEOUT_S = 120.0
 # The clients speak plain HTTP to the server as a TLS proxy would, saying so in
@@ -95,6 +103,12 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=DEFAULT_CELERY_TASKS,
         help="no-op tasks per round of the plain Celery baseline",
+    )
+    parser.add_argument(
+        "--idle-samples",
+        type=int,
+        default=DEFAULT_IDLE_SAMPLES,
+        help="single tasks submitted one at a time to the idle stack",
     )
     return parser.parse_args()
 
@@ -139,6 +153,18 @@ class HttpClient:
             with urllib.request.urlopen(request, timeout=POST_TIMEOUT_S) as answer:
                 if answer.status != 201:
                     sys.exit(f"submit failed: {answer.status} {answer.read()[:500]!r}")
+
+    def post_one(self, task: dict) -> None:
+        """POST one task (not a list); fail on any answer but 201."""
+        request = urllib.request.Request(
+            self.base_url + TASKS_URL,
+            data=json.dumps(task).encode(),
+            method="POST",
+            headers={**self.headers, "Prefer": "return=minimal"},
+        )
+        with urllib.request.urlopen(request, timeout=POST_TIMEOUT_S) as answer:
+            if answer.status != 201:
+                sys.exit(f"submit failed: {answer.status} {answer.read()[:500]!r}")
 
     def get(self, path: str) -> None:
         """GET a route (warm-up: imports and connections made before the clock)."""
@@ -188,10 +214,27 @@ def stream(
     return report.Phase(*collect(topics), submit_s, started, cpu)
 
 
+def idle_tasks(
+    processes: Processes, client: HttpClient, topic: str, samples: int
+) -> list[TaskRow]:
+    """Submit single tasks to the idle stack, each finished before the next;
+    return their rows (server clocks)."""
+    finished = count_in([topic], FINISHED)
+    for n in range(samples):
+        time.sleep(IDLE_PAUSE_S)
+        client.post_one({"topic": topic, "message": {"idle": n}})
+        wait_until(processes, finished, n + 1, "finished (idle samples)")
+    tasks, _ = collect([topic])
+    return tasks
+
+
 def run(args: argparse.Namespace, prefix: str, log_dir: Path) -> None:
     """Start everything, run the phase, stop, measure plain Celery, print."""
     load_at_start = os.getloadavg()[0]
-    topics = make_topics(prefix, args.topics, args, paused=False)
+    topics = make_topics(prefix, args.topics, slice_ms=args.slice_ms, paused=False)
+    [idle_topic] = make_topics(
+        f"{prefix}-idle", 1, slice_ms=args.slice_ms, paused=False
+    )
     processes = Processes(log_dir, dict(os.environ), loglevel="WARNING")
     try:
         client = HttpClient(start_web(processes, args.server), submitter(prefix))
@@ -200,6 +243,8 @@ def run(args: argparse.Namespace, prefix: str, log_dir: Path) -> None:
             client.get(TASKS_URL)
         print(f"{args.server} and {args.workers} rotation workers up; submitting ...")
         phase = stream(processes, client, topics, args)
+        print(f"{args.idle_samples} single tasks on the idle stack ...")
+        idle = idle_tasks(processes, client, idle_topic, args.idle_samples)
     finally:
         processes.stop()
     print("plain Celery baseline ...")
@@ -207,6 +252,34 @@ def run(args: argparse.Namespace, prefix: str, log_dir: Path) -> None:
         tasks=args.celery_tasks, workers=args.workers, log_dir=log_dir
     )
     print_figures(args, phase, celery, load_at_start)
+    print_idle(args, idle)
+
+
+def print_idle(args: argparse.Namespace, tasks: list[TaskRow]) -> None:
+    """Print the idle stack's submit-to-finish figures, step by step; add the
+    whole to the summary."""
+    latencies = [(t.finished - t.created) * 1000 for t in tasks]
+    p50, p99 = (figures.percentile(latencies, pct) for pct in (50, 99))
+    print(
+        f"  {'idle: submit -> finish p50 / p99':<40} {p50:,.1f} / {p99:,.1f} ms "
+        f"({len(tasks)} single tasks over HTTP, {IDLE_PAUSE_S} s apart)"
+    )
+    for step, start, end in (
+        ("accepted -> published", "created", "published"),
+        ("published -> handler started", "published", "started"),
+        ("handler started -> finished", "started", "finished"),
+    ):
+        gaps = [(getattr(t, end) - getattr(t, start)) * 1000 for t in tasks]
+        print(f"    {step:<38} p50 {figures.percentile(gaps, 50):,.1f} ms")
+    summary.add(
+        "e2e_http",
+        f"idle stack: submit -> finish p50 ({args.server})",
+        p50,
+        "ms",
+        target=f"< {TARGET_IDLE_P50_MS:g} ms",
+        met=p50 < TARGET_IDLE_P50_MS,
+        detail=f"p99 {p99:,.1f} ms, {len(latencies)} single tasks",
+    )
 
 
 def print_figures(
