@@ -124,9 +124,21 @@ class LaneConsumer:
         self._consumer.unassign()
 
     def poll_batch(self, max_messages: int, timeout_s: float) -> list[Record]:
-        """Return up to `max_messages` in offset order; raise on a broker error."""
+        """Return up to `max_messages` in offset order, as soon as any is there
+        (waiting up to `timeout_s` for the first); raise on a broker error.
+
+        librdkafka's consume() returns only when the batch is full or the
+        timeout passed: an idle lane's one new task waited the whole poll
+        timeout (50 ms) before its handler ran. So: wait for one message, then
+        take whatever else is already fetched without waiting.
+        """
         try:
-            messages = self._consumer.consume(max_messages, timeout=timeout_s)
+            first = self._consumer.poll(timeout_s)
+            if first is None:
+                return []
+            more = max_messages - 1
+            rest = self._consumer.consume(more, timeout=0) if more else []
+            messages = [first, *rest]
         except KafkaException as exc:
             raise self._unavailable("consume", exc) from exc
         good = []

@@ -1,0 +1,74 @@
+"""The slice loop's Kafka consumer against a real broker (rotation/kafka)."""
+
+import os
+import time
+import uuid
+
+from rotation.kafka.admin import ensure_topics
+from rotation.kafka.consumer import LaneConsumer
+from rotation.kafka.producer import OutgoingMessage
+from rotation.lanes import Lane
+from tests.publishing_helpers import producer_for
+
+# Far longer than any fetch from a local broker takes: a poll that waits it out
+# shows up however loaded the machine is.
+LONG_TIMEOUT_S = 20.0
+
+
+def _lane_with(messages: int) -> Lane:
+    """A fresh one-partition topic holding `messages` records."""
+    bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    lane = Lane("g", f"consumer-{uuid.uuid4().hex[:10]}", 0)
+    assert ensure_topics(bootstrap, {lane.topic: 1}, {}) == {}
+    producer_for(bootstrap).produce_batch(
+        [OutgoingMessage(lane.topic, "k", f"m{n}", None, 0) for n in range(messages)]
+    )
+    return lane
+
+
+def test_a_batch_comes_back_as_soon_as_messages_are_there_not_when_full():
+    """An idle lane gets one new task: the slice must not wait out the poll
+    timeout for a batch it will never fill (librdkafka's consume() does)."""
+    lane = _lane_with(3)
+    consumer = LaneConsumer(os.environ["KAFKA_BOOTSTRAP_SERVERS"], "g")
+    try:
+        consumer.assign(lane, 0)
+        started = time.monotonic()
+        records = []
+        while len(records) < 3:
+            records += consumer.poll_batch(20, LONG_TIMEOUT_S)
+        waited = time.monotonic() - started
+    finally:
+        consumer.close()
+
+    assert [r.value for r in records] == [b"m0", b"m1", b"m2"]
+    assert waited < LONG_TIMEOUT_S / 2, f"waited {waited:.1f} s for 3 messages"
+
+
+def test_a_batch_holds_at_most_the_messages_asked_for_in_offset_order():
+    lane = _lane_with(50)
+    consumer = LaneConsumer(os.environ["KAFKA_BOOTSTRAP_SERVERS"], "g")
+    try:
+        consumer.assign(lane, 10)
+        first = consumer.poll_batch(20, LONG_TIMEOUT_S)
+        while not first:
+            first = consumer.poll_batch(20, LONG_TIMEOUT_S)
+    finally:
+        consumer.close()
+
+    assert 1 <= len(first) <= 20
+    assert [r.offset for r in first] == list(range(10, 10 + len(first)))
+
+
+def test_a_batch_of_one_is_one_message():
+    lane = _lane_with(2)
+    consumer = LaneConsumer(os.environ["KAFKA_BOOTSTRAP_SERVERS"], "g")
+    try:
+        consumer.assign(lane, 0)
+        batch = consumer.poll_batch(1, LONG_TIMEOUT_S)
+        while not batch:
+            batch = consumer.poll_batch(1, LONG_TIMEOUT_S)
+    finally:
+        consumer.close()
+
+    assert [r.offset for r in batch] == [0]
