@@ -14,7 +14,7 @@ throughput from the first POST to the last finish, the submission rate, order
 per topic, CPU per process, and plain Celery no-op tasks in the same run for
 the ratio. Then, the stack idle again, submit to finish of single tasks: one
 POST at a time to a fresh topic, each waited for before the next
-(`finished_at - created_at`, both PostgreSQL's clock). The topics, tasks and
+(`finished_at - created_at`, the server's clocks). The topics, tasks and
 user are deleted at the end.
 """
 
