@@ -8,9 +8,12 @@ from dataclasses import dataclass
 from bench.lib import figures, summary
 from bench.lib.figures import SliceRow, TaskRow
 
-TARGET_CELERY_RATIO = 5.0
-TARGET_GAP_MS = 25.0
-TARGET_JAIN = 0.95
+# Issue 11's targets, printed and summarised alike.
+TARGET_CELERY_RATIO = 5.0  # end to end (A, and over HTTP)
+TARGET_BACKLOG_RATIO = 10.0  # B
+TARGET_GAP_P50_MS = 10.0
+TARGET_GAP_P99_MS = 50.0
+TARGET_JAIN = 0.98
 
 
 @dataclass
@@ -163,21 +166,22 @@ def targets(result: Figures, bare: float, celery: list[float]) -> None:
     )
     print("\nRatios and targets")
     order = result.stream.order_held and result.backlog.order_held
-    goal = f">= {TARGET_CELERY_RATIO:g}x, order held"
-    for label, phase in (
-        ("A end to end", result.stream),
-        ("B backlog", result.backlog),
+    for label, phase, goal in (
+        ("A end to end", result.stream, TARGET_CELERY_RATIO),
+        ("B backlog", result.backlog, TARGET_BACKLOG_RATIO),
     ):
         ratio = phase.rate / best
-        ok = ratio >= TARGET_CELERY_RATIO and order
-        _target(f"{label} / plain Celery", f"{ratio:.2f}x", goal, ok)
+        ok = ratio >= goal and order
+        _target(
+            f"{label} / plain Celery", f"{ratio:.2f}x", f">= {goal:g}x, order held", ok
+        )
         _line(f"{label} / bare Kafka", f"{phase.rate / bare:.3f}")
     for label, p50 in result.gaps_ms.items():
-        ok = p50 <= TARGET_GAP_MS
+        ok = p50 <= TARGET_GAP_P50_MS
         _target(
             f"hand-off gap p50, {label}",
             f"{p50:.1f} ms",
-            f"<= {TARGET_GAP_MS:g} ms",
+            f"<= {TARGET_GAP_P50_MS:g} ms",
             ok,
         )
     topic_j, member_j = result.jain
@@ -219,8 +223,8 @@ def summarise(result: Figures, single: Phase, bare: float, celery: float) -> Non
     """Add the issue's figures (issue 11's targets) to the run's summary."""
     order = result.stream.order_held and result.backlog.order_held
     for label, phase, goal in (
-        ("A end to end", result.stream, 5.0),
-        ("B backlog", result.backlog, 10.0),
+        ("A end to end", result.stream, TARGET_CELERY_RATIO),
+        ("B backlog", result.backlog, TARGET_BACKLOG_RATIO),
     ):
         ratio = phase.rate / celery
         summary.add(
@@ -253,7 +257,7 @@ def summarise(result: Figures, single: Phase, bare: float, celery: float) -> Non
     ):
         hand = figures.handoffs(phase.slices, phase.tasks)
         gaps = [h.delay_s if delays else h.gap_s for h in hand]
-        for pct, goal in ((50, 10.0), (99, 50.0)):
+        for pct, goal in ((50, TARGET_GAP_P50_MS), (99, TARGET_GAP_P99_MS)):
             value = _ms(gaps, pct)
             summary.add(
                 "rotation",
@@ -270,6 +274,6 @@ def summarise(result: Figures, single: Phase, bare: float, celery: float) -> Non
             f"B Jain's index, {label}",
             index,
             "",
-            target=">= 0.98",
-            met=index >= 0.98,
+            target=f">= {TARGET_JAIN:g}",
+            met=index >= TARGET_JAIN,
         )
