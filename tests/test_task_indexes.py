@@ -53,3 +53,23 @@ def test_a_list_of_dead_tasks_reads_the_partial_index(operator, topic_name):
 
         assert sorted(t.pk for t in listed) == sorted(dead)
         assert "task_exceptional" in listed.all()[:50].explain(), filters
+
+
+CHURNING_TABLES = ("task", "taskevent", "outboxentry")
+
+
+@pytest.mark.parametrize("table", CHURNING_TABLES)
+def test_the_churning_tables_are_vacuumed_early_and_unthrottled(table):
+    """Every task leaves dead row versions behind (three status changes, an
+    outbox row deleted): with PostgreSQL's defaults autovacuum fell behind and
+    a million-task run slowed by a fifth (docs/benchmarks.md)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT reloptions FROM pg_class WHERE relname = %s",
+            [f"tasks_app_{table}"],
+        )
+        options = dict(option.split("=") for option in cursor.fetchone()[0] or [])
+
+    assert float(options["autovacuum_vacuum_scale_factor"]) <= 0.01
+    assert float(options["autovacuum_vacuum_insert_scale_factor"]) <= 0.01
+    assert float(options["autovacuum_vacuum_cost_delay"]) == 0
