@@ -143,23 +143,18 @@ class HttpClient:
     def post_all(self, lists: list[bytes]) -> None:
         """POST each list in turn; fail on any answer but 201."""
         for body in lists:
-            request = urllib.request.Request(
-                self.base_url + TASKS_URL,
-                data=body,
-                method="POST",
-                # return=minimal: a bulk client needs the ids, not each task in full.
-                headers={**self.headers, "Prefer": "return=minimal"},
-            )
-            with urllib.request.urlopen(request, timeout=POST_TIMEOUT_S) as answer:
-                if answer.status != 201:
-                    sys.exit(f"submit failed: {answer.status} {answer.read()[:500]!r}")
+            self._post(body)
 
     def post_one(self, task: dict) -> None:
         """POST one task (not a list); fail on any answer but 201."""
+        self._post(json.dumps(task).encode())
+
+    def _post(self, body: bytes) -> None:
         request = urllib.request.Request(
             self.base_url + TASKS_URL,
-            data=json.dumps(task).encode(),
+            data=body,
             method="POST",
+            # return=minimal: a bulk client needs the ids, not each task in full.
             headers={**self.headers, "Prefer": "return=minimal"},
         )
         with urllib.request.urlopen(request, timeout=POST_TIMEOUT_S) as answer:

@@ -5,7 +5,7 @@ import time
 import uuid
 
 from rotation.kafka.admin import ensure_topics
-from rotation.kafka.consumer import LaneConsumer
+from rotation.kafka.consumer import LaneConsumer, Record
 from rotation.kafka.producer import OutgoingMessage
 from rotation.lanes import Lane
 from tests.publishing_helpers import producer_for
@@ -24,6 +24,19 @@ def _lane_with(messages: int) -> Lane:
         [OutgoingMessage(lane.topic, "k", f"m{n}", None, 0) for n in range(messages)]
     )
     return lane
+
+
+def _first_batch(lane: Lane, offset: int, size: int) -> list[Record]:
+    """Assign a fresh consumer at `offset`; return the first batch it polls."""
+    consumer = LaneConsumer(os.environ["KAFKA_BOOTSTRAP_SERVERS"], "g")
+    try:
+        consumer.assign(lane, offset)
+        batch = consumer.poll_batch(size, LONG_TIMEOUT_S)
+        while not batch:
+            batch = consumer.poll_batch(size, LONG_TIMEOUT_S)
+        return batch
+    finally:
+        consumer.close()
 
 
 def test_a_batch_comes_back_as_soon_as_messages_are_there_not_when_full():
@@ -46,29 +59,13 @@ def test_a_batch_comes_back_as_soon_as_messages_are_there_not_when_full():
 
 
 def test_a_batch_holds_at_most_the_messages_asked_for_in_offset_order():
-    lane = _lane_with(50)
-    consumer = LaneConsumer(os.environ["KAFKA_BOOTSTRAP_SERVERS"], "g")
-    try:
-        consumer.assign(lane, 10)
-        first = consumer.poll_batch(20, LONG_TIMEOUT_S)
-        while not first:
-            first = consumer.poll_batch(20, LONG_TIMEOUT_S)
-    finally:
-        consumer.close()
+    batch = _first_batch(_lane_with(50), 10, 20)
 
-    assert 1 <= len(first) <= 20
-    assert [r.offset for r in first] == list(range(10, 10 + len(first)))
+    assert 1 <= len(batch) <= 20
+    assert [r.offset for r in batch] == list(range(10, 10 + len(batch)))
 
 
 def test_a_batch_of_one_is_one_message():
-    lane = _lane_with(2)
-    consumer = LaneConsumer(os.environ["KAFKA_BOOTSTRAP_SERVERS"], "g")
-    try:
-        consumer.assign(lane, 0)
-        batch = consumer.poll_batch(1, LONG_TIMEOUT_S)
-        while not batch:
-            batch = consumer.poll_batch(1, LONG_TIMEOUT_S)
-    finally:
-        consumer.close()
+    batch = _first_batch(_lane_with(2), 0, 1)
 
     assert [r.offset for r in batch] == [0]
