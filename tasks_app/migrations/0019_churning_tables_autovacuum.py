@@ -4,8 +4,8 @@ Each task leaves dead row versions behind: its status changes (HOT updates)
 and its outbox row, deleted when published. With PostgreSQL's defaults
 (vacuum at 20% dead rows, throttled by a 2 ms cost delay) autovacuum fell
 behind during a million-task run and throughput fell by a fifth; with these
-settings a 600,000-task run held its rate (docs/benchmarks.md, "A million
-tasks").
+settings the rate is higher and falls less (measured runs and their spread:
+docs/benchmarks.md, "A million tasks").
 """
 
 from django.db import migrations
