@@ -28,6 +28,7 @@ WORKERS = ("w1", "w2")
 TOKEN = "metrics-token-for-the-cluster-test-0123456789"
 SLICE_MS = 200  # short slices: many deadlines, so many hand-offs
 TASKS_A, RETRIED_A = 240, 6  # A: two partitions; six tasks fail once
+A_SLEEP_MS = 3
 TASKS_B, DYING_B = 150, 3  # B: three tasks die on their only attempt
 TASKS_C = 30  # C stays paused: its lane keeps a lag
 QUIET_S = 0.5
@@ -101,7 +102,10 @@ def test_metrics_after_a_run_match_the_database_and_the_stats(
     make_topic(a, slice_ms=SLICE_MS, partitions=2, weight=2, retry_backoff_ms=10)
     make_topic(b, slice_ms=SLICE_MS, max_attempts=1)
     make_topic(c, slice_ms=SLICE_MS, paused=True)
-    submit(a, [{"fail_attempts": 1}] * RETRIED_A + [{"n": n} for n in range(TASKS_A)])
+    # A's lanes must outlast a slice to be handed on: at 3 ms a task, each
+    # partition's ~120 tasks take longer than SLICE_MS, however fast the stack.
+    slow = [{"n": n, "sleep_ms": A_SLEEP_MS} for n in range(TASKS_A)]
+    submit(a, [{"fail_attempts": 1}] * RETRIED_A + slow)
     submit(b, [{"fail_attempts": 1}] * DYING_B + [{"sleep_ms": 2}] * TASKS_B)
     submit(c, [{"n": n} for n in range(TASKS_C)])
     wait_all_finished(a, RETRIED_A + TASKS_A)
