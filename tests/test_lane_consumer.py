@@ -4,8 +4,15 @@ import os
 import time
 import uuid
 
+from confluent_kafka import Consumer, TopicPartition
+
 from rotation.kafka.admin import ensure_topics
-from rotation.kafka.consumer import LaneConsumer, Record
+from rotation.kafka.consumer import (
+    FETCH_MAX_BYTES,
+    LaneConsumer,
+    Record,
+    consumer_settings,
+)
 from rotation.kafka.producer import OutgoingMessage
 from rotation.lanes import Lane
 from tests.publishing_helpers import producer_for
@@ -69,3 +76,39 @@ def test_a_batch_of_one_is_one_message():
     batch = _first_batch(_lane_with(2), 0, 1)
 
     assert [r.offset for r in batch] == [0]
+
+
+def test_a_lane_is_read_a_bounded_window_ahead_not_to_the_end_of_its_backlog():
+    """A slice handles a few hundred messages before its lease ends; reading
+    the whole backlog ahead made each hand-off's first fetch wait for all of it
+    (3.2 MB in one answer from the embedded broker) and threw the rest away."""
+    lane = _lane_with(0)
+    bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    backlog = 40_000  # about 6 MB
+    producer_for(bootstrap).produce_batch(
+        [OutgoingMessage(lane.topic, "k", "x" * 150, None, 0)] * backlog
+    )
+    consumer = Consumer(consumer_settings(bootstrap, "g"))
+    try:
+        consumer.assign([TopicPartition(lane.topic, 0, 0)])
+        assert consumer.poll(LONG_TIMEOUT_S) is not None
+        time.sleep(1.0)  # time to read ahead as far as it will
+        read_ahead = consumer.consume(backlog, timeout=0)
+    finally:
+        consumer.close()
+
+    assert 0 < len(read_ahead) < backlog / 2
+
+
+def test_a_message_bigger_than_a_fetch_still_comes_back_whole():
+    """The fetch limits are soft (KIP-74): a task's message may be as large as
+    SCHEDULER_MAX_MESSAGE_BYTES (256 KiB) plus its envelope."""
+    big = "y" * (FETCH_MAX_BYTES + 50_000)
+    lane = _lane_with(0)
+    producer_for(os.environ["KAFKA_BOOTSTRAP_SERVERS"]).produce_batch(
+        [OutgoingMessage(lane.topic, "k", value, None, 0) for value in ("a", big, "b")]
+    )
+
+    batch = _first_batch(lane, 1, 2)
+
+    assert batch[0].value == big.encode()
