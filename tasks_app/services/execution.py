@@ -31,12 +31,16 @@ from tasks_app.services.envelope import task_id_of
 from tasks_app.services.key_concurrency import KeyedBatch
 from tasks_app.services.lane_state import LaneRef
 from tasks_app.services.outcomes import OutcomeRecorder
-from tasks_app.services.partition_heads import partition_is_lost
+from tasks_app.services.partition_heads import (
+    partition_is_lost,
+    partition_lost_flag,
+)
 
 
 def batch_process(
     *,
     ref: LaneRef,
+    topic: Topic,
     token: int,
     member: str,
     messages: Sequence[Record],
@@ -46,20 +50,16 @@ def batch_process(
 ) -> BatchOutcome:
     """Run the messages' tasks in order; see the module docstring.
 
+    `topic` holds the settings of the lane's topic, read once per slice.
     Below `careful_until` (a holder of the lane died there) each task's running
     state, its attempt counted, is written before its handler starts: a task
     that kills its worker is then known, and ends dead after `max_attempts` runs.
     """
     recorder = OutcomeRecorder(ref, token, member, careful_until)
     task_ids = [task_id_of(message) for message in messages]
-    tasks = _tasks_for(task_ids)
-    # Read after the tasks: the publisher flags a reset log in the transaction
-    # that records the new offsets, so once the tasks show those, the flag shows
-    # too, and a task published into a reset log never runs before the lane
-    # has healed (older tasks go first).
-    if partition_is_lost(topic_pk=ref.topic_pk, partition=ref.lane.partition):
+    tasks, lost = _tasks_for(task_ids, ref)
+    if lost:
         return BatchOutcome(messages[0].offset, 0, EndReason.LOG_LOST)
-    topic = Topic.objects.get(pk=ref.topic_pk)
     runnable = [
         (task, message)
         for message, task in (
@@ -106,9 +106,26 @@ def _one_at_a_time(
     return BatchOutcome(end, processed)
 
 
-def _tasks_for(task_ids: Sequence[str | None]) -> dict[str, Task]:
+def _tasks_for(
+    task_ids: Sequence[str | None], ref: LaneRef
+) -> tuple[dict[str, Task], bool]:
+    """Return the tasks by id, and whether the lane's partition is flagged lost.
+
+    Both come from one statement, so from one snapshot: the publisher flags a
+    reset log in the transaction that records the new offsets, so tasks that
+    show those come with the flag, and a task published into a reset log never
+    runs before the lane has healed (older tasks go first).
+    """
     ids = [task_id for task_id in task_ids if task_id]
-    return {str(t.uuid): t for t in Task.objects.filter(uuid__in=ids)}
+    where = {"topic_pk": ref.topic_pk, "partition": ref.lane.partition}
+    rows = list(
+        Task.objects.filter(uuid__in=ids).annotate(
+            partition_lost=partition_lost_flag(**where)
+        )
+    )
+    if not rows:  # no task to run: only the flag matters
+        return {}, partition_is_lost(**where)
+    return {str(t.uuid): t for t in rows}, rows[0].partition_lost
 
 
 def _runnable(task: Task, message: Record) -> bool:

@@ -116,6 +116,7 @@ class DatabaseLaneStore:
         self._process_batch = process_batch
         self._heal = heal
         self._refs: dict[Lane, LaneRef] = {}
+        self._topics: dict[Lane, tuple[int, Topic]] = {}  # lane -> token, topic
 
     def ref(self, lane: Lane) -> LaneRef:
         """Return the lane with its row's keys; names never change, so cache."""
@@ -126,6 +127,16 @@ class DatabaseLaneStore:
             topic_pk = Topic.objects.values_list("pk", flat=True).get(name=lane.topic)
             self._refs[lane] = LaneRef(lane, group_pk, topic_pk)
         return self._refs[lane]
+
+    def _slice_topic(self, ref: LaneRef, token: int) -> Topic:
+        """Return the lane's topic as read at the slice's first batch (one
+        slice per fencing token): a change made meanwhile applies from the
+        next slice, and the other batches save a read."""
+        cached = self._topics.get(ref.lane)
+        if cached is None or cached[0] != token:
+            cached = (token, Topic.objects.get(pk=ref.topic_pk))
+            self._topics[ref.lane] = cached
+        return cached[1]
 
     @_store_errors
     def policy(self, lane: Lane) -> LanePolicy | None:
@@ -192,8 +203,10 @@ class DatabaseLaneStore:
         careful_until: int = 0,
     ) -> BatchOutcome:
         """Run the batch's tasks through tasks_app.services.execution."""
+        ref = self.ref(lane)
         return self._process_batch(
-            ref=self.ref(lane),
+            ref=ref,
+            topic=self._slice_topic(ref, token),
             token=token,
             member=member,
             messages=messages,

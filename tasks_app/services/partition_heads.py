@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from django.db import connection
 from django.db.backends.utils import CursorWrapper
+from django.db.models import Exists, QuerySet
 
 from tasks_app.models import PartitionHead, Topic
 from tasks_app.services.sql import columns, sql
@@ -91,8 +92,19 @@ def partition_lost(*, topic_pk: int, partition: int, reason: str) -> None:
 
 def partition_is_lost(*, topic_pk: int, partition: int) -> bool:
     """Tell whether the partition is flagged lost (its lane has not healed yet)."""
-    head = PartitionHead.objects.filter(topic_id=topic_pk, partition=partition)
-    return head.filter(lost=True).exists()
+    return _lost_head(topic_pk, partition).exists()
+
+
+def partition_lost_flag(*, topic_pk: int, partition: int) -> Exists:
+    """Return the partition's lost flag as an expression, to read it in the
+    same statement (the same snapshot) as other rows."""
+    return Exists(_lost_head(topic_pk, partition))
+
+
+def _lost_head(topic_pk: int, partition: int) -> QuerySet[PartitionHead]:
+    return PartitionHead.objects.filter(
+        topic_id=topic_pk, partition=partition, lost=True
+    )
 
 
 def partition_healed(
