@@ -65,6 +65,7 @@ class Scheduler:
             exclude=[record.member],
             last_member=record.member,
             delay_s=max(delay_s, record.wait_s),
+            resume_from=record.next_offset,
         )
 
     def kick(self, topics: Sequence[str] | None = None) -> list[Turn]:
@@ -105,6 +106,7 @@ class Scheduler:
                 exclude=sorted(served),
                 last_member=record.member,
                 delay_s=max(delay_s, record.wait_s),
+                resume_from=record.next_offset,
             )
         self.client.delete(served_key)
         following = self._next_lane(lane)

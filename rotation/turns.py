@@ -116,6 +116,9 @@ class Turn:
     last_member: str = ""
     not_before: float = 0.0
     running: bool = False
+    # Where the lane's last slice stopped, -1 if unknown: the next holder starts
+    # fetching there while it takes the lease; its fenced claim decides.
+    resume_from: int = -1
 
     def to_message(self) -> dict:
         """Serialise to primitives for Redis and Celery messages."""
@@ -166,6 +169,7 @@ class Turns:
         exclude: Sequence[str] = (),
         last_member: str = "",
         delay_s: float = 0.0,
+        resume_from: int = -1,
     ) -> Turn:
         """Make the chain ready and wake an idle member not excluded, if any."""
         cutoff = self.clock() - self.members.expiry_s
@@ -179,6 +183,7 @@ class Turns:
             queued_at=now,
             last_member=last_member,
             not_before=now + delay_s,
+            resume_from=resume_from,
         )
         self._enqueue(
             keys=[chain_key(chain), READY_KEY, PASS_KEY, VTIME_KEY],

@@ -9,7 +9,7 @@ import pytest
 
 from rotation.lanes import Lane
 from rotation.turns import Turn
-from tasks_app.models import LaneState, Slice
+from tasks_app.models import LaneState, Slice, Task
 from tasks_app.services.execution import batch_process
 from tasks_app.services.lane_store import DatabaseLaneStore
 from tests.lane_harness import Harness, heal_here, published_topic
@@ -80,3 +80,62 @@ def test_the_next_turn_is_queued_after_the_lane_is_settled_and_before_the_record
     # dead (and run its first batch carefully); the record is written after.
     assert seen == [(True, 0)]
     assert _slices(lane) == [("m1", "deadline")]
+
+
+class _AssignmentAtClaim(DatabaseLaneStore):
+    """The real store, noting what the member's consumer is assigned to at the
+    moment of each fenced claim."""
+
+    def __init__(self) -> None:
+        super().__init__(process_batch=batch_process, heal=heal_here())
+        self.harness: Harness | None = None
+        self.seen: list[list[tuple[str, int, int]]] = []
+
+    def claim(self, lane, token):
+        consumer = self.harness.runner.consumers.get(lane.group)._consumer
+        self.seen.append(
+            [(tp.topic, tp.partition, tp.offset) for tp in consumer.assignment()]
+        )
+        return super().claim(lane, token)
+
+
+def test_the_next_turn_says_where_the_slice_stopped(slice_harness):
+    lane, _ = published_topic(3)
+    harness = slice_harness(_OneMessageSlices())
+
+    harness.run_turn(lane)
+
+    [turn] = harness.sent
+    assert turn.resume_from == 1
+
+
+def test_the_next_member_starts_fetching_there_before_its_fenced_claim(
+    slice_harness,
+):
+    """The first fetch is the longest step of a hand-off: it runs while the
+    lease and the fenced claim are taken."""
+    lane, _ = published_topic(3)
+    store = _AssignmentAtClaim()
+    store.harness = harness = slice_harness(store)
+    turn = harness.runner.turns.enqueue(f"lane:{lane}", lane, resume_from=0)
+
+    harness.runner.run(turn)
+
+    assert store.seen == [[(lane.topic, lane.partition, 0)]]
+
+
+@pytest.mark.parametrize("hint", [0, 2, 3])
+def test_the_fenced_resume_point_decides_where_reading_starts(slice_harness, hint):
+    """A hint that is wrong (a turn queued before a slice that ran on) neither
+    runs a task twice nor skips one."""
+    lane, tasks = published_topic(4)
+    harness = slice_harness(_OneMessageSlices())
+    harness.run_turn(lane)  # runs the first task only; the lane resumes at 1
+
+    turn = harness.runner.turns.enqueue(f"lane:{lane}", lane, resume_from=hint)
+    harness.runner.run(turn)
+
+    attempts = [
+        Task.objects.get(pk=task.pk).attempts for task in tasks
+    ]  # the second slice runs exactly the second task
+    assert attempts == [1, 1, 0, 0]
