@@ -1,11 +1,18 @@
-"""The million-task benchmark's arithmetic (bench/lib/figures.py): rates over
-time, first against last tenth, memory drift after warm-up."""
+"""The benchmarks' arithmetic (bench/lib/figures.py): rates over
+time, first against last tenth, memory drift after warm-up, hand-offs."""
 
 import math
 
 import pytest
 
-from bench.lib.figures import first_last_rates, per_interval, rss_drift
+from bench.lib.figures import (
+    SliceRow,
+    TaskRow,
+    first_last_rates,
+    handoffs,
+    per_interval,
+    rss_drift,
+)
 
 
 def test_finishes_are_counted_per_interval_from_the_start_with_empty_gaps_kept():
@@ -61,3 +68,16 @@ def test_no_sample_after_warm_up_gives_no_drift():
 
     assert warm == 0
     assert math.isnan(drift)
+
+
+def test_a_hand_off_splits_at_the_next_slices_start():
+    slices = [
+        SliceRow("t", 0, "m1", 10.0, 10.3, 5, 0, "deadline"),
+        SliceRow("t", 0, "m2", 10.308, 10.6, 5, 5, "drained"),
+    ]
+    tasks = [TaskRow("t", 6, 0, 5, 1.0, 2.0, 10.318, 10.319, True)]
+
+    [hand] = handoffs(slices, tasks)
+
+    assert hand.gap_s == pytest.approx(0.018)
+    assert hand.to_lease_s == pytest.approx(0.008)

@@ -47,12 +47,16 @@ class Handoff:
 
     `gap_s` runs from the previous slice's end to the first handler's start;
     `delay_s` from the moment both the lane and the taking member were free
-    (so it leaves out waiting for a member busy on another lane).
+    (so it leaves out waiting for a member busy on another lane). `gap_s`
+    splits at the next slice's recorded start: `to_lease_s` before it (the
+    wake-up, the turn, the policy, the lease), the rest after it (the fenced
+    claim, the first fetch, the first tasks loaded).
     """
 
     gap_s: float
     delay_s: float
     previous_end_reason: str
+    to_lease_s: float = math.nan
 
 
 def percentile(values: Iterable[float], pct: float) -> float:
@@ -111,7 +115,12 @@ def handoffs(slices: list[SliceRow], tasks: Iterable[TaskRow]) -> list[Handoff]:
             began = first_start[after.topic, after.partition, after.first_offset]
             free = max(before.ended, member_free.get(id(after), before.ended))
             result.append(
-                Handoff(began - before.ended, began - free, before.end_reason)
+                Handoff(
+                    began - before.ended,
+                    began - free,
+                    before.end_reason,
+                    after.started - before.ended,
+                )
             )
     return result
 

@@ -125,6 +125,11 @@ def single_lane(phase: Phase) -> float:
     _rate("throughput, resume -> last finish", phase)
     _line("hand-offs", str(len(hand)))
     _p50_p99("hand-off gap, slice end -> next 1st handler", [h.gap_s for h in hand])
+    _p50_p99("  of it: up to the lease taken", [h.to_lease_s for h in hand])
+    _p50_p99(
+        "  of it: fenced claim, 1st fetch, 1st tasks loaded",
+        [h.gap_s - h.to_lease_s for h in hand],
+    )
     _line("order held", "yes" if phase.order_held else "NO")
     return _ms([h.gap_s for h in hand], 50)
 
