@@ -36,7 +36,8 @@ class Lane:
 
 @dataclass(frozen=True)
 class LanePolicy:
-    """What the slice loop needs to know about a lane's topic, read at slice start."""
+    """What the slice loop needs to know about a lane's topic (the fenced claim
+    answers it at each slice's start)."""
 
     slice_ms: int
     weight: int

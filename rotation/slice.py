@@ -3,6 +3,9 @@
 Claim a ready chain, take the lane's lease, claim the lane's fenced epoch (and
 heal it first if Kafka lost its log), read it (rotation/lane_reader.py), then
 release, record the slice and queue the lane's next turn, whatever went wrong.
+A hand-off is on the critical path, so the next holder starts fetching where the
+last slice stopped before it takes the lease, and the fenced claim answers the
+topic's current policy (kept for the member's next turn on the lane).
 """
 
 import logging
@@ -76,6 +79,8 @@ class SliceRunner:
         self.shutdown = shutdown
         self.clock = clock
         self.wall_clock = wall_clock
+        # Each lane's policy as its last fenced claim here answered it.
+        self._policies: dict[Lane, LanePolicy] = {}
 
     def run(self, wake: Turn) -> SliceRecord | None:
         """Claim the most deserving ready chain and run its turn; return the record.
@@ -126,13 +131,8 @@ class SliceRunner:
 
     def _take_turn(self, turn: Turn) -> SliceRecord | None:
         lane = turn.lane
-        try:
-            policy = self.store.policy(lane)
-        except StoreUnavailable as exc:
-            self._retry_later(turn, exc)
-            return None
-        if policy is None or policy.paused:
-            logger.info("Lane %s is paused or gone; its chain stops", lane)
+        policy = self._policies.get(lane) or self._read_policy(turn)
+        if policy is None:
             return None
         lease = self.leases.acquire(
             lane, owner=self.member, ttl_ms=policy.slice_ms + self.config.grace_ms
@@ -142,10 +142,23 @@ class SliceRunner:
         self._best_effort(
             "show its lane", self.members.set_lane, self.member, f"{lane}"
         )
-        record = self._slice_under_lease(turn, lease, policy)
+        record = self._slice_under_lease(turn, lease)
         self._best_effort("clear its lane", self.members.set_lane, self.member, "")
-        self._hand_on(record, policy)
+        self._hand_on(record, self._policies.get(lane, policy))
         return record
+
+    def _read_policy(self, turn: Turn) -> LanePolicy | None:
+        """Read the lane's policy before its lease (this member has not claimed
+        the lane before); None when the chain stops or tries again later."""
+        try:
+            policy = self.store.policy(turn.lane)
+        except StoreUnavailable as exc:
+            self._retry_later(turn, exc)
+            return None
+        if policy is None or policy.paused:
+            logger.info("Lane %s is paused or gone; its chain stops", turn.lane)
+            return None
+        return policy
 
     def _retry_later(self, turn: Turn, exc: Exception) -> None:
         """Queue the chain's turn again after the error back-off."""
@@ -192,9 +205,7 @@ class SliceRunner:
         except redis.RedisError as exc:
             logger.warning("%s could not %s in Redis: %s", self.member, what, exc)
 
-    def _slice_under_lease(
-        self, turn: Turn, lease: Lease, policy: LanePolicy
-    ) -> SliceRecord:
+    def _slice_under_lease(self, turn: Turn, lease: Lease) -> SliceRecord:
         lane = turn.lane
         started = self.wall_clock()
         progress = Progress(next_offset=-1)
@@ -204,7 +215,7 @@ class SliceRunner:
                 if claim.log_lost:
                     claim = self.store.heal(lane, lease.token)
                 progress.next_offset, progress.careful_until = claim[:2]
-                reason = self._read(lane, lease, keeper, claim, progress, policy)
+                reason = self._read_unless_paused(lane, lease, keeper, claim, progress)
             except Fenced as exc:
                 logger.warning("%s; stopping without writing", exc)
                 reason = EndReason.LEASE_LOST
@@ -242,6 +253,26 @@ class SliceRunner:
             end_reason=reason,
             wait_s=progress.wait_s if reason == EndReason.RATE_LIMITED else 0.0,
         )
+
+    def _read_unless_paused(
+        self,
+        lane: Lane,
+        lease: Lease,
+        keeper: LeaseKeeper,
+        claim: LaneClaim,
+        progress: Progress,
+    ) -> EndReason:
+        """Read the lane unless the claim found it paused or gone (its policy is
+        kept for this member's next turn on it, which then reads none itself).
+        The lease was taken with an older policy maybe: a new slice length
+        applies from the next slice."""
+        current = claim.policy
+        if current is None or current.paused:
+            self._policies.pop(lane, None)
+            logger.info("Lane %s is paused or gone; its chain stops", lane)
+            return EndReason.PAUSED
+        self._policies[lane] = current
+        return self._read(lane, lease, keeper, claim, progress, current)
 
     def _lease_gone(self, lease: Lease, keeper: LeaseKeeper) -> bool:
         """Tell whether the lease is no longer this holder's (Redis down: no)."""

@@ -54,6 +54,7 @@ class LaneClaim(NamedTuple):
     end_offset: int  # after the last message PostgreSQL records as published
     log_lost: bool  # Kafka lost messages of the lane: heal before anything else
     kafka_topic_id: str  # the topic's id in Kafka when last seen ("" unknown)
+    policy: LanePolicy | None = None  # the topic's, now; None: the group left it
 
 
 @dataclass(frozen=True)

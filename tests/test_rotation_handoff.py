@@ -6,12 +6,15 @@ import dataclasses
 import os
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from rotation.lanes import Lane
 from rotation.turns import Turn
-from tasks_app.models import LaneState, Slice, Task
+from tasks_app.models import ConsumerGroup, LaneState, Slice, Task, Topic
 from tasks_app.services.execution import batch_process
 from tasks_app.services.lane_store import DatabaseLaneStore
+from tasks_app.services.topics import topic_set_paused
 from tests.lane_harness import Harness, heal_here, published_topic
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -139,3 +142,56 @@ def test_the_fenced_resume_point_decides_where_reading_starts(slice_harness, hin
         Task.objects.get(pk=task.pk).attempts for task in tasks
     ]  # the second slice runs exactly the second task
     assert attempts == [1, 1, 0, 0]
+
+
+def _policy_reads(statements: list[dict]) -> int:
+    return sum('"tasks_app_consumergroup"."walk_mode"' in q["sql"] for q in statements)
+
+
+def test_a_member_that_held_the_lane_before_reads_no_policy_before_its_lease(
+    slice_harness,
+):
+    """The fenced claim answers the topic's current policy; the member keeps
+    it, and the next time it takes the lane it needs no read of its own."""
+    lane, _ = published_topic(3)
+    harness = slice_harness(_OneMessageSlices())
+    harness.run_turn(lane)
+    [turn] = harness.sent
+
+    with CaptureQueriesContext(connection) as queries:
+        harness.runner.run(turn)
+
+    assert _policy_reads(queries.captured_queries) == 0
+    assert _slices(lane) == [("m1", "deadline"), ("m1", "deadline")]
+
+
+def test_a_pause_made_between_turns_stops_the_lane_at_its_next_claim(slice_harness):
+    lane, tasks = published_topic(3)
+    harness = slice_harness(_OneMessageSlices())
+    harness.run_turn(lane)
+    [turn] = harness.sent
+    topic_set_paused(topic=Topic.objects.get(name=lane.topic), paused=True)
+    harness.sent.clear()
+
+    harness.runner.run(turn)
+
+    assert _slices(lane) == [("m1", "deadline"), ("m1", "paused")]
+    assert harness.sent == []  # the chain stops until the topic is resumed
+    assert [Task.objects.get(pk=t.pk).attempts for t in tasks] == [1, 0, 0]
+    assert LaneState.objects.get(topic__name=lane.topic).settled
+
+
+def test_a_lane_its_group_no_longer_reads_stops_at_its_next_claim(slice_harness):
+    lane, tasks = published_topic(3)
+    harness = slice_harness(_OneMessageSlices())
+    harness.run_turn(lane)
+    [turn] = harness.sent
+    ConsumerGroup.objects.get(group_id=lane.group).topics.remove(
+        Topic.objects.get(name=lane.topic)
+    )
+    harness.sent.clear()
+
+    harness.runner.run(turn)
+
+    assert harness.sent == []
+    assert [Task.objects.get(pk=t.pk).attempts for t in tasks] == [1, 0, 0]

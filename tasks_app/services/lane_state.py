@@ -15,8 +15,10 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.backends.utils import CursorWrapper
 
-from rotation.lanes import Lane
+from rotation.lanes import Lane, LanePolicy
+from rotation.rate_limit import rate_limit_for
 from rotation.store import Fenced, LaneClaim
+from tasks_app.models import WalkMode
 from tasks_app.services.growth import runnable_end_sql
 from tasks_app.services.sql import sql
 
@@ -39,12 +41,24 @@ class LaneRef:
         }
 
 
+# The lane's policy (lane_policy() reads it), NULL when its group no longer
+# reads its topic.
+_POLICY_SQL = sql(
+    """
+(SELECT json_build_array(g.walk_mode, tp.slice_ms, tp.weight, tp.paused,
+                         tp.rate_limit, tp.rate_burst)
+   FROM {consumergroup} g
+   JOIN {grouptopic} gt ON gt.consumergroup_id = g.id
+   JOIN {topic} tp ON tp.id = gt.topic_id
+  WHERE g.id = %(group)s AND tp.id = %(topic)s)
+"""
+)
 # Raise the lane's epoch to the new token and mark the lane unsettled until this
 # holder records the end of its slice. When the previous holder never got that
 # far it died mid-slice, maybe killed by a handler: the tasks it ran and did not
 # record lie within one batch of the resume point, so the lane is careful up to
 # there. Answer the resume point and that bound, how far the lane may read,
-# whether Kafka lost its messages, and the topic's Kafka id.
+# whether Kafka lost its messages, the topic's Kafka id and the lane's policy.
 _CLAIM_SQL = sql(
     """
 WITH previous AS (
@@ -65,16 +79,17 @@ ON CONFLICT (group_id, topic_id, partition) DO UPDATE
 RETURNING next_offset, careful_until, {runnable_end},
           COALESCE((SELECT lost FROM {partitionhead}
                      WHERE topic_id = %(topic)s AND partition = %(partition)s), false),
-          (SELECT kafka_topic_id FROM {topic} WHERE id = %(topic)s)
+          (SELECT kafka_topic_id FROM {topic} WHERE id = %(topic)s), {policy}
 """,
     runnable_end=runnable_end_sql(
         group="%(group)s", topic="%(topic)s", partition="%(partition)s"
     ),
+    policy=_POLICY_SQL,
 )
 _READ_SQL = sql(
     """
 SELECT s.next_offset, s.careful_until, {runnable_end},
-       COALESCE(h.lost, false), t.kafka_topic_id
+       COALESCE(h.lost, false), t.kafka_topic_id, {policy}
   FROM {lanestate} s
   JOIN {topic} t ON t.id = s.topic_id
   LEFT JOIN {partitionhead} h
@@ -85,7 +100,9 @@ SELECT s.next_offset, s.careful_until, {runnable_end},
     runnable_end=runnable_end_sql(
         group="%(group)s", topic="%(topic)s", partition="%(partition)s"
     ),
+    policy=_POLICY_SQL,
 )
+_POLICY_READ_SQL = "SELECT " + _POLICY_SQL
 _EPOCH_SQL = sql(
     "SELECT epoch FROM {lanestate} "
     "WHERE group_id = %(group)s AND topic_id = %(topic)s AND partition = %(partition)s"
@@ -139,7 +156,7 @@ def lane_claim(*, ref: LaneRef, token: int) -> LaneClaim:
         cursor.execute(_CLAIM_SQL, params)
         row = cursor.fetchone()
         if row is not None:
-            return LaneClaim(*row)
+            return _lane_claim(row)
         cursor.execute(_EPOCH_SQL, ref.params)
         raise Fenced(ref.lane, token, cursor.fetchone()[0])
 
@@ -148,7 +165,39 @@ def lane_read(*, ref: LaneRef) -> LaneClaim:
     """Return what a claim of the (claimed) lane answers, as it stands now."""
     with connection.cursor() as cursor:
         cursor.execute(_READ_SQL, ref.params)
-        return LaneClaim(*cursor.fetchone())
+        return _lane_claim(cursor.fetchone())
+
+
+def lane_policy(*, ref: LaneRef) -> LanePolicy | None:
+    """Read the lane's policy; None when its group no longer reads its topic."""
+    with connection.cursor() as cursor:
+        cursor.execute(_POLICY_READ_SQL, ref.params)
+        return _policy(cursor.fetchone()[0])
+
+
+def _lane_claim(row: tuple) -> LaneClaim:
+    next_offset, careful_until, end_offset, log_lost, kafka_topic_id, policy = row
+    return LaneClaim(
+        next_offset,
+        careful_until,
+        end_offset,
+        log_lost,
+        kafka_topic_id,
+        _policy(policy),
+    )
+
+
+def _policy(fields: list | None) -> LanePolicy | None:
+    if fields is None:
+        return None
+    walk_mode, slice_ms, weight, paused, rate, burst = fields
+    return LanePolicy(
+        slice_ms=slice_ms,
+        weight=weight,
+        paused=paused,
+        sequential=walk_mode == WalkMode.SEQUENTIAL,
+        rate_limit=rate_limit_for(rate, burst),
+    )
 
 
 @contextmanager

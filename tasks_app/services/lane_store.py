@@ -12,12 +12,12 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import Error as DjangoDatabaseError
 from django.db import connection
 
 from rotation.kafka.consumer import Record
 from rotation.lanes import Lane, LanePolicy
-from rotation.rate_limit import rate_limit_for
 from rotation.store import (
     BatchOutcome,
     Fenced,
@@ -28,7 +28,12 @@ from rotation.store import (
 )
 from tasks_app.models import ConsumerGroup, Slice, Topic, WalkMode
 from tasks_app.services.growth import runnable_end_sql
-from tasks_app.services.lane_state import LaneRef, lane_claim, lane_settle
+from tasks_app.services.lane_state import (
+    LaneRef,
+    lane_claim,
+    lane_policy,
+    lane_settle,
+)
 from tasks_app.services.partition_heads import partition_lost
 from tasks_app.services.rotation_events import RotationEvent, rotation_event_count
 from tasks_app.services.sql import sql
@@ -142,28 +147,10 @@ class DatabaseLaneStore:
     def policy(self, lane: Lane) -> LanePolicy | None:
         """Read the topic's slice, weight, pause flag, rate limit and the
         group's walk mode."""
-        row = (
-            ConsumerGroup.objects.filter(group_id=lane.group, topics__name=lane.topic)
-            .values_list(
-                "walk_mode",
-                "topics__slice_ms",
-                "topics__weight",
-                "topics__paused",
-                "topics__rate_limit",
-                "topics__rate_burst",
-            )
-            .first()
-        )
-        if row is None:
+        try:
+            return lane_policy(ref=self.ref(lane))
+        except ObjectDoesNotExist:  # the group or the topic was deleted
             return None
-        walk_mode, slice_ms, weight, paused, rate, burst = row
-        return LanePolicy(
-            slice_ms=slice_ms,
-            weight=weight,
-            paused=paused,
-            sequential=walk_mode == WalkMode.SEQUENTIAL,
-            rate_limit=rate_limit_for(rate, burst),
-        )
 
     @_refusals_counted
     @_store_errors
