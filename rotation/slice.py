@@ -169,17 +169,12 @@ class SliceRunner:
         )
 
     def _hand_on(self, record: SliceRecord, policy: LanePolicy) -> None:
-        """Settle the lane, queue its next turn, then record the slice.
+        """Queue the lane's next turn, then record the slice.
 
-        Settled first, so the next holder's claim does not take this one for
-        dead; the record is written after the turn is queued, outside the
-        hand-off. Any step may fail when a service is down; no failure may skip
-        the others, and an unqueued turn is queued again by the watchdog.
+        The record is written after the turn is queued, outside the hand-off.
+        Either step may fail when a service is down; no failure may skip the
+        other, and an unqueued turn is queued again by the watchdog.
         """
-        try:
-            self.store.settle(record.lane, record.token)
-        except StoreUnavailable as exc:
-            logger.error("Lane %s was not settled: %s", record.lane, exc)
         error = record.end_reason == EndReason.ERROR
         delay_s = self.config.error_backoff_s if error else 0
         try:
@@ -239,6 +234,7 @@ class SliceRunner:
         if reason != EndReason.LEASE_LOST:
             # The chain stays busy until the next turn is queued.
             self._best_effort("keep its turn", self.turns.refresh, turn)
+            self._settle(lane, lease)
             self._release(lease)
         return SliceRecord(
             lane=lane,
@@ -323,6 +319,15 @@ class SliceRunner:
             clock=self.clock,
         )
         return reading.run()
+
+    def _settle(self, lane: Lane, lease: Lease) -> None:
+        """Note that this holder lived to its slice's end, before the lease goes:
+        the next holder's claim then does not take it for dead (and run its
+        first batch carefully), and can come the moment the lease is released."""
+        try:
+            self.store.settle(lane, lease.token)
+        except StoreUnavailable as exc:
+            logger.error("Lane %s was not settled: %s", lane, exc)
 
     def _release(self, lease: Lease) -> None:
         try:

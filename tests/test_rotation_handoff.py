@@ -195,3 +195,25 @@ def test_a_lane_its_group_no_longer_reads_stops_at_its_next_claim(slice_harness)
 
     assert harness.sent == []
     assert [Task.objects.get(pk=t.pk).attempts for t in tasks] == [1, 0, 0]
+
+
+def test_the_lane_is_settled_before_its_lease_is_released(slice_harness):
+    """The next holder can take the lease the moment it is released; settling
+    first takes that step off the hand-off, and a holder that dies after it
+    has already run and recorded everything its slice read."""
+    lane, _ = published_topic(3)
+    harness = slice_harness(_OneMessageSlices())
+    leases = harness.runner.leases
+    settled_at_release: list[bool] = []
+    release = leases.release
+
+    def noting_release(lease):
+        state = LaneState.objects.get(topic__name=lane.topic)
+        settled_at_release.append(state.settled)
+        return release(lease)
+
+    leases.release = noting_release
+
+    harness.run_turn(lane)
+
+    assert settled_at_release == [True]
