@@ -2,9 +2,12 @@
 
 import pytest
 from django.contrib.messages import get_messages
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from scheduler_site.devstack.process import free_port
+from tasks_app.admin import pagination
 from tasks_app.models import (
     ConsumerGroup,
     LaneState,
@@ -273,3 +276,30 @@ def test_the_task_list_filters_by_status(admin_client, topic_name, status):
     shown = {task.pk for task in response.context["cl"].result_list}
     assert wanted.pk in shown
     assert other.pk not in shown
+
+
+def test_the_task_list_counts_exactly_only_up_to_a_limit(
+    admin_client, topic_name, monkeypatch
+):
+    """Counting a million tasks was the slowest part of the changelist; past
+    the limit the pager uses PostgreSQL's estimate."""
+    monkeypatch.setattr(pagination, "EXACT_COUNT_LIMIT", 3)
+    for _ in range(5):
+        _submit(topic_name)
+
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get("/admin/tasks_app/task/")
+
+    counts = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"]]
+    assert counts
+    assert all("LIMIT 4" in sql for sql in counts)
+    assert response.context["cl"].result_count >= 4
+
+
+def test_a_short_task_list_is_counted_exactly(admin_client, topic_name):
+    for _ in range(5):
+        _submit(topic_name)
+
+    response = admin_client.get("/admin/tasks_app/task/")
+
+    assert response.context["cl"].result_count == 5

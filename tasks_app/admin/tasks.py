@@ -7,6 +7,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from tasks_app.admin.base import ReadOnlyAdminMixin, action_report
+from tasks_app.admin.pagination import EstimatedCountPaginator
 from tasks_app.errors import SchedulerError
 from tasks_app.models import Task, TaskEvent, TaskStatus
 from tasks_app.selectors import tasks_in_status
@@ -57,8 +58,10 @@ class TaskAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = [TaskStatusFilter, "topic", "schedule"]
     list_select_related = ["topic"]
     search_fields = ["uuid", "=key", "=idempotency_key"]
-    # Counting millions of rows on every page load is slow; the pager still works.
+    # Counting millions of rows on every page load is slow: the total is not
+    # shown, and the pager's count is estimated past 10,000 rows.
     show_full_result_count = False
+    paginator = EstimatedCountPaginator
     inlines = [TaskEventInline]
     actions = ["cancel_tasks", "retry_tasks"]
     fields = (
