@@ -38,7 +38,13 @@ SCHEDULER_PUBLISH_BUDGET_S = env.float("SCHEDULER_PUBLISH_BUDGET_S", default=10.
 SCHEDULER_DEFAULT_SLICE_MS = env.int("SCHEDULER_SLICE_MS", default=2000)
 # Lease TTL = slice + grace: room for the last handler and the commit.
 SCHEDULER_LEASE_GRACE_MS = env.int("SCHEDULER_LEASE_GRACE_MS", default=3000)
-SCHEDULER_CONSUME_BATCH = env.int("SCHEDULER_CONSUME_BATCH", default=200)
+# Messages per poll after a slice's first (that one takes 20: FIRST_BATCH in
+# rotation/lane_reader.py). Each batch costs a read and two fenced writes; 500
+# against 200 took the backlog benchmark from 11,756-12,611 to 13,500-14,681
+# tasks/s (docs/benchmarks.md). A crash re-runs at most one batch's finished
+# tasks (fewer when the 0.1 s flush comes first); the next holder is careful
+# for one batch.
+SCHEDULER_CONSUME_BATCH = env.int("SCHEDULER_CONSUME_BATCH", default=500)
 SCHEDULER_POLL_TIMEOUT_MS = env.int("SCHEDULER_POLL_TIMEOUT_MS", default=50)
 SCHEDULER_HEARTBEAT_S = env.float("SCHEDULER_HEARTBEAT_S", default=2.0)
 SCHEDULER_WATCHDOG_S = beat_seconds("SCHEDULER_WATCHDOG_S", 2)
