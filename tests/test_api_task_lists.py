@@ -7,7 +7,7 @@ import pytest
 
 from tasks_app.api.serializers import TaskCreateSerializer
 from tasks_app.api.serializers.lists import ItemChecks
-from tasks_app.models import Task
+from tasks_app.models import OutboxEntry, Task
 
 TASKS_URL = "/api/tasks/"
 # Where the bad item goes in a list of LIST_SIZE otherwise good tasks.
@@ -235,3 +235,29 @@ def test_a_list_mixing_tasks_with_and_without_idempotency_keys_answers_each_in_p
 
     assert response.status_code == 201
     assert [t["message"] for t in response.json()] == ["first", "second", "third"]
+
+
+# Messages whose text needs escaping on the way to PostgreSQL, and the JSON
+# escapes that must come back as the characters they stand for.
+AWKWARD_MESSAGES = [
+    {"quote": 'say "hi"', "backslash": "a\\b\\\\c", "both": '\\"'},
+    ["tab\tnewline\nreturn\r", "unicode é 日本 🎉", "\\u0041 stays six characters"],
+    "a plain string with a ' single quote",
+    {"nested": {"list": [1, 2.5, -3, True, None, {"k": "}{][,:"}]}},
+    12345678901234567890,
+    {"}": "{", '"': "'"},
+]
+
+
+def test_a_list_stores_and_publishes_awkward_messages_exactly(
+    submitter_client, topic_name
+):
+    items = [{"topic": topic_name, "message": m} for m in AWKWARD_MESSAGES]
+
+    response = submitter_client.post(TASKS_URL, items, format="json")
+
+    assert response.status_code == 201, response.json()
+    tasks = list(Task.objects.filter(topic__name=topic_name).order_by("id"))
+    assert [t.message for t in tasks] == AWKWARD_MESSAGES
+    envelopes = OutboxEntry.objects.filter(task__in=tasks).order_by("task_id")
+    assert [json.loads(e.envelope)["message"] for e in envelopes] == AWKWARD_MESSAGES
