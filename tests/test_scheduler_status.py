@@ -163,6 +163,14 @@ def test_watch_redraws_the_given_number_of_times(worker):
     assert draws[0]["taken_at"] < draws[1]["taken_at"] < draws[2]["taken_at"]
 
 
+def _sigint_as_at_a_terminal() -> None:
+    """Give the child SIGINT's default action. A suite started in the
+    background by a non-interactive shell ignores SIGINT, its children inherit
+    that, and Python then never raises KeyboardInterrupt: Ctrl-C at a terminal
+    is what this test stands for."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_watch_stops_quietly_on_ctrl_c(worker, tmp_path):
     output = tmp_path / "status.out"
     env = {**worker.env, "DATABASE_URL": worker_database_url()}
@@ -173,6 +181,7 @@ def test_watch_stops_quietly_on_ctrl_c(worker, tmp_path):
             env=env,
             stdout=sink,
             stderr=subprocess.STDOUT,
+            preexec_fn=_sigint_as_at_a_terminal,
         )
     try:
         wait_for(
