@@ -210,7 +210,7 @@ class SliceRunner:
                 if claim.log_lost:
                     claim = self.store.heal(lane, lease.token)
                 progress.next_offset, progress.careful_until = claim[:2]
-                reason = self._read_unless_paused(lane, lease, keeper, claim, progress)
+                reason = self._read(lane, lease, keeper, claim, progress)
             except Fenced as exc:
                 logger.warning("%s; stopping without writing", exc)
                 reason = EndReason.LEASE_LOST
@@ -250,26 +250,6 @@ class SliceRunner:
             wait_s=progress.wait_s if reason == EndReason.RATE_LIMITED else 0.0,
         )
 
-    def _read_unless_paused(
-        self,
-        lane: Lane,
-        lease: Lease,
-        keeper: LeaseKeeper,
-        claim: LaneClaim,
-        progress: Progress,
-    ) -> EndReason:
-        """Read the lane unless the claim found it paused or gone (its policy is
-        kept for this member's next turn on it, which then reads none itself).
-        The lease was taken with an older policy maybe: a new slice length
-        applies from the next slice."""
-        current = claim.policy
-        if current is None or current.paused:
-            self._policies.pop(lane, None)
-            logger.info("Lane %s is paused or gone; its chain stops", lane)
-            return EndReason.PAUSED
-        self._policies[lane] = current
-        return self._read(lane, lease, keeper, claim, progress, current)
-
     def _lease_gone(self, lease: Lease, keeper: LeaseKeeper) -> bool:
         """Tell whether the lease is no longer this holder's (Redis down: no)."""
         if keeper.lost.is_set():
@@ -298,9 +278,18 @@ class SliceRunner:
         keeper: LeaseKeeper,
         claim: LaneClaim,
         progress: Progress,
-        policy: LanePolicy,
     ) -> EndReason:
-        """Read the lane until the slice must end (rotation/lane_reader.py)."""
+        """Read the lane until the slice must end (rotation/lane_reader.py),
+        unless the claim found it paused or gone. The policy the claim answered
+        is kept for this member's next turn on the lane, which then reads none
+        itself; the lease was taken with an older one maybe, so a new slice
+        length applies from the next slice."""
+        policy = claim.policy
+        if policy is None or policy.paused:
+            self._policies.pop(lane, None)
+            logger.info("Lane %s is paused or gone; its chain stops", lane)
+            return EndReason.PAUSED
+        self._policies[lane] = policy
         reading = LaneReading(
             lane=lane,
             lease=lease,
