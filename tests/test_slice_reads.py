@@ -5,11 +5,18 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from tasks_app.models import Task, TaskStatus, Topic
 from tests.lane_harness import published_topic
+from tests.publishing_helpers import publish_pending
+from tests.rotation_support import submit
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 BATCHES = 3
+
+
+def _topic_rows(statements: list[str]) -> list[str]:
+    return [s for s in statements if '"tasks_app_topic"."handler"' in s]
 
 
 def _reads_in_a_slice(slice_harness) -> list[str]:
@@ -25,8 +32,49 @@ def _reads_in_a_slice(slice_harness) -> list[str]:
 def test_a_slice_reads_its_topics_settings_once_not_once_a_batch(slice_harness):
     statements = _reads_in_a_slice(slice_harness)
 
-    topic_rows = [s for s in statements if '"tasks_app_topic"."handler"' in s]
-    assert len(topic_rows) == 1
+    assert len(_topic_rows(statements)) == 1
+
+
+def _second_slice(harness, lane, count: int = 20) -> tuple[list[Task], list[str]]:
+    """Publish `count` more tasks and run the lane's next slice; return them
+    and the statements the slice ran."""
+    tasks = submit(lane.topic, [{"more": n} for n in range(count)])
+    publish_pending()
+    with CaptureQueriesContext(connection) as queries:
+        record = harness.run_turn(lane)
+    assert record is not None
+    assert record.messages == count
+    statements = [q["sql"] for q in queries.captured_queries]
+    return [Task.objects.get(pk=t.pk) for t in tasks], statements
+
+
+def test_a_members_next_slice_reads_no_topic_row_when_the_topic_is_unchanged(
+    slice_harness,
+):
+    """The fenced claim answers the topic row's version; the row is read again
+    only when it changed (a hand-off's first batch waits for that read)."""
+    lane, _ = published_topic(20)
+    harness = slice_harness()
+    harness.run_turn(lane)
+
+    tasks, statements = _second_slice(harness, lane)
+
+    assert _topic_rows(statements) == []
+    assert {t.status for t in tasks} == {TaskStatus.SUCCEEDED}
+
+
+def test_a_topic_changed_by_a_bare_update_applies_from_the_next_slice(slice_harness):
+    """`.update()` leaves `updated_at` alone; the row's version still moves."""
+    lane, _ = published_topic(20)
+    harness = slice_harness()
+    harness.run_turn(lane)
+    Topic.objects.filter(name=lane.topic).update(handler="tests.no_such_handler")
+
+    tasks, statements = _second_slice(harness, lane)
+
+    assert len(_topic_rows(statements)) == 1
+    assert {t.status for t in tasks} == {TaskStatus.DEAD}
+    assert "no_such_handler" in tasks[0].error
 
 
 def test_a_batch_reads_its_tasks_and_the_lost_flag_in_one_statement(slice_harness):

@@ -58,7 +58,9 @@ _POLICY_SQL = sql(
 # far it died mid-slice, maybe killed by a handler: the tasks it ran and did not
 # record lie within one batch of the resume point, so the lane is careful up to
 # there. Answer the resume point and that bound, how far the lane may read,
-# whether Kafka lost its messages, the topic's Kafka id and the lane's policy.
+# whether Kafka lost its messages, the topic's Kafka id and the lane's policy,
+# and the version of the topic's row: its xmin, which every write to the row
+# changes (a bare `.update()` too), so a holder can tell its copy is current.
 _CLAIM_SQL = sql(
     """
 WITH previous AS (
@@ -79,7 +81,8 @@ ON CONFLICT (group_id, topic_id, partition) DO UPDATE
 RETURNING next_offset, careful_until, {runnable_end},
           COALESCE((SELECT lost FROM {partitionhead}
                      WHERE topic_id = %(topic)s AND partition = %(partition)s), false),
-          (SELECT kafka_topic_id FROM {topic} WHERE id = %(topic)s), {policy}
+          (SELECT kafka_topic_id FROM {topic} WHERE id = %(topic)s), {policy},
+          (SELECT xmin::text FROM {topic} WHERE id = %(topic)s)
 """,
     runnable_end=runnable_end_sql(
         group="%(group)s", topic="%(topic)s", partition="%(partition)s"
@@ -145,8 +148,10 @@ def _limit_transaction(cursor: CursorWrapper) -> None:
     cursor.execute(_LIMITS_SQL, [str(limit) for limit in limits])
 
 
-def lane_claim(*, ref: LaneRef, token: int) -> LaneClaim:
-    """Make `token` the lane's epoch; return what its holder needs to know.
+def lane_claim(*, ref: LaneRef, token: int) -> tuple[LaneClaim, str]:
+    """Make `token` the lane's epoch; return what its holder needs to know, and
+    the version of the topic's row (a row read after the claim is that version
+    or newer).
 
     Raise Fenced when the epoch is already `token` or newer.
     """
@@ -156,7 +161,7 @@ def lane_claim(*, ref: LaneRef, token: int) -> LaneClaim:
         cursor.execute(_CLAIM_SQL, params)
         row = cursor.fetchone()
         if row is not None:
-            return _lane_claim(row)
+            return _lane_claim(row[:-1]), row[-1]
         cursor.execute(_EPOCH_SQL, ref.params)
         raise Fenced(ref.lane, token, cursor.fetchone()[0])
 

@@ -121,7 +121,9 @@ class DatabaseLaneStore:
         self._process_batch = process_batch
         self._heal = heal
         self._refs: dict[Lane, LaneRef] = {}
-        self._topics: dict[Lane, tuple[int, Topic]] = {}  # lane -> token, topic
+        # Each lane's topic as read after a claim, by the row version claimed.
+        self._topics: dict[Lane, tuple[str, Topic]] = {}
+        self._topic_versions: dict[Lane, str] = {}  # as the last claim answered
 
     def ref(self, lane: Lane) -> LaneRef:
         """Return the lane with its row's keys; names never change, so cache."""
@@ -133,13 +135,16 @@ class DatabaseLaneStore:
             self._refs[lane] = LaneRef(lane, group_pk, topic_pk)
         return self._refs[lane]
 
-    def _slice_topic(self, ref: LaneRef, token: int) -> Topic:
-        """Return the lane's topic as read at the slice's first batch (one
-        slice per fencing token): a change made meanwhile applies from the
-        next slice, and the other batches save a read."""
+    def _slice_topic(self, ref: LaneRef) -> Topic:
+        """Return the lane's topic, read again only when the fenced claim found
+        its row changed: a hand-off's first batch waits for that read. A change
+        made during a slice applies from the next slice. (A row read after the
+        claim may be newer than the claimed version; the next claim then
+        differs, and it is read again.)"""
+        version = self._topic_versions.get(ref.lane)
         cached = self._topics.get(ref.lane)
-        if cached is None or cached[0] != token:
-            cached = (token, Topic.objects.get(pk=ref.topic_pk))
+        if version is None or cached is None or cached[0] != version:
+            cached = (version or "", Topic.objects.get(pk=ref.topic_pk))
             self._topics[ref.lane] = cached
         return cached[1]
 
@@ -156,7 +161,8 @@ class DatabaseLaneStore:
     @_store_errors
     def claim(self, lane: Lane, token: int) -> LaneClaim:
         """Make `token` the lane's epoch; see lane_state.lane_claim."""
-        return lane_claim(ref=self.ref(lane), token=token)
+        claim, self._topic_versions[lane] = lane_claim(ref=self.ref(lane), token=token)
+        return claim
 
     @_store_errors
     def end_offset(self, lane: Lane) -> int:
@@ -193,7 +199,7 @@ class DatabaseLaneStore:
         ref = self.ref(lane)
         return self._process_batch(
             ref=ref,
-            topic=self._slice_topic(ref, token),
+            topic=self._slice_topic(ref),
             token=token,
             member=member,
             messages=messages,
