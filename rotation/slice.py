@@ -36,6 +36,9 @@ from rotation.store import (
 from rotation.turns import Turn, Turns
 
 logger = logging.getLogger(__name__)
+# Logged when a lane is found paused, or its group no longer reads its topic,
+# before the lease (a member without its policy) or at the fenced claim.
+_CHAIN_STOPS = "Lane %s is paused or gone; its chain stops"
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,7 @@ class SliceRunner:
             self._retry_later(turn, exc)
             return None
         if policy is None or policy.paused:
-            logger.info("Lane %s is paused or gone; its chain stops", turn.lane)
+            logger.info(_CHAIN_STOPS, turn.lane)
             return None
         return policy
 
@@ -287,7 +290,7 @@ class SliceRunner:
         policy = claim.policy
         if policy is None or policy.paused:
             self._policies.pop(lane, None)
-            logger.info("Lane %s is paused or gone; its chain stops", lane)
+            logger.info(_CHAIN_STOPS, lane)
             return EndReason.PAUSED
         self._policies[lane] = policy
         reading = LaneReading(

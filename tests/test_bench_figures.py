@@ -81,3 +81,22 @@ def test_a_hand_off_splits_at_the_next_slices_start():
 
     assert hand.gap_s == pytest.approx(0.018)
     assert hand.to_lease_s == pytest.approx(0.008)
+
+
+def test_a_hand_off_measures_the_lane_idle_from_its_last_handlers_end():
+    """Whatever a slice records as its end, the lane waited from the last
+    handler's end on it to the next slice's first handler's start."""
+    slices = [
+        SliceRow("t", 0, "m1", 10.0, 10.3, 2, 0, "deadline"),
+        SliceRow("t", 0, "m2", 10.308, 10.6, 1, 2, "drained"),
+    ]
+    tasks = [
+        TaskRow("t", 1, 0, 0, 1.0, 2.0, 10.1, 10.2, True),
+        TaskRow("t", 2, 0, 1, 1.0, 2.0, 10.2, 10.295, True),
+        TaskRow("t", 3, 0, 2, 1.0, 2.0, 10.318, 10.319, True),
+        TaskRow("u", 4, 0, 0, 1.0, 2.0, 10.31, 10.317, True),  # another lane
+    ]
+
+    [hand] = handoffs(slices, tasks)
+
+    assert hand.idle_s == pytest.approx(0.023)

@@ -3,6 +3,7 @@
 Times are epoch seconds. A lane is (topic, partition); a member is a worker.
 """
 
+import bisect
 import itertools
 import math
 from collections import defaultdict
@@ -50,13 +51,16 @@ class Handoff:
     (so it leaves out waiting for a member busy on another lane). `gap_s`
     splits at the next slice's recorded start: `to_lease_s` before it (the
     wake-up, the turn, the policy, the lease), the rest after it (the fenced
-    claim, the first fetch, the first tasks loaded).
+    claim, the first fetch, the first tasks loaded). `idle_s` runs from the
+    end of the lane's last handler before the next slice to that slice's first
+    handler: what the lane itself waited, whatever a slice records as its end.
     """
 
     gap_s: float
     delay_s: float
     previous_end_reason: str
     to_lease_s: float = math.nan
+    idle_s: float = math.nan
 
 
 def percentile(values: Iterable[float], pct: float) -> float:
@@ -102,7 +106,13 @@ def _grouped(
 
 def handoffs(slices: list[SliceRow], tasks: Iterable[TaskRow]) -> list[Handoff]:
     """Measure every hand-off of a lane to a slice that ran messages."""
+    tasks = list(tasks)
     first_start = {(t.topic, t.partition, t.offset): t.started for t in tasks}
+    finishes: dict[tuple[str, int], list[float]] = defaultdict(list)
+    for t in tasks:
+        finishes[t.topic, t.partition].append(t.finished)
+    for ends in finishes.values():
+        ends.sort()
     member_free: dict[int, float] = {}
     for rows in _grouped(slices, lambda s: s.member).values():
         for before, after in itertools.pairwise(rows):
@@ -114,12 +124,16 @@ def handoffs(slices: list[SliceRow], tasks: Iterable[TaskRow]) -> list[Handoff]:
                 continue
             began = first_start[after.topic, after.partition, after.first_offset]
             free = max(before.ended, member_free.get(id(after), before.ended))
+            ends = finishes[after.topic, after.partition]
+            earlier = bisect.bisect_right(ends, began)
+            last_end = ends[earlier - 1] if earlier else math.nan
             result.append(
                 Handoff(
                     began - before.ended,
                     began - free,
                     before.end_reason,
                     after.started - before.ended,
+                    began - last_end,
                 )
             )
     return result

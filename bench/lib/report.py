@@ -130,6 +130,9 @@ def single_lane(phase: Phase) -> float:
         "  of it: fenced claim, 1st fetch, 1st tasks loaded",
         [h.gap_s - h.to_lease_s for h in hand],
     )
+    _p50_p99(
+        "lane idle, last handler end -> next 1st handler", [h.idle_s for h in hand]
+    )
     _line("order held", "yes" if phase.order_held else "NO")
     return _ms([h.gap_s for h in hand], 50)
 
@@ -273,6 +276,14 @@ def summarise(result: Figures, single: Phase, bare: float, celery: float) -> Non
                 met=value <= goal,
                 detail=f"{len(hand)} hand-offs",
             )
+    idle = [h.idle_s for h in figures.handoffs(single.slices, single.tasks)]
+    summary.add(
+        "rotation",
+        "C lane idle p50, last handler end -> next 1st handler",
+        _ms(idle, 50),
+        "ms",
+        detail=f"p99 {_ms(idle, 99):,.1f} ms",
+    )
     for label, index in zip(("topics", "members"), result.jain, strict=True):
         summary.add(
             "rotation",

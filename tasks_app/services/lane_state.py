@@ -41,17 +41,20 @@ class LaneRef:
         }
 
 
-# The lane's policy (lane_policy() reads it), NULL when its group no longer
-# reads its topic.
+# A lane's policy as one JSON array, from its group `g` and its topic `tp`;
+# lane_policy_from() reads it.
+POLICY_FIELDS_SQL = """json_build_array(g.walk_mode, tp.slice_ms, tp.weight,
+                                  tp.paused, tp.rate_limit, tp.rate_burst)"""
+# The lane's policy, NULL when its group no longer reads its topic.
 _POLICY_SQL = sql(
     """
-(SELECT json_build_array(g.walk_mode, tp.slice_ms, tp.weight, tp.paused,
-                         tp.rate_limit, tp.rate_burst)
+(SELECT {fields}
    FROM {consumergroup} g
    JOIN {grouptopic} gt ON gt.consumergroup_id = g.id
    JOIN {topic} tp ON tp.id = gt.topic_id
   WHERE g.id = %(group)s AND tp.id = %(topic)s)
-"""
+""",
+    fields=POLICY_FIELDS_SQL,
 )
 # Raise the lane's epoch to the new token and mark the lane unsettled until this
 # holder records the end of its slice. When the previous holder never got that
@@ -193,8 +196,11 @@ def _lane_claim(row: tuple) -> LaneClaim:
 
 
 def _policy(fields: list | None) -> LanePolicy | None:
-    if fields is None:
-        return None
+    return None if fields is None else lane_policy_from(fields)
+
+
+def lane_policy_from(fields: list) -> LanePolicy:
+    """Build a lane's policy from the array POLICY_FIELDS_SQL selects."""
     walk_mode, slice_ms, weight, paused, rate, burst = fields
     return LanePolicy(
         slice_ms=slice_ms,

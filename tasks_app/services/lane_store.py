@@ -26,12 +26,14 @@ from rotation.store import (
     SliceRecord,
     StoreUnavailable,
 )
-from tasks_app.models import ConsumerGroup, Slice, Topic, WalkMode
+from tasks_app.models import ConsumerGroup, Slice, Topic
 from tasks_app.services.growth import runnable_end_sql
 from tasks_app.services.lane_state import (
+    POLICY_FIELDS_SQL,
     LaneRef,
     lane_claim,
     lane_policy,
+    lane_policy_from,
     lane_settle,
 )
 from tasks_app.services.partition_heads import partition_lost
@@ -53,8 +55,7 @@ _END_SQL = "SELECT " + runnable_end_sql(
 # lane must still get a turn to heal.
 _OVERVIEW_SQL = sql(
     """
-SELECT g.group_id, tp.name, p.partition, g.walk_mode, tp.slice_ms, tp.weight,
-       tp.paused,
+SELECT g.group_id, tp.name, p.partition, {policy},
        {runnable_end} > COALESCE(s.next_offset, 0) OR COALESCE(h.lost, false)
   FROM {consumergroup} g
   JOIN {grouptopic} gt ON gt.consumergroup_id = g.id
@@ -67,6 +68,7 @@ SELECT g.group_id, tp.name, p.partition, g.walk_mode, tp.slice_ms, tp.weight,
  ORDER BY g.group_id, tp.name, p.partition
 """,
     runnable_end=runnable_end_sql(group="g.id", topic="tp.id", partition="p.partition"),
+    policy=POLICY_FIELDS_SQL,
 )
 
 
@@ -238,23 +240,7 @@ class DatabaseLaneStore:
         with connection.cursor() as cursor:
             cursor.execute(_OVERVIEW_SQL)
             rows = cursor.fetchall()
-        return [_lane_view(*row) for row in rows]
-
-
-def _lane_view(
-    group: str,
-    topic: str,
-    partition: int,
-    walk_mode: str,
-    slice_ms: int,
-    weight: int,
-    paused: bool,
-    has_backlog: bool,
-) -> LaneView:
-    policy = LanePolicy(
-        slice_ms=slice_ms,
-        weight=weight,
-        paused=paused,
-        sequential=walk_mode == WalkMode.SEQUENTIAL,
-    )
-    return LaneView(Lane(group, topic, partition), policy, has_backlog)
+        return [
+            LaneView(Lane(group, topic, partition), lane_policy_from(policy), backlog)
+            for group, topic, partition, policy, backlog in rows
+        ]
