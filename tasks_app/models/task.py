@@ -1,10 +1,9 @@
 """Tasks, their recorded history, and the outbox the publisher drains."""
 
-import uuid
-
 from django.conf import settings
 from django.contrib.postgres.indexes import BrinIndex
 from django.db import models
+from uuid_utils.compat import uuid7
 
 from tasks_app.models.topic import Topic
 
@@ -42,8 +41,10 @@ class Task(models.Model):
     and the publisher sends tasks to Kafka in `id` order.
     """
 
+    # Time-ordered (version 7): new ids land at the end of the unique index,
+    # and a batch's ids next to each other, however big the table grows.
     uuid = models.UUIDField(
-        default=uuid.uuid4, unique=True, editable=False, help_text="Public task id."
+        default=uuid7, unique=True, editable=False, help_text="Public task id."
     )
     topic = models.ForeignKey(
         Topic, on_delete=models.PROTECT, related_name="tasks", help_text="Topic."
