@@ -73,6 +73,12 @@ def record(message: Any, context: TaskContext) -> Any:
     return {"attempt": context.attempt}
 
 
+@register_handler
+def fail_saying(message: Any, context: TaskContext) -> Any:
+    """Fail with the message's `error` text, whatever characters it holds."""
+    raise RuntimeError(message["error"])
+
+
 def runs(topic: str) -> list[dict]:
     """Return the recorded runs of a topic, in the order they were written."""
     return [json.loads(raw) for raw in _redis().lrange(runs_key(topic), 0, -1)]
