@@ -27,16 +27,22 @@ FLUSH_INTERVAL_S = 0.1
 # psycopg adapts a Python list element by element (it was a tenth of a worker's
 # CPU), while json.dumps encodes the document in C and PostgreSQL reads it in
 # one pass. A result goes in as the JSON value it is (no text in between).
+# The planner takes a set-returning function for 100 rows of unknown keys and
+# may join it to the whole task table; `id = ANY(ARRAY(...))` makes it look the
+# rows up by their primary key, as the publisher's update does.
 _OUTCOMES_SQL = sql(
     """
+WITH d AS MATERIALIZED (
+    SELECT * FROM json_to_recordset(%s::json)
+        AS d(id bigint, status text, attempts int, started_at timestamptz,
+             finished_at timestamptz, worker text, result jsonb, error text)
+)
 UPDATE {task} t
    SET status = d.status, attempts = d.attempts, started_at = d.started_at,
        finished_at = d.finished_at, worker = d.worker, result = d.result,
        error = d.error
-  FROM json_to_recordset(%s::json)
-       AS d(id bigint, status text, attempts int, started_at timestamptz,
-            finished_at timestamptz, worker text, result jsonb, error text)
- WHERE t.id = d.id
+  FROM d
+ WHERE t.id = ANY(ARRAY(SELECT id FROM d)) AND t.id = d.id
 """
 )
 _EVENTS_SQL = sql(
