@@ -261,3 +261,8 @@ def test_a_list_stores_and_publishes_awkward_messages_exactly(
     assert [t.message for t in tasks] == AWKWARD_MESSAGES
     envelopes = OutboxEntry.objects.filter(task__in=tasks).order_by("task_id")
     assert [json.loads(e.envelope)["message"] for e in envelopes] == AWKWARD_MESSAGES
+    # Stored as encoded, byte for byte (compact, keys in the order given), as a
+    # single task's envelope is (tasks_app.services.envelope).
+    assert [e.envelope for e in envelopes] == [
+        json.dumps(json.loads(e.envelope), separators=(",", ":")) for e in envelopes
+    ]

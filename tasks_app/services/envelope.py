@@ -7,6 +7,7 @@ Both sides use this module, so the format is written down once.
 import json
 import logging
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from rotation.kafka.consumer import Record
@@ -25,17 +26,27 @@ MARKER_HEADER = "scheduler-marker"
 def task_envelope(*, task: Task, topic_name: str) -> str:
     """Build the JSON envelope produced to Kafka; it carries the task id so a
     consumer can skip a task that already finished."""
-    return json.dumps(
-        {
-            "task_id": str(task.uuid),
-            "topic": topic_name,
-            "key": task.key,
-            "message": task.message,
-            "attempt": task.attempts + 1,
-            "submitted_at": task.created_at.isoformat(),
-        },
-        separators=(",", ":"),
-    )
+    return json.dumps(_envelope(task, topic_name), separators=(",", ":"))
+
+
+def envelopes_json(tasks: Sequence[Task], topic_names: Sequence[str]) -> str:
+    """Encode the tasks' envelopes as one JSON array whose elements are, to the
+    byte, what task_envelope gives (PostgreSQL's `json` type keeps that text)."""
+    envelopes = [
+        _envelope(task, name) for task, name in zip(tasks, topic_names, strict=True)
+    ]
+    return json.dumps(envelopes, separators=(",", ":"))
+
+
+def _envelope(task: Task, topic_name: str) -> dict[str, Any]:
+    return {
+        "task_id": str(task.uuid),
+        "topic": topic_name,
+        "key": task.key,
+        "message": task.message,
+        "attempt": task.attempts + 1,
+        "submitted_at": task.created_at.isoformat(),
+    }
 
 
 def task_record(

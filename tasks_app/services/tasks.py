@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from tasks_app.errors import Conflict, InvalidInput, NotFound
 from tasks_app.models import OutboxEntry, Task, TaskEvent, TaskStatus, Topic
-from tasks_app.services.envelope import task_envelope
+from tasks_app.services.envelope import envelopes_json, task_envelope
 from tasks_app.services.publish_nudge import publish_nudge_on_commit
 from tasks_app.services.sql import int_array, sql
 from tasks_app.services.topics import topics_created_after_commit, topics_get_or_create
@@ -193,21 +193,23 @@ def _new_task(user: User | None, spec: TaskSpec, topic: Topic, now: datetime) ->
 # One statement stores the tasks, their outbox entries and first events: a
 # third of what three ORM bulk_create calls cost for a list of 1,000
 # (docs/benchmarks.md). Ids are taken in list order, so within a topic the
-# publish order is the submitted order. The messages and envelopes go as one
-# JSON array each, not as text arrays: psycopg escapes every quote of a text
-# array's elements with a regular expression in Python, a fifth of a POST's
-# time; a JSON array is one string, escaped by the json module in C.
+# publish order is the submitted order. The envelopes go as one JSON array, not
+# as a text array: psycopg escapes every quote of a text array's elements with a
+# regular expression in Python, a fifth of a POST's time; the array is encoded
+# once, by the json module in C. Each element's text is its envelope (the `json`
+# type keeps text as given), and each task's message is read from it.
 _STORE_ACCEPTED = """
 WITH given AS (
     SELECT * FROM unnest(
         %(uuids)s::uuid[], %(topic_ids)s::bigint[], %(topic_names)s::text[],
         %(keys)s::text[],
-        ARRAY(SELECT m FROM jsonb_array_elements(%(messages)s::jsonb)
-                            WITH ORDINALITY AS x(m, n) ORDER BY n),
+        ARRAY(SELECT (e -> 'message')::jsonb
+                FROM json_array_elements(%(envelopes)s::json)
+                     WITH ORDINALITY AS x(e, n) ORDER BY n),
         %(run_ats)s::timestamptz[],
         %(idempotency_keys)s::text[], %(request_hashes)s::text[],
-        ARRAY(SELECT e FROM jsonb_array_elements_text(%(envelopes)s::jsonb)
-                            WITH ORDINALITY AS x(e, n) ORDER BY n),
+        ARRAY(SELECT e::text FROM json_array_elements(%(envelopes)s::json)
+                                  WITH ORDINALITY AS x(e, n) ORDER BY n),
         %(schedule_ids)s::bigint[]
     ) WITH ORDINALITY AS g(
         uuid, topic_id, topic_name, key, message, run_at, idempotency_key,
@@ -246,14 +248,11 @@ def _store_accepted(tasks: list[Task], now: datetime) -> None:
                 "topic_ids": int_array(t.topic_id for t in tasks),
                 "topic_names": [t.topic.name for t in tasks],
                 "keys": [t.key for t in tasks],
-                "messages": json.dumps([t.message for t in tasks]),
                 "run_ats": [t.run_at for t in tasks],
                 "idempotency_keys": [t.idempotency_key for t in tasks],
                 "request_hashes": [t.request_hash for t in tasks],
                 "schedule_ids": [t.schedule_id for t in tasks],
-                "envelopes": json.dumps(
-                    [task_envelope(task=t, topic_name=t.topic.name) for t in tasks]
-                ),
+                "envelopes": envelopes_json(tasks, [t.topic.name for t in tasks]),
                 "user_id": tasks[0].submitted_by_id,
                 "now": now,
             },
