@@ -7,6 +7,7 @@ from rest_framework import serializers
 
 from rotation.store import EndReason
 from tasks_app.api.serializers.base import KafkaNameField, QueryParamsSerializer
+from tasks_app.api.serializers.links import IdentityLinkField
 from tasks_app.models import Slice, TaskStatus
 from tasks_app.models.topic import MAX_PARTITIONS
 
@@ -21,7 +22,7 @@ class SliceSerializer(serializers.ModelSerializer):
     duration_ms = serializers.SerializerMethodField(
         help_text="ended_at - started_at, in whole milliseconds."
     )
-    url = serializers.HyperlinkedIdentityField(view_name="slice-detail")
+    url = IdentityLinkField(view_name="slice-detail")
 
     class Meta:
         model = Slice

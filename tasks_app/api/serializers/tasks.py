@@ -15,6 +15,7 @@ from tasks_app.api.serializers.base import (
     QueryParamsSerializer,
     RejectUnknownFieldsMixin,
 )
+from tasks_app.api.serializers.links import IdentityLinkField
 from tasks_app.api.serializers.lists import ItemChecks
 from tasks_app.errors import InvalidInput
 from tasks_app.models import Task, TaskEvent, TaskStatus
@@ -192,7 +193,7 @@ class TaskSerializer(serializers.ModelSerializer):
         allow_null=True,
         help_text="Name of the recurring schedule that submitted it, if one did.",
     )
-    url = serializers.HyperlinkedIdentityField(
+    url = IdentityLinkField(
         view_name="task-detail", lookup_field="uuid", lookup_url_kwarg="id"
     )
 
