@@ -7,12 +7,12 @@ Both sides use this module, so the format is written down once.
 import json
 import logging
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 from rotation.kafka.consumer import Record
 from rotation.kafka.producer import Headers, OutgoingMessage
 from tasks_app.models import Task
+from tasks_app.services.json_text import compact_json
 
 logger = logging.getLogger(__name__)
 
@@ -26,19 +26,12 @@ MARKER_HEADER = "scheduler-marker"
 def task_envelope(*, task: Task, topic_name: str) -> str:
     """Build the JSON envelope produced to Kafka; it carries the task id so a
     consumer can skip a task that already finished."""
-    return json.dumps(_envelope(task, topic_name), separators=(",", ":"))
+    return compact_json(envelope_fields(task=task, topic_name=topic_name))
 
 
-def envelopes_json(tasks: Sequence[Task], topic_names: Sequence[str]) -> str:
-    """Encode the tasks' envelopes as one JSON array whose elements are, to the
-    byte, what task_envelope gives (PostgreSQL's `json` type keeps that text)."""
-    envelopes = [
-        _envelope(task, name) for task, name in zip(tasks, topic_names, strict=True)
-    ]
-    return json.dumps(envelopes, separators=(",", ":"))
-
-
-def _envelope(task: Task, topic_name: str) -> dict[str, Any]:
+def envelope_fields(*, task: Task, topic_name: str) -> dict[str, Any]:
+    """The envelope before encoding, for a caller encoding many at once: the
+    compact encoding of this is, to the byte, what task_envelope gives."""
     return {
         "task_id": str(task.uuid),
         "topic": topic_name,

@@ -12,13 +12,15 @@ from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
+from django.db.models import DEFERRED
 from django.utils import timezone
 
 from tasks_app.errors import Conflict, InvalidInput, NotFound
 from tasks_app.models import OutboxEntry, Task, TaskEvent, TaskStatus, Topic
-from tasks_app.services.envelope import envelopes_json, task_envelope
+from tasks_app.services.envelope import envelope_fields, task_envelope
+from tasks_app.services.json_text import compact_json
 from tasks_app.services.publish_nudge import publish_nudge_on_commit
-from tasks_app.services.sql import int_array, sql
+from tasks_app.services.sql import sql
 from tasks_app.services.topics import topics_created_after_commit, topics_get_or_create
 
 Submitter = User | AnonymousUser | None
@@ -50,7 +52,7 @@ class TaskSpec:
 
 def message_size_check(*, message: Any) -> None:
     """Refuse messages over the size limit, saying what the limit is."""
-    size = len(json.dumps(message, separators=(",", ":")).encode())
+    size = len(compact_json(message).encode())
     limit = settings.SCHEDULER_MAX_MESSAGE_BYTES
     if size > limit:
         raise InvalidInput(
@@ -176,57 +178,70 @@ def _idempotency_conflict(key: str) -> Conflict:
     )
 
 
+# A task's column values as the model's defaults give them, in column order.
+# Only `uuid`'s default is computed per row, and `_new_task` always sets it.
+_TASK_DEFAULTS = [
+    DEFERRED if field.generated else field.get_default()
+    for field in Task._meta.concrete_fields
+]
+_UUID_FIELD = Task._meta.get_field("uuid")
+
+
 def _new_task(user: User | None, spec: TaskSpec, topic: Topic, now: datetime) -> Task:
-    return Task(
-        topic=topic,
-        key=spec.key or topic.name,
-        message=spec.message,
-        run_at=spec.run_at,
-        idempotency_key=spec.idempotency_key,
-        request_hash=spec.body_hash() if spec.idempotency_key else "",
-        submitted_by=user,
-        created_at=now,
-        schedule_id=spec.schedule_id,
-    )
+    """Build the task a spec asks for.
+
+    Built from its columns by position, then the given values set: Django's
+    keyword constructor looks up every field's default and runs the relation
+    descriptors, 12 us a task, the largest part of a list's cost in the web
+    process; this is 5 us (docs/benchmarks.md).
+    """
+    task = Task(*_TASK_DEFAULTS)
+    task.uuid = _UUID_FIELD.get_default()
+    task.topic = topic  # cached with it: the envelope and the answer name it
+    task.key = spec.key or topic.name
+    task.message = spec.message
+    task.run_at = spec.run_at
+    task.idempotency_key = spec.idempotency_key
+    task.request_hash = spec.body_hash() if spec.idempotency_key else ""
+    task.submitted_by_id = user.pk if user else None
+    task.created_at = now
+    task.schedule_id = spec.schedule_id
+    return task
 
 
 # One statement stores the tasks, their outbox entries and first events: a
 # third of what three ORM bulk_create calls cost for a list of 1,000
 # (docs/benchmarks.md). Ids are taken in list order, so within a topic the
-# publish order is the submitted order. The envelopes go as one JSON array, not
-# as a text array: psycopg escapes every quote of a text array's elements with a
-# regular expression in Python, a fifth of a POST's time; the array is encoded
-# once, by the json module in C. Each element's text is its envelope (the `json`
-# type keeps text as given), and each task's message is read from it.
+# publish order is the submitted order. The tasks go as one JSON document,
+# encoded in C: psycopg adapted arrays of parameters element by element in
+# Python. The `json` type keeps each envelope's text as given, so the outbox
+# holds what task_envelope gives, to the byte; each message is read from it.
 _STORE_ACCEPTED = """
 WITH given AS (
-    SELECT * FROM unnest(
-        %(uuids)s::uuid[], %(topic_ids)s::bigint[], %(topic_names)s::text[],
-        %(keys)s::text[],
-        ARRAY(SELECT (e -> 'message')::jsonb
-                FROM json_array_elements(%(envelopes)s::json)
-                     WITH ORDINALITY AS x(e, n) ORDER BY n),
-        %(run_ats)s::timestamptz[],
-        %(idempotency_keys)s::text[], %(request_hashes)s::text[],
-        ARRAY(SELECT e::text FROM json_array_elements(%(envelopes)s::json)
-                                  WITH ORDINALITY AS x(e, n) ORDER BY n),
-        %(schedule_ids)s::bigint[]
+    SELECT * FROM ROWS FROM (
+        json_to_recordset(%(tasks)s::json) AS (
+            uuid uuid, topic_id bigint, topic_name text, key text,
+            run_at timestamptz, idempotency_key text, request_hash text,
+            schedule_id bigint, envelope json
+        )
     ) WITH ORDINALITY AS g(
-        uuid, topic_id, topic_name, key, message, run_at, idempotency_key,
-        request_hash, envelope, schedule_id, position
+        uuid, topic_id, topic_name, key, run_at, idempotency_key, request_hash,
+        schedule_id, envelope, position
     )
 ), task AS (
     INSERT INTO {task} (
         uuid, topic_id, key, message, run_at, idempotency_key, request_hash,
         schedule_id, submitted_by_id, status, attempts, created_at, worker, error
     )
-    SELECT uuid, topic_id, key, message, run_at, idempotency_key,
-           request_hash, schedule_id, %(user_id)s, 'pending', 0, %(now)s, '', ''
+    SELECT uuid, topic_id, key, (envelope -> 'message')::jsonb, run_at,
+           idempotency_key, request_hash, schedule_id, %(user_id)s, 'pending', 0,
+           %(now)s, '', ''
     FROM given ORDER BY position
     RETURNING id, uuid
 ), outbox AS (
     INSERT INTO {outbox} (task_id, topic_name, key, envelope, available_at)
-    SELECT task.id, g.topic_name, g.key, g.envelope, coalesce(g.run_at, %(now)s)
+    SELECT task.id, g.topic_name, g.key, g.envelope::text,
+           coalesce(g.run_at, %(now)s)
     FROM task JOIN given g USING (uuid) ORDER BY task.id
 ), event AS (
     INSERT INTO {taskevent} (task_id, status, at, worker, attempt, detail)
@@ -244,24 +259,32 @@ def _store_accepted(tasks: list[Task], now: datetime) -> None:
         cursor.execute(
             sql(_STORE_ACCEPTED),
             {
-                "uuids": [str(t.uuid) for t in tasks],
-                "topic_ids": int_array(t.topic_id for t in tasks),
-                "topic_names": [t.topic.name for t in tasks],
-                "keys": [t.key for t in tasks],
-                "run_ats": [t.run_at for t in tasks],
-                "idempotency_keys": [t.idempotency_key for t in tasks],
-                "request_hashes": [t.request_hash for t in tasks],
-                "schedule_ids": [t.schedule_id for t in tasks],
-                "envelopes": envelopes_json(tasks, [t.topic.name for t in tasks]),
+                "tasks": compact_json([_stored_columns(task) for task in tasks]),
                 "user_id": tasks[0].submitted_by_id,
                 "now": now,
             },
         )
-        ids = {str(uuid): pk for pk, uuid in cursor.fetchall()}
+        ids = {uuid: pk for pk, uuid in cursor.fetchall()}
     for task in tasks:
-        task.pk = ids[str(task.uuid)]
+        task.pk = ids[task.uuid]
         task._state.adding = False
         task._state.db = connection.alias
+
+
+def _stored_columns(task: Task) -> dict[str, Any]:
+    """A new task's columns for the store statement, its envelope among them."""
+    envelope = envelope_fields(task=task, topic_name=task.topic.name)
+    return {
+        "uuid": envelope["task_id"],
+        "topic_id": task.topic_id,
+        "topic_name": envelope["topic"],
+        "key": task.key,
+        "run_at": task.run_at.isoformat() if task.run_at else None,
+        "idempotency_key": task.idempotency_key,
+        "request_hash": task.request_hash,
+        "schedule_id": task.schedule_id,
+        "envelope": envelope,
+    }
 
 
 def _record_accepted(tasks: list[Task]) -> None:
