@@ -13,6 +13,8 @@ import pytest
 import yaml
 from django.test import Client
 
+from scheduler_site.devstack.postgres import SERVER_SETTINGS
+
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "docker-compose.yml"
 # ${NAME}, ${NAME:-default} and ${NAME:?message}, as Compose interpolates them.
@@ -182,3 +184,12 @@ def test_plain_http_is_redirected_to_https_except_the_health_check(settings):
     assert health.status_code in (200, 503), "answered, not redirected"
     assert secure.status_code == 401
     assert secure["Strict-Transport-Security"].startswith("max-age=")
+
+
+def test_compose_postgres_runs_with_the_embedded_servers_settings():
+    postgres = yaml.safe_load(COMPOSE.read_text())["services"]["postgres"]
+
+    command = postgres["command"]
+    assert command[0] == "postgres"
+    given = [command[i + 1] for i, arg in enumerate(command) if arg == "-c"]
+    assert given == list(SERVER_SETTINGS)

@@ -172,6 +172,19 @@ def test_persistent_postgres_data_survives_a_restart(
     assert processes_mentioning(str(stack_dir)) == []
 
 
+@pytest.mark.parametrize("persistent", [True, False], ids=["dev", "throwaway"])
+def test_postgres_vacuums_the_churning_tables_every_ten_seconds(
+    stack_dir: Path, bare_env: pytest.MonkeyPatch, persistent: bool
+) -> None:
+    only(bare_env, "postgres")
+    with (
+        Stack(stack_dir, persistent=persistent) as stack,
+        psycopg.connect(stack.env["DATABASE_URL"], autocommit=True) as conn,
+    ):
+        naptime = conn.execute("SHOW autovacuum_naptime").fetchone()
+    assert naptime == ("10s",)
+
+
 def test_a_restarted_service_comes_back_on_its_port_with_only_durable_data(
     stack_dir: Path, bare_env: pytest.MonkeyPatch
 ) -> None:
