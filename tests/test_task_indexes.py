@@ -88,3 +88,62 @@ def test_task_ids_are_time_ordered_so_new_ids_land_at_the_end_of_their_index(
     ids = [task.uuid for task in tasks]
     assert {task_id.version for task_id in ids} == {7}
     assert sorted(ids[:200])[-1] < sorted(ids[200:])[0]
+
+
+def _task_indexes() -> dict[str, tuple[list[str], str]]:
+    """The task table's B-tree indexes: name -> (columns, condition)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT i.relname,
+                   ARRAY(SELECT a.attname FROM unnest(x.indkey) WITH ORDINALITY
+                           AS k(attnum, n)
+                           JOIN pg_attribute a
+                             ON a.attrelid = x.indrelid AND a.attnum = k.attnum
+                          ORDER BY k.n),
+                   coalesce(pg_get_expr(x.indpred, x.indrelid), '')
+              FROM pg_index x
+              JOIN pg_class i ON i.oid = x.indexrelid
+              JOIN pg_am am ON am.oid = i.relam
+             WHERE x.indrelid = %s::regclass AND am.amname = 'btree'
+            """,
+            [Task._meta.db_table],
+        )
+        return {name: (columns, condition) for name, columns, condition in cursor}
+
+
+def test_every_task_index_earns_its_writes():
+    """Each insert writes an entry in every index: none may be a plain prefix
+    of another with the same condition (that one serves its reads already)."""
+    indexes = _task_indexes()
+
+    redundant = [
+        (name, other)
+        for name, (columns, condition) in indexes.items()
+        for other, (longer, other_condition) in indexes.items()
+        if name != other
+        and condition == other_condition
+        and len(columns) < len(longer)
+        and longer[: len(columns)] == columns
+        and not name.endswith("_pkey")
+    ]
+    assert redundant == []
+
+
+def test_tasks_without_a_schedule_have_no_entry_in_the_schedule_index():
+    """Most tasks come from the API, not a schedule: their NULL would be one more
+    index entry written per task, for reads that always name a schedule."""
+    columns, condition = _task_indexes()["task_schedule_runs"]
+
+    assert columns == ["schedule_id", "id"]
+    assert condition == "(schedule_id IS NOT NULL)"
+
+
+def test_a_schedules_runs_are_listed_from_its_index(operator, topic_name):
+    _submit(topic_name, 500)
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {Task._meta.db_table}")
+
+    listed = task_list(user=operator, schedule=1)
+
+    assert "task_schedule_runs" in listed.all()[:50].explain()

@@ -47,7 +47,11 @@ class Task(models.Model):
         default=uuid7, unique=True, editable=False, help_text="Public task id."
     )
     topic = models.ForeignKey(
-        Topic, on_delete=models.PROTECT, related_name="tasks", help_text="Topic."
+        Topic,
+        on_delete=models.PROTECT,
+        db_index=False,  # the (topic, id) index below leads with it
+        related_name="tasks",
+        help_text="Topic.",
     )
     key = models.CharField(
         max_length=255,
@@ -153,8 +157,13 @@ class Task(models.Model):
                 condition=models.Q(exceptional=True),
                 name="task_exceptional_topic_id",
             ),
-            # A schedule's runs, newest first.
-            models.Index(fields=["schedule", "id"], name="task_schedule_id"),
+            # A schedule's runs, newest first. Only runs have an entry: a task
+            # from the API would write a NULL one that no read looks up.
+            models.Index(
+                fields=["schedule", "id"],
+                condition=models.Q(schedule__isnull=False),
+                name="task_schedule_runs",
+            ),
         ]
         constraints = [
             # System tasks (no owner) share one key space: NULLS NOT DISTINCT.
