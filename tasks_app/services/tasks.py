@@ -180,7 +180,7 @@ def _idempotency_conflict(key: str) -> Conflict:
 
 # A task's column values as the model's defaults give them, in column order.
 # Only `uuid`'s default is computed per row, and `_new_task` always sets it.
-_TASK_DEFAULTS = [
+_TASK_DEFAULTS: list[Any] = [
     DEFERRED if field.generated else field.get_default()
     for field in Task._meta.concrete_fields
 ]
@@ -195,7 +195,8 @@ def _new_task(user: User | None, spec: TaskSpec, topic: Topic, now: datetime) ->
     descriptors, 12 us a task, the largest part of a list's cost in the web
     process; this is 5 us (docs/benchmarks.md).
     """
-    task = Task(*_TASK_DEFAULTS)
+    # django-stubs takes a starred list for the first column alone.
+    task = Task(*_TASK_DEFAULTS)  # type: ignore[misc]
     task.uuid = _UUID_FIELD.get_default()
     task.topic = topic  # cached with it: the envelope and the answer name it
     task.key = spec.key or topic.name
