@@ -47,3 +47,15 @@ def test_a_full_answer_reads_nothing_per_task(submitter_client, topic_name):
     assert _queries_to_answer(submitter_client, topic_name, 2) == _queries_to_answer(
         submitter_client, topic_name, 20
     )
+
+
+def test_only_the_uuid_default_is_computed_per_task():
+    """New tasks start from the defaults computed once (services/tasks.py): a
+    field whose default is computed per row must be set by `_new_task` too."""
+    computed = {
+        f.name
+        for f in Task._meta.concrete_fields
+        if f.has_default() and callable(f.default)
+    }
+
+    assert computed == {"uuid"}
