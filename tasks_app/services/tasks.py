@@ -216,25 +216,29 @@ def _new_task(user: User | None, spec: TaskSpec, topic: Topic, now: datetime) ->
 # publish order is the submitted order. The tasks go as one JSON document,
 # encoded in C: psycopg adapted arrays of parameters element by element in
 # Python. The `json` type keeps each envelope's text as given, so the outbox
-# holds what task_envelope gives, to the byte; each message is read from it.
+# holds what task_envelope gives, to the byte; each task's id, topic, key and
+# message are read from it, not sent a second time beside it.
 _STORE_ACCEPTED = """
 WITH given AS (
-    SELECT * FROM ROWS FROM (
+    SELECT (envelope ->> 'task_id')::uuid AS uuid, topic_id,
+           envelope ->> 'topic' AS topic_name, envelope ->> 'key' AS key,
+           (envelope -> 'message')::jsonb AS message, run_at, idempotency_key,
+           request_hash, schedule_id, envelope, position
+    FROM ROWS FROM (
         json_to_recordset(%(tasks)s::json) AS (
-            uuid uuid, topic_id bigint, topic_name text, key text,
-            run_at timestamptz, idempotency_key text, request_hash text,
-            schedule_id bigint, envelope json
+            topic_id bigint, run_at timestamptz, idempotency_key text,
+            request_hash text, schedule_id bigint, envelope json
         )
     ) WITH ORDINALITY AS g(
-        uuid, topic_id, topic_name, key, run_at, idempotency_key, request_hash,
-        schedule_id, envelope, position
+        topic_id, run_at, idempotency_key, request_hash, schedule_id, envelope,
+        position
     )
 ), task AS (
     INSERT INTO {task} (
         uuid, topic_id, key, message, run_at, idempotency_key, request_hash,
         schedule_id, submitted_by_id, status, attempts, created_at, worker, error
     )
-    SELECT uuid, topic_id, key, (envelope -> 'message')::jsonb, run_at,
+    SELECT uuid, topic_id, key, message, run_at,
            idempotency_key, request_hash, schedule_id, %(user_id)s, 'pending', 0,
            %(now)s, '', ''
     FROM given ORDER BY position
@@ -273,18 +277,14 @@ def _store_accepted(tasks: list[Task], now: datetime) -> None:
 
 
 def _stored_columns(task: Task) -> dict[str, Any]:
-    """A new task's columns for the store statement, its envelope among them."""
-    envelope = envelope_fields(task=task, topic_name=task.topic.name)
+    """A new task's envelope, with the columns the envelope does not carry."""
     return {
-        "uuid": envelope["task_id"],
         "topic_id": task.topic_id,
-        "topic_name": envelope["topic"],
-        "key": task.key,
         "run_at": task.run_at.isoformat() if task.run_at else None,
         "idempotency_key": task.idempotency_key,
         "request_hash": task.request_hash,
         "schedule_id": task.schedule_id,
-        "envelope": envelope,
+        "envelope": envelope_fields(task=task, topic_name=task.topic.name),
     }
 
 
