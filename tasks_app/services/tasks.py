@@ -192,8 +192,8 @@ def _new_task(user: User | None, spec: TaskSpec, topic: Topic, now: datetime) ->
 
     Built from its columns by position, then the given values set: Django's
     keyword constructor looks up every field's default and runs the relation
-    descriptors, 12 us a task, the largest part of a list's cost in the web
-    process; this is 5 us (docs/benchmarks.md).
+    descriptors, the largest part of a list's cost in the web process. The
+    whole build went from 11.3-11.8 us to 6.9-7.1 us (docs/benchmarks.md).
     """
     # django-stubs takes a starred list for the first column alone.
     task = Task(*_TASK_DEFAULTS)  # type: ignore[misc]
