@@ -19,10 +19,12 @@ from django.db.models import Sum
 
 from rotation.lanes import Lane
 from rotation.lease import LeaseManager
+from rotation.members import INFO_PREFIX, MEMBERS_KEY
 from scheduler_site.devstack.process import free_port
 from tasks_app.models import Slice
 from tasks_app.redis_client import redis_client
-from tasks_app.selectors import lane_stats, member_list
+from tasks_app.selectors import lane_stats, member_list, members_reader
+from tasks_app.selectors import status as status_selector
 from tests.cluster import settle, wait_for, worker_database_url
 from tests.handlers import runs
 from tests.rotation_support import make_topic, submit, wait_all_finished
@@ -133,6 +135,29 @@ def test_a_lanes_holder_is_the_member_holding_its_lease(db, topic_name):
 
     assert held == "w9@elsewhere"
     assert lane_of(status_json()[0], topic_name)["holder"] == ""
+
+
+def test_a_heartbeat_during_the_reads_is_not_newer_than_the_status(db, monkeypatch):
+    """A member that beats while the status is being read must not look as if
+    it beat after the moment the status says it was taken."""
+    name = f"beat-{uuid.uuid4().hex[:8]}@test"
+    members = members_reader()
+    real_activity = status_selector.slice_activity
+
+    def activity_then_a_heartbeat(*, window):
+        found = real_activity(window=window)
+        members.beat(name, hostname="test", pid=1)
+        return found
+
+    monkeypatch.setattr(status_selector, "slice_activity", activity_then_a_heartbeat)
+    try:
+        [status] = status_json()
+    finally:
+        members.client.zrem(MEMBERS_KEY, name)
+        members.client.delete(INFO_PREFIX + name)
+
+    beat = datetime.fromisoformat(member_of(status, name)["last_heartbeat"])
+    assert beat <= datetime.fromisoformat(status["taken_at"])
 
 
 def test_the_tables_list_the_member_and_the_lane(worker, gate, topic_name):

@@ -10,6 +10,8 @@ its slice), so the two can differ for a moment around a hand-off.
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.utils import timezone
+
 from tasks_app.selectors.rotation import (
     LaneView,
     MemberView,
@@ -31,7 +33,9 @@ class LaneStatus:
 
 @dataclass(frozen=True)
 class SchedulerStatus:
-    """Members and lanes as read at `taken_at`; activity over the last `window_s`."""
+    """Members and lanes as read by `taken_at`, when the last read was done:
+    no heartbeat read can be newer. Activity is over the `window_s` before the
+    reads began."""
 
     taken_at: datetime
     window_s: int
@@ -47,4 +51,4 @@ def scheduler_status(*, window_s: int) -> SchedulerStatus:
     views = lanes_overview()
     holders = lane_holders(lanes=[view.lane for view in views])
     lanes = [LaneStatus(view, holders.get(view.lane, "")) for view in views]
-    return SchedulerStatus(window.end, window_s, members, lanes)
+    return SchedulerStatus(timezone.now(), window_s, members, lanes)
