@@ -95,21 +95,26 @@ class Runtime:
             poll_timeout_ms=settings.SCHEDULER_POLL_TIMEOUT_MS,
         )
         self.heartbeat: Heartbeat | None = None
+        self._runners: dict[str, SliceRunner] = {}
 
     def runner(self, member: str) -> SliceRunner:
-        """Return a slice runner acting as `member`."""
-        return SliceRunner(
-            member=member,
-            config=self.config,
-            store=self.store,
-            leases=self.leases,
-            consumers=self.consumers,
-            members=self.members,
-            turns=self.turns,
-            scheduler=self.scheduler,
-            limiter=self.limiter,
-            shutdown=SHUTDOWN,
-        )
+        """Return the slice runner acting as `member`, the same for each of its
+        turns: it keeps the policies its fenced claims answered, so a turn on a
+        lane it held before reads none before its lease."""
+        if member not in self._runners:
+            self._runners[member] = SliceRunner(
+                member=member,
+                config=self.config,
+                store=self.store,
+                leases=self.leases,
+                consumers=self.consumers,
+                members=self.members,
+                turns=self.turns,
+                scheduler=self.scheduler,
+                limiter=self.limiter,
+                shutdown=SHUTDOWN,
+            )
+        return self._runners[member]
 
     def kick_lanes(self, topics: Sequence[str] | None = None) -> int:
         """Start idle lanes that have work (of `topics`, if given); return how

@@ -15,6 +15,7 @@ from tasks_app.models import ConsumerGroup, LaneState, Slice, Task, Topic
 from tasks_app.services.execution import batch_process
 from tasks_app.services.lane_store import DatabaseLaneStore
 from tasks_app.services.topics import topic_set_paused
+from tasks_app.worker import runtime
 from tests.lane_harness import Harness, heal_here, published_topic
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -217,3 +218,14 @@ def test_the_lane_is_settled_before_its_lease_is_released(slice_harness):
     harness.run_turn(lane)
 
     assert settled_at_release == [True]
+
+
+def test_a_worker_keeps_one_runner_per_member_so_its_policies_outlive_a_turn():
+    """Celery runs each turn as a new task: the runner holding the policies a
+    member's claims answered must be the same from one turn to the next, or
+    the read the test above saves happens on every turn."""
+    state = runtime()
+
+    assert state.runner("m1@test") is state.runner("m1@test")
+    assert state.runner("m2@test") is not state.runner("m1@test")
+    assert state.runner("m2@test").member == "m2@test"
