@@ -82,8 +82,39 @@ def test_a_batch_reads_its_tasks_and_the_lost_flag_in_one_statement(slice_harnes
     with their offsets are seen together (services/execution.py)."""
     statements = _reads_in_a_slice(slice_harness)
 
-    task_reads = [s for s in statements if s.startswith('SELECT "tasks_app_task"')]
+    task_reads = _task_loads(statements)
     flag_reads = [s for s in statements if s.startswith('SELECT 1 AS "a" FROM')]
     assert len(task_reads) >= BATCHES
-    assert all('"tasks_app_partitionhead"' in s for s in task_reads)
+    assert all("tasks_app_partitionhead" in s for s in task_reads)
     assert flag_reads == []
+
+
+def test_every_batch_loads_its_tasks_with_the_same_statement_text(slice_harness):
+    """Batches of 20, 50, 50 and 30 tasks send one text, so PostgreSQL prepares
+    it once per session: a list of placeholders per id would be a new statement
+    for every batch length, planned each time."""
+    lane, _ = published_topic(BATCHES * 50)
+    harness = slice_harness()
+    sent: list[str] = []
+
+    def note(execute, sql, params, many, context):
+        sent.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(note):
+        record = harness.run_turn(lane)
+
+    assert record is not None
+    assert record.messages == BATCHES * 50
+    loads = _task_loads(sent)
+    assert len(loads) >= BATCHES + 1
+    assert len(set(loads)) == 1
+
+
+def _task_loads(statements: list[str]) -> list[str]:
+    """The statements loading a batch's tasks (with the partition's lost flag)."""
+    return [
+        s
+        for s in statements
+        if s.lstrip().startswith("SELECT") and "partition_lost" in s
+    ]

@@ -31,9 +31,20 @@ from tasks_app.services.envelope import task_id_of
 from tasks_app.services.key_concurrency import KeyedBatch
 from tasks_app.services.lane_state import LaneRef
 from tasks_app.services.outcomes import OutcomeRecorder
-from tasks_app.services.partition_heads import (
-    partition_is_lost,
-    partition_lost_flag,
+from tasks_app.services.partition_heads import LOST_FLAG_SQL, partition_is_lost
+from tasks_app.services.sql import array_literal, sql
+
+# A batch's tasks and the partition's lost flag, in one statement. Written by
+# hand: the ORM compiled this query again for every batch (0.9 ms of a first
+# batch's 1.8 ms load, measured), and its list of one placeholder per id made a
+# new statement for each batch length, which PostgreSQL then planned anew.
+_BATCH_TASKS_SQL = sql(
+    """
+SELECT t.*, {lost} AS partition_lost
+  FROM {task} t
+ WHERE t.uuid = ANY(%(ids)s::uuid[])
+""",
+    lost=LOST_FLAG_SQL,
 )
 
 
@@ -116,16 +127,14 @@ def _tasks_for(
     show those come with the flag, and a task published into a reset log never
     runs before the lane has healed (older tasks go first).
     """
-    ids = [task_id for task_id in task_ids if task_id]
-    where = {"topic_pk": ref.topic_pk, "partition": ref.lane.partition}
-    rows = list(
-        Task.objects.filter(uuid__in=ids).annotate(
-            partition_lost=partition_lost_flag(**where)
-        )
-    )
+    ids = array_literal(task_id for task_id in task_ids if task_id)
+    rows = list(Task.objects.raw(_BATCH_TASKS_SQL, {**ref.params, "ids": ids}))
     if not rows:  # no task to run: only the flag matters
-        return {}, partition_is_lost(**where)
-    return {str(t.uuid): t for t in rows}, rows[0].partition_lost
+        return {}, partition_is_lost(
+            topic_pk=ref.topic_pk, partition=ref.lane.partition
+        )
+    lost: bool = rows[0].partition_lost  # type: ignore[attr-defined]  # raw()'s column
+    return {str(t.uuid): t for t in rows}, lost
 
 
 def _runnable(task: Task, message: Record) -> bool:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from django.db import connection
 from django.db.backends.utils import CursorWrapper
-from django.db.models import Exists, QuerySet
+from django.db.models import QuerySet
 
 from tasks_app.models import PartitionHead, Topic
 from tasks_app.services.sql import columns, sql
@@ -56,6 +56,12 @@ SELECT t.id, x.p, x.last + 1, false, ''
 ON CONFLICT (topic_id, partition) DO NOTHING
 """
 )
+# The partition's lost flag as an expression over %(topic)s and %(partition)s,
+# to read it in the same statement (the same snapshot) as other rows.
+LOST_FLAG_SQL = sql(
+    """EXISTS (SELECT 1 FROM {partitionhead} h
+         WHERE h.topic_id = %(topic)s AND h.partition = %(partition)s AND h.lost)"""
+)
 _HEALED_SQL = sql(
     """
 UPDATE {partitionhead} SET end_offset = %s, lost = false, lost_reason = ''
@@ -93,12 +99,6 @@ def partition_lost(*, topic_pk: int, partition: int, reason: str) -> None:
 def partition_is_lost(*, topic_pk: int, partition: int) -> bool:
     """Tell whether the partition is flagged lost (its lane has not healed yet)."""
     return _lost_head(topic_pk, partition).exists()
-
-
-def partition_lost_flag(*, topic_pk: int, partition: int) -> Exists:
-    """Return the partition's lost flag as an expression, to read it in the
-    same statement (the same snapshot) as other rows."""
-    return Exists(_lost_head(topic_pk, partition))
 
 
 def _lost_head(topic_pk: int, partition: int) -> QuerySet[PartitionHead]:

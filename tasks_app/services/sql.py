@@ -43,7 +43,8 @@ def columns(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
-def int_array(values: Iterable[int]) -> str:
-    """Spell integers as a PostgreSQL array literal: far cheaper than adapting a
-    Python list element by element, which dominated the publisher's client time."""
+def array_literal(values: Iterable[int | str]) -> str:
+    """Spell integers or canonical UUIDs (text that needs no quoting) as a
+    PostgreSQL array literal: far cheaper than adapting a Python list element
+    by element, which dominated the publisher's client time."""
     return "{" + ",".join(map(str, values)) + "}"

@@ -25,7 +25,7 @@ from tasks_app.models import Topic
 from tasks_app.services.envelope import task_record
 from tasks_app.services.partition_heads import partition_heads_advance
 from tasks_app.services.publisher.topics_ready import topics_check_ready
-from tasks_app.services.sql import int_array, sql
+from tasks_app.services.sql import array_literal, sql
 
 logger = logging.getLogger(__name__)
 
@@ -158,9 +158,9 @@ def record_tasks(*, rows: list[OutboxRow], deliveries: list[Delivery]) -> None:
         cursor.execute(
             RECORD_SQL,
             [
-                int_array(row.task_id for row in rows),
-                int_array(d.partition for d in deliveries),
-                int_array(d.offset for d in deliveries),
+                array_literal(row.task_id for row in rows),
+                array_literal(d.partition for d in deliveries),
+                array_literal(d.offset for d in deliveries),
             ],
         )
 
