@@ -122,10 +122,6 @@ class Members:
         """Offer this member for the next turn that wants a different member."""
         self.client.zadd(IDLE_KEY, {name: self.clock()})
 
-    def mark_busy(self, name: str) -> None:
-        """Withdraw this member from the idle set when it starts a turn."""
-        self.client.zrem(IDLE_KEY, name)
-
 
 class Heartbeat:
     """Beat for one member from a daemon thread until stopped."""

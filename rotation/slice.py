@@ -88,10 +88,10 @@ class SliceRunner:
     def run(self, wake: Turn) -> SliceRecord | None:
         """Claim the most deserving ready chain and run its turn; return the record.
 
-        The member goes back to the idle pool afterwards in every case, also
-        when nothing was claimed: the wake-up sent to it reserved it.
+        The claim takes the member out of the idle pool; it goes back afterwards
+        in every case, also when nothing was claimed: the wake-up sent to it
+        reserved it.
         """
-        self._best_effort("mark itself busy", self.members.mark_busy, self.member)
         try:
             turn = self.turns.claim(wake, self.member)
             if turn is None:
@@ -146,8 +146,8 @@ class SliceRunner:
             "show its lane", self.members.set_lane, self.member, f"{lane}"
         )
         record = self._slice_under_lease(turn, lease)
-        self._best_effort("clear its lane", self.members.set_lane, self.member, "")
         self._hand_on(record, self._policies.get(lane, policy))
+        self._best_effort("clear its lane", self.members.set_lane, self.member, "")
         return record
 
     def _read_policy(self, turn: Turn) -> LanePolicy | None:

@@ -15,7 +15,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import redis
 
@@ -27,35 +27,39 @@ PASS_KEY = f"{KEY_PREFIX}:pass"  # hash chain -> virtual time after its last sli
 VTIME_KEY = f"{KEY_PREFIX}:vtime"  # virtual time of the latest claimed chain
 TURN_PREFIX = f"{KEY_PREFIX}:turn:"
 
-# Take the longest-idle live member that is not excluded, and reserve it.
-_PICK_IDLE = """
-local cutoff = tonumber(ARGV[1])
+# Queue a turn in one call, as a hand-off waits for it: take the longest-idle
+# live member that is not excluded (reserving it), store the turn naming it, and
+# make the chain ready. A chain that was idle starts at the current virtual
+# time, so it cannot bank credit while it had nothing to do. Answer the member.
+_ENQUEUE = """
+local cutoff = tonumber(ARGV[3])
 local excluded = {}
-for i = 2, #ARGV do excluded[ARGV[i]] = true end
-for _, name in ipairs(redis.call('zrange', KEYS[1], 0, -1)) do
+for i = 4, #ARGV do excluded[ARGV[i]] = true end
+local picked = false
+for _, name in ipairs(redis.call('zrange', KEYS[5], 0, -1)) do
   if not excluded[name] then
-    local beat = redis.call('zscore', KEYS[2], name)
+    local beat = redis.call('zscore', KEYS[6], name)
     if beat and tonumber(beat) >= cutoff then
-      redis.call('zrem', KEYS[1], name)
-      return name
+      redis.call('zrem', KEYS[5], name)
+      picked = name
+      break
     end
   end
 end
-return false
-"""
-# Store the queued turn; a chain that was idle starts at the current virtual
-# time, so it cannot bank credit while it had nothing to do.
-_ENQUEUE = """
-redis.call('set', KEYS[1], ARGV[1])
+local turn = cjson.decode(ARGV[1])
+turn['member'] = picked or ''
+redis.call('set', KEYS[1], cjson.encode(turn))
 local own = tonumber(redis.call('hget', KEYS[3], ARGV[2]) or '0')
 local now = tonumber(redis.call('get', KEYS[4]) or '0')
 redis.call('zadd', KEYS[2], math.max(own, now), ARGV[2])
-return 1
+return picked
 """
 # Claim the ready chain with the lowest virtual time, preferring one this member
-# did not run last; mark it running for ARGV[3] ms. With nothing due yet, answer
-# when the earliest delayed chain will be due, so the wake-up can come back then.
+# did not run last; mark it running for ARGV[3] ms. The member leaves the idle
+# set first: it is busy from now on. With nothing due yet, answer when the
+# earliest delayed chain will be due, so the wake-up can come back then.
 _CLAIM = """
+redis.call('zrem', KEYS[4], ARGV[1])
 local choice = nil
 local fallback = nil
 local next_due = nil
@@ -155,7 +159,6 @@ class Turns:
         self.members = members
         self.send = send
         self.clock = clock
-        self._pick = client.register_script(_PICK_IDLE)
         self._enqueue = client.register_script(_ENQUEUE)
         self._claim = client.register_script(_CLAIM)
         self._refresh = client.register_script(_REFRESH)
@@ -172,35 +175,41 @@ class Turns:
         resume_from: int = -1,
     ) -> Turn:
         """Make the chain ready and wake an idle member not excluded, if any."""
-        cutoff = self.clock() - self.members.expiry_s
-        picked = self._pick(keys=[IDLE_KEY, MEMBERS_KEY], args=[cutoff, *exclude])
         now = self.clock()
         turn = Turn(
             chain=chain,
             id=uuid.uuid4().hex,
             lane=lane,
-            member=text(picked) if picked else "",
+            member="",
             queued_at=now,
             last_member=last_member,
             not_before=now + delay_s,
             resume_from=resume_from,
         )
-        self._enqueue(
-            keys=[chain_key(chain), READY_KEY, PASS_KEY, VTIME_KEY],
-            args=[json.dumps(turn.to_message()), chain],
-        )
+        picked = self._enqueue(
+            keys=[
+                chain_key(chain), READY_KEY, PASS_KEY, VTIME_KEY, IDLE_KEY, MEMBERS_KEY,
+            ],
+            args=[
+                json.dumps(turn.to_message()), chain, now - self.members.expiry_s,
+                *exclude,
+            ],
+        )  # fmt: skip
+        if picked:
+            turn = replace(turn, member=text(picked))
         self.send(turn, delay_s)
         return turn
 
     def claim(self, wake: Turn, member: str) -> Turn | None:
-        """Take the ready chain with the lowest virtual time for `member`.
+        """Take the ready chain with the lowest virtual time for `member`, which
+        leaves the idle set in the same call, claimed or not.
 
         None means nothing is due: the wake-up was spare (another member took
         the chain), or only delayed chains wait, and the wake-up is sent again
         for when the first of them is due.
         """
         raw = self._claim(
-            keys=[READY_KEY, VTIME_KEY, PASS_KEY],
+            keys=[READY_KEY, VTIME_KEY, PASS_KEY, IDLE_KEY],
             args=[member, self.clock(), RUNNING_MARKER_MS, TURN_PREFIX],
         )
         if raw is None:

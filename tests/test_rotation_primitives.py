@@ -225,3 +225,62 @@ def test_a_queued_turn_waiting_while_every_member_is_busy_is_not_stuck(client):
     members.beat(member, hostname="h", pid=1)
     assert not turns.is_stuck(turns.queued("waits"), after_s=2.0)
     members.leave(member)
+
+
+class _CountingRedis(redis.Redis):
+    """A real client that notes each command it sends (a script is one)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.sent: list[str] = []
+
+    def execute_command(self, *args, **options):
+        self.sent.append(str(args[0]))
+        return super().execute_command(*args, **options)
+
+
+@pytest.fixture
+def counted(client) -> _CountingRedis:
+    return _CountingRedis(connection_pool=client.connection_pool)
+
+
+def test_queueing_a_turn_picks_its_member_in_one_redis_call(counted):
+    """A hand-off waits for this call: the member is picked and reserved, and
+    the turn stored naming it, in one round trip."""
+    members = Members(counted, heartbeat_s=60.0)
+    member = f"m-{uuid.uuid4().hex[:8]}"
+    members.beat(member, hostname="h", pid=1)
+    members.mark_idle(member)
+    sent: list = []
+    turns = Turns(counted, members, lambda turn, delay: sent.append(turn))
+    turns.enqueue("warm", _lane("warm"), exclude=[member])  # loads the script
+    counted.sent.clear()
+
+    turn = turns.enqueue("a", _lane("a"))
+
+    assert counted.sent == ["EVALSHA"]
+    assert turn.member == member
+    assert sent[-1] == turn
+    stored = turns.queued("a")
+    assert (stored.id, stored.member, stored.lane) == (turn.id, member, turn.lane)
+    assert not members.any_idle()  # reserved for this wake-up
+    members.leave(member)
+
+
+def test_a_member_claiming_a_turn_leaves_the_idle_set_in_the_same_call(counted):
+    members = Members(counted, heartbeat_s=60.0)
+    member = f"m-{uuid.uuid4().hex[:8]}"
+    members.beat(member, hostname="h", pid=1)
+    turns = Turns(counted, members, lambda turn, delay: None)
+    turns.claim(turns.enqueue("warm", _lane("warm")), "someone else")
+    wake = turns.enqueue("a", _lane("a"))
+    members.mark_idle(member)
+    counted.sent.clear()
+
+    claimed = turns.claim(wake, member)
+
+    assert counted.sent == ["EVALSHA"]
+    assert claimed is not None
+    assert claimed.chain == "a"
+    assert not members.any_idle()
+    members.leave(member)
