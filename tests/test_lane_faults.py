@@ -201,6 +201,31 @@ def test_a_holder_frozen_inside_its_fenced_write_blocks_the_next_claim_only_brie
     assert outcome[0] != "committed", "the frozen holder wrote late"
 
 
+def test_a_claim_kept_waiting_for_the_lanes_row_gives_up_and_the_next_one_works(
+    settings,
+):
+    """The claim's statements go out pipelined; its lock timeout must still end
+    it as a store failure, and leave the connection usable."""
+    import psycopg
+
+    from tests.cluster import worker_database_url
+
+    settings.SCHEDULER_LEASE_GRACE_MS = 200  # the claim waits 400 ms for a lock
+    lane, _ = published_topic(1)
+    store = lane_store()
+    store.claim(lane, 1)
+    ref = store.ref(lane)
+    with psycopg.connect(worker_database_url()) as other:  # holds the row, no limits
+        other.execute(
+            "SELECT 1 FROM tasks_app_lanestate WHERE topic_id = %s FOR UPDATE",
+            [ref.topic_pk],
+        )
+        with pytest.raises(StoreUnavailable, match="lock timeout"):
+            store.claim(lane, 2)
+    assert store.claim(lane, 3).next_offset == 0
+    assert LaneState.objects.get(topic__name=lane.topic).epoch == 3
+
+
 def test_database_sessions_use_tcp_keepalives_on_both_ends(db):
     from django.conf import settings
 

@@ -159,14 +159,27 @@ def lane_claim(*, ref: LaneRef, token: int) -> tuple[LaneClaim, str]:
     Raise Fenced when the epoch is already `token` or newer.
     """
     params = {**ref.params, "token": token, "batch": settings.SCHEDULER_CONSUME_BATCH}
+    # A task's first statement checks the connection first (CONN_HEALTH_CHECKS);
+    # outside the transaction that costs no BEGIN of its own.
+    connection.close_if_health_check_failed()
     with transaction.atomic(), connection.cursor() as cursor:
-        _limit_transaction(cursor)
-        cursor.execute(_CLAIM_SQL, params)
-        row = cursor.fetchone()
+        with _one_flight():
+            _limit_transaction(cursor)
+            cursor.execute(_CLAIM_SQL, params)
+            row = cursor.fetchone()
         if row is not None:
             return _lane_claim(row[:-1]), row[-1]
         cursor.execute(_EPOCH_SQL, ref.params)
         raise Fenced(ref.lane, token, cursor.fetchone()[0])
+
+
+@contextmanager
+def _one_flight() -> Iterator[None]:
+    """Send the statements inside, and the transaction's BEGIN, together and
+    read their answers in one round trip (psycopg's pipeline mode): a hand-off
+    waits for the claim, and the next holder's first handler with it."""
+    with connection.wrap_database_errors, connection.connection.pipeline():
+        yield
 
 
 def lane_read(*, ref: LaneRef) -> LaneClaim:
