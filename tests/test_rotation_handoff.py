@@ -8,7 +8,6 @@ import os
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from psycopg.pq import PipelineStatus
 
 from rotation.lanes import Lane
 from rotation.turns import Turn
@@ -17,7 +16,7 @@ from tasks_app.services.execution import batch_process
 from tasks_app.services.lane_store import DatabaseLaneStore
 from tasks_app.services.topics import topic_set_paused
 from tasks_app.worker import runtime
-from tests.lane_harness import Harness, heal_here, lane_store, published_topic
+from tests.lane_harness import Harness, heal_here, published_topic
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -230,27 +229,3 @@ def test_a_worker_keeps_one_runner_per_member_so_its_policies_outlive_a_turn():
     assert state.runner("m1@test") is state.runner("m1@test")
     assert state.runner("m2@test") is not state.runner("m1@test")
     assert state.runner("m2@test").member == "m2@test"
-
-
-def test_a_claims_transaction_reaches_postgresql_in_one_flight():
-    """The next holder waits for its claim: BEGIN, the transaction's limits and
-    the claim itself are sent together (psycopg's pipeline mode) and answered
-    in one round trip, not one each."""
-    lane, _ = published_topic(1)
-    store = lane_store()
-    store.ref(lane)  # the lane's row keys, read once per store
-    sent: list[tuple[str, PipelineStatus]] = []
-
-    def note(execute, sql, params, many, context):
-        status = connection.connection.pgconn.pipeline_status
-        sent.append((" ".join(sql.split()[:2]), status))
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(note):
-        claim = store.claim(lane, 1)
-
-    assert claim.next_offset == 0
-    assert sent == [
-        ("SELECT set_config('idle_in_transaction_session_timeout',", PipelineStatus.ON),
-        ("WITH previous", PipelineStatus.ON),
-    ]
