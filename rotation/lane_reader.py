@@ -22,7 +22,7 @@ from rotation.store import BatchOutcome, EndReason, LaneClaim, LaneStore
 # How often a running slice re-reads its topic's policy (to notice a pause).
 POLICY_CHECK_S = 0.25
 # A slice's first batch is small so its first handler starts sooner: a batch's
-# tasks are loaded before any runs, at ~50 us each (200: 11 ms; 20: 1.6 ms).
+# tasks are loaded before any runs (idle stack: 20 in 1.0 ms, 400 in 7.6 ms).
 FIRST_BATCH = 20
 
 
