@@ -11,7 +11,6 @@ from collections.abc import Sequence
 
 from django.db import connection
 from django.db.backends.utils import CursorWrapper
-from django.db.models import QuerySet
 
 from tasks_app.models import PartitionHead, Topic
 from tasks_app.services.sql import columns, sql
@@ -98,13 +97,11 @@ def partition_lost(*, topic_pk: int, partition: int, reason: str) -> None:
 
 def partition_is_lost(*, topic_pk: int, partition: int) -> bool:
     """Tell whether the partition is flagged lost (its lane has not healed yet)."""
-    return _lost_head(topic_pk, partition).exists()
-
-
-def _lost_head(topic_pk: int, partition: int) -> QuerySet[PartitionHead]:
-    return PartitionHead.objects.filter(
-        topic_id=topic_pk, partition=partition, lost=True
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT " + LOST_FLAG_SQL, {"topic": topic_pk, "partition": partition}
+        )
+        return cursor.fetchone()[0]
 
 
 def partition_healed(
