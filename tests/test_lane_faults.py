@@ -204,8 +204,8 @@ def test_a_holder_frozen_inside_its_fenced_write_blocks_the_next_claim_only_brie
 def test_a_claim_kept_waiting_for_the_lanes_row_gives_up_and_the_next_one_works(
     settings,
 ):
-    """The claim's statements go out pipelined; its lock timeout must still end
-    it as a store failure, and leave the connection usable."""
+    """A claim kept waiting past its lock timeout ends as a store failure and
+    leaves the connection usable for the next one."""
     import psycopg
 
     from tests.cluster import worker_database_url
