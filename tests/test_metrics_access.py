@@ -100,6 +100,7 @@ def test_without_redis_the_database_figures_still_answer(monkeypatch, topic_name
     assert not any(name == "scheduler_members_live" for name, _ in found)
 
 
+@pytest.mark.django_db(transaction=True)  # a claim is its own transaction
 def test_a_stale_token_refused_by_the_fence_is_counted(topic_name):
     make_topic(topic_name)
     group = ConsumerGroup.objects.get(group_id="default")

@@ -4,6 +4,8 @@ slice's end is written. In-process slice runners on the real stores
 
 import dataclasses
 import os
+import re
+import tempfile
 
 import pytest
 from django.db import connection
@@ -16,7 +18,7 @@ from tasks_app.services.execution import batch_process
 from tasks_app.services.lane_store import DatabaseLaneStore
 from tasks_app.services.topics import topic_set_paused
 from tasks_app.worker import runtime
-from tests.lane_harness import Harness, heal_here, published_topic
+from tests.lane_harness import Harness, heal_here, lane_store, published_topic
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -229,3 +231,40 @@ def test_a_worker_keeps_one_runner_per_member_so_its_policies_outlive_a_turn():
     assert state.runner("m1@test") is state.runner("m1@test")
     assert state.runner("m2@test") is not state.runner("m1@test")
     assert state.runner("m2@test").member == "m2@test"
+
+
+# A message in libpq's protocol trace: direction, length, kind.
+_MESSAGE_KIND = re.compile(r"^[FB]\t\d+\t(\w+)", re.MULTILINE)
+
+
+def test_a_claim_costs_one_round_trip_to_postgresql_begin_to_commit():
+    """The next holder waits for its claim, and the lane with it: BEGIN, the
+    transaction's limits, the claim and COMMIT reach PostgreSQL in one flight
+    and come back in one answer. COMMIT goes in the same flight, so the server
+    never waits on the client inside the claim's transaction (a frozen
+    claimant cannot keep the lane's row locked)."""
+    from psycopg.pq import Trace
+
+    lane, _ = published_topic(1)
+    store = lane_store()
+    store.ref(lane)  # the lane's row keys, read once per store
+    store.claim(lane, 1)  # the connection is open and checked
+    pgconn = connection.connection.pgconn
+    with tempfile.TemporaryFile("w+") as trace:
+        pgconn.trace(trace.fileno())
+        pgconn.set_trace_flags(Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            claim = store.claim(lane, 2)
+        finally:
+            pgconn.untrace()
+        trace.seek(0)
+        messages = _MESSAGE_KIND.findall(trace.read())
+
+    assert claim.next_offset == 0
+    assert LaneState.objects.get(topic__name=lane.topic).epoch == 2
+    assert messages.count("ReadyForQuery") == 1, messages
+    assert messages.count("Sync") == 1, messages
+    assert messages.index("Sync") > max(
+        index for index, kind in enumerate(messages) if kind == "Execute"
+    ), "every statement, COMMIT too, goes before the one Sync"
+

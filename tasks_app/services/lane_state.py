@@ -12,8 +12,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.backends.utils import CursorWrapper
+from psycopg.pq import TransactionStatus
 
 from rotation.lanes import Lane, LanePolicy
 from rotation.rate_limit import rate_limit_for
@@ -134,11 +135,11 @@ UPDATE {lanestate} SET settled = true
 # lane's row locked; PostgreSQL ends its transaction once it has been idle for
 # the lease grace, so the next holder waits for about that long, not for as long
 # as the frozen process stays frozen. A claim waits for the row lock a little
-# longer than that, so it normally goes through on its first try. (Sending the
-# limits with the statements in one flight, psycopg's pipeline mode, would save
-# two round trips, but PostgreSQL then leaves the idle timeout unarmed until the
-# next plain statement, so a holder frozen after a pipelined lock keeps it: the
-# frozen-holder test in tests/test_lane_faults.py fails. They go one at a time.)
+# longer than that, so it normally goes through on its first try. (A fenced
+# block's statements go one at a time: PostgreSQL arms the idle timeout only at
+# a pipeline's Sync, so a holder frozen after a pipelined lock would keep it;
+# the frozen-holder test in tests/test_lane_faults.py fails. The claim is one
+# flight from BEGIN to COMMIT, so it never idles: see lane_claim.)
 _LIMITS_SQL = """
 SELECT set_config('idle_in_transaction_session_timeout', %s, true),
        set_config('lock_timeout', %s, true),
@@ -163,14 +164,43 @@ def lane_claim(*, ref: LaneRef, token: int) -> tuple[LaneClaim, str]:
     Raise Fenced when the epoch is already `token` or newer.
     """
     params = {**ref.params, "token": token, "batch": settings.SCHEDULER_CONSUME_BATCH}
-    with transaction.atomic(), connection.cursor() as cursor:
-        _limit_transaction(cursor)
-        cursor.execute(_CLAIM_SQL, params)
+    with connection.cursor() as cursor:
+        with _one_flight_transaction(cursor):
+            _limit_transaction(cursor)
+            cursor.execute(_CLAIM_SQL, params)
         row = cursor.fetchone()
         if row is not None:
             return _lane_claim(row[:-1]), row[-1]
         cursor.execute(_EPOCH_SQL, ref.params)
         raise Fenced(ref.lane, token, cursor.fetchone()[0])
+
+
+@contextmanager
+def _one_flight_transaction(cursor: CursorWrapper) -> Iterator[None]:
+    """Run the statements inside as one transaction sent in one flight, BEGIN
+    to COMMIT, and read their answers in one round trip (psycopg's pipeline
+    mode); a statement's rows are read on the cursor afterwards.
+
+    A hand-off waits for the claim: five round trips were a quarter of it. With
+    COMMIT in the flight, PostgreSQL never waits on the client in between.
+    """
+    connection.validate_no_atomic_block()  # BEGIN/COMMIT are this block's own
+    with connection.cursor() as control:
+        try:
+            with connection.wrap_database_errors, connection.connection.pipeline():
+                control.execute("BEGIN")
+                yield
+                control.execute("COMMIT")
+        except DatabaseError:
+            _rollback_failed_transaction()
+            raise
+
+
+def _rollback_failed_transaction() -> None:
+    """End a transaction a failed flight left open (its COMMIT was skipped)."""
+    if connection.connection.info.transaction_status == TransactionStatus.INERROR:
+        with connection.wrap_database_errors:
+            connection.connection.rollback()
 
 
 def lane_read(*, ref: LaneRef) -> LaneClaim:
