@@ -124,6 +124,10 @@ class Turn:
     # fetching there while it takes the lease; its fenced claim decides.
     resume_from: int = -1
 
+    def __str__(self) -> str:
+        resume = f" from offset {self.resume_from}" if self.resume_from >= 0 else ""
+        return f"turn {self.id} on {self.lane}{resume}"
+
     def to_message(self) -> dict:
         """Serialise to primitives for Redis and Celery messages."""
         data = asdict(self)

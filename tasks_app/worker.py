@@ -59,10 +59,18 @@ SENT_AT_HEADER = "schedule_sent_at"
 
 
 def _send_turn(turn: Turn, delay_s: float) -> None:
-    """Queue a turn for its chosen member, or on the shared rotation queue."""
+    """Queue a turn for its chosen member, or on the shared rotation queue.
+
+    Monitors show the turn as one short line; Celery's default, a safe repr of
+    the whole message, was a sixth of the send on the hand-off's path.
+    """
     queue = worker_direct(turn.member) if turn.member else ROTATION_QUEUE
     current_app.send_task(
-        RUN_SLICE, args=[turn.to_message()], queue=queue, countdown=delay_s or None
+        RUN_SLICE,
+        args=[turn.to_message()],
+        argsrepr=str(turn),
+        queue=queue,
+        countdown=delay_s or None,
     )
 
 

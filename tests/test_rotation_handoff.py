@@ -268,3 +268,32 @@ def test_a_claim_costs_one_round_trip_to_postgresql_begin_to_commit():
         index for index, kind in enumerate(messages) if kind == "Execute"
     ), "every statement, COMMIT too, goes before the one Sync"
 
+
+def test_a_wake_up_shows_its_turn_in_one_short_line():
+    """Celery shows a task's arguments to monitors (Flower, events) as
+    `argsrepr`, by default a safe repr of the whole turn built for every
+    wake-up on the hand-off's path; a short line naming the turn and its lane
+    says what a monitor needs, and costs less to build."""
+    from celery import current_app
+    from celery.signals import before_task_publish
+    from celery.utils.nodenames import worker_direct
+
+    sent: list[dict] = []
+
+    def note(headers: dict, **_: object) -> None:
+        sent.append(headers)
+
+    lane = Lane("default", "orders", 3)
+    turn = Turn(chain=f"lane:{lane}", id="f" * 32, lane=lane, member="m9@test",
+                queued_at=0.0, resume_from=41)  # fmt: skip
+    before_task_publish.connect(note, weak=False)
+    try:
+        runtime().turns.send(turn, 0.0)  # as a hand-off sends it
+    finally:
+        before_task_publish.disconnect(note)
+        with current_app.connection_for_write() as broker:
+            broker.default_channel.client.delete(worker_direct(turn.member).name)
+
+    assert [headers["argsrepr"] for headers in sent] == [
+        f"turn {'f' * 32} on default/orders/3 from offset 41"
+    ]
