@@ -12,9 +12,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import connection, transaction
 from django.db.backends.utils import CursorWrapper
-from psycopg.pq import TransactionStatus
 
 from rotation.lanes import Lane, LanePolicy
 from rotation.rate_limit import rate_limit_for
@@ -65,15 +64,21 @@ _POLICY_SQL = sql(
 # whether Kafka lost its messages, the topic's Kafka id and the lane's policy,
 # and the version of the topic's row: its xmin, which every write to the row
 # changes (a bare `.update()` too), so a holder can tell its copy is current.
+# One statement, its own transaction: a hand-off waits for it, and PostgreSQL
+# never waits on the client while it holds the row (a claimant frozen mid-claim
+# keeps no lock). Its lock timeout is set first: the inserted row is built from
+# `limits`, so that runs before the insert can wait for the row's lock.
 _CLAIM_SQL = sql(
     """
 WITH previous AS (
     SELECT settled FROM {lanestate}
      WHERE group_id = %(group)s AND topic_id = %(topic)s AND partition = %(partition)s
+), limits AS (
+    SELECT set_config('lock_timeout', %(lock_timeout)s, true)
 )
 INSERT INTO {lanestate} (group_id, topic_id, partition, epoch, next_offset,
                          settled, careful_until, updated_at)
-VALUES (%(group)s, %(topic)s, %(partition)s, %(token)s, 0, false, 0, now())
+SELECT %(group)s, %(topic)s, %(partition)s, %(token)s, 0, false, 0, now() FROM limits
 ON CONFLICT (group_id, topic_id, partition) DO UPDATE
    SET epoch = EXCLUDED.epoch, settled = false, updated_at = now(),
        careful_until = CASE
@@ -136,10 +141,9 @@ UPDATE {lanestate} SET settled = true
 # the lease grace, so the next holder waits for about that long, not for as long
 # as the frozen process stays frozen. A claim waits for the row lock a little
 # longer than that, so it normally goes through on its first try. (A fenced
-# block's statements go one at a time: PostgreSQL arms the idle timeout only at
-# a pipeline's Sync, so a holder frozen after a pipelined lock would keep it;
-# the frozen-holder test in tests/test_lane_faults.py fails. The claim is one
-# flight from BEGIN to COMMIT, so it never idles: see lane_claim.)
+# block's statements go one at a time: PostgreSQL arms the idle timeout only at a
+# pipeline's Sync, so a holder frozen after a pipelined lock would keep it; the
+# frozen-holder test in tests/test_lane_faults.py fails.)
 _LIMITS_SQL = """
 SELECT set_config('idle_in_transaction_session_timeout', %s, true),
        set_config('lock_timeout', %s, true),
@@ -149,10 +153,16 @@ SELECT set_config('idle_in_transaction_session_timeout', %s, true),
 STATEMENT_LIMIT_MS = 10_000
 
 
+def _lock_limit_ms() -> int:
+    """How long a lane's statement waits for the row's lock: longer than the
+    idle limit that ends a frozen holder's transaction."""
+    return 2 * settings.SCHEDULER_LEASE_GRACE_MS
+
+
 def _limit_transaction(cursor: CursorWrapper) -> None:
     """Bound how long this transaction may idle, wait for locks, or run a statement."""
     grace_ms = settings.SCHEDULER_LEASE_GRACE_MS
-    limits = (grace_ms, 2 * grace_ms, max(STATEMENT_LIMIT_MS, 2 * grace_ms))
+    limits = (grace_ms, _lock_limit_ms(), max(STATEMENT_LIMIT_MS, 2 * grace_ms))
     cursor.execute(_LIMITS_SQL, [str(limit) for limit in limits])
 
 
@@ -161,46 +171,23 @@ def lane_claim(*, ref: LaneRef, token: int) -> tuple[LaneClaim, str]:
     the version of the topic's row (a row read after the claim is that version
     or newer).
 
-    Raise Fenced when the epoch is already `token` or newer.
+    Raise Fenced when the epoch is already `token` or newer. The claim commits
+    on its own, so it refuses to run inside a transaction.
     """
-    params = {**ref.params, "token": token, "batch": settings.SCHEDULER_CONSUME_BATCH}
+    connection.validate_no_atomic_block()
+    params = {
+        **ref.params,
+        "token": token,
+        "batch": settings.SCHEDULER_CONSUME_BATCH,
+        "lock_timeout": str(_lock_limit_ms()),
+    }
     with connection.cursor() as cursor:
-        with _one_flight_transaction(cursor):
-            _limit_transaction(cursor)
-            cursor.execute(_CLAIM_SQL, params)
+        cursor.execute(_CLAIM_SQL, params)
         row = cursor.fetchone()
         if row is not None:
             return _lane_claim(row[:-1]), row[-1]
         cursor.execute(_EPOCH_SQL, ref.params)
         raise Fenced(ref.lane, token, cursor.fetchone()[0])
-
-
-@contextmanager
-def _one_flight_transaction(cursor: CursorWrapper) -> Iterator[None]:
-    """Run the statements inside as one transaction sent in one flight, BEGIN
-    to COMMIT, and read their answers in one round trip (psycopg's pipeline
-    mode); a statement's rows are read on the cursor afterwards.
-
-    A hand-off waits for the claim: five round trips were a quarter of it. With
-    COMMIT in the flight, PostgreSQL never waits on the client in between.
-    """
-    connection.validate_no_atomic_block()  # BEGIN/COMMIT are this block's own
-    with connection.cursor() as control:
-        try:
-            with connection.wrap_database_errors, connection.connection.pipeline():
-                control.execute("BEGIN")
-                yield
-                control.execute("COMMIT")
-        except DatabaseError:
-            _rollback_failed_transaction()
-            raise
-
-
-def _rollback_failed_transaction() -> None:
-    """End a transaction a failed flight left open (its COMMIT was skipped)."""
-    if connection.connection.info.transaction_status == TransactionStatus.INERROR:
-        with connection.wrap_database_errors:
-            connection.connection.rollback()
 
 
 def lane_read(*, ref: LaneRef) -> LaneClaim:
