@@ -295,3 +295,17 @@ def test_a_wake_up_shows_its_turn_in_one_short_line():
     assert [headers["argsrepr"] for headers in sent] == [
         f"turn {'f' * 32} on default/orders/3 from offset 41"
     ]
+
+
+def test_a_claim_inside_a_transaction_is_refused_as_a_bug_not_a_database_failure():
+    """The claim commits on its own. Called inside `atomic()` it would hold the
+    lane's row until the caller commits, so it refuses, and says so: not as
+    "PostgreSQL failed, check the database server"."""
+    from django.db import transaction
+
+    lane, _ = published_topic(1)
+    store = lane_store()
+    refused = pytest.raises(RuntimeError, match=r"outside transaction\.atomic")
+    with refused, transaction.atomic():
+        store.claim(lane, 1)
+    assert not LaneState.objects.filter(topic__name=lane.topic).exists()

@@ -174,7 +174,10 @@ def lane_claim(*, ref: LaneRef, token: int) -> tuple[LaneClaim, str]:
     Raise Fenced when the epoch is already `token` or newer. The claim commits
     on its own, so it refuses to run inside a transaction.
     """
-    connection.validate_no_atomic_block()
+    if connection.in_atomic_block:  # a bug in the caller, not a database failure
+        raise RuntimeError(
+            "lane_claim commits on its own; call it outside transaction.atomic()"
+        )
     params = {
         **ref.params,
         "token": token,
