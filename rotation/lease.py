@@ -2,6 +2,9 @@
 
 Acquire is SET NX PX plus a fencing token from a per-lane counter; renew and
 release act only while the stored value still carries the holder's token.
+A release rings the lane's bell: the member woken for the lane's next turn
+before the slice ended waits on it (BLPOP), so it takes the lease the moment
+the holder lets go, and learns where the holder's reading stopped.
 """
 
 import logging
@@ -31,10 +34,21 @@ if redis.call('get', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+# Release, and ring the bell with where the lane's reading stopped: one entry,
+# kept briefly, as only a member already waiting (or about to) needs it.
 _RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
-return 0
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('del', KEYS[1], KEYS[2])
+redis.call('rpush', KEYS[2], ARGV[2])
+redis.call('pexpire', KEYS[2], ARGV[3])
+return 1
 """
+# How long a bell nobody answered stays: a waiter between a failed acquire and
+# its BLPOP answers it within milliseconds.
+BELL_MS = 1000
+# A waiter tries the lease again at least this often: a holder that died never
+# rings, and its lease expires silently.
+WAIT_STEP_S = 0.05
 _RAISE_FLOOR = """
 local current = tonumber(redis.call('get', KEYS[1]) or '0')
 if current < tonumber(ARGV[1]) then redis.call('set', KEYS[1], ARGV[1]) end
@@ -89,13 +103,38 @@ class LeaseManager:
             )
         )
 
-    def release(self, lease: Lease) -> bool:
-        """Give the lease up at once, if it is still ours."""
+    def release(self, lease: Lease, *, resume_from: int = -1) -> bool:
+        """Give the lease up at once, if it is still ours, and ring the lane's
+        bell with the offset its next holder reads from (-1: unknown)."""
+        lane = lease.lane
+        keys = [lane.key("lease"), lane.key("bell")]
         return bool(
-            self._call(
-                lease.lane, self._release, [lease.lane.key("lease")], [lease.value]
-            )
+            self._call(lane, self._release, keys, [lease.value, resume_from, BELL_MS])
         )
+
+    def acquire_on_release(
+        self, lane: Lane, *, owner: str, ttl_ms: int, wait_s: float
+    ) -> tuple[Lease | None, int]:
+        """Take the lane's lease, waiting up to `wait_s` for its holder to let
+        go; return it (None if still held) and the offset the release rang
+        with (-1 if none)."""
+        deadline = time.monotonic() + wait_s
+        resume_from = -1
+        while True:
+            lease = self.acquire(lane, owner=owner, ttl_ms=ttl_ms)
+            left_s = deadline - time.monotonic()
+            if lease is not None or left_s <= 0:
+                return lease, resume_from
+            try:
+                rung = self.client.blpop(
+                    [lane.key("bell")], timeout=min(left_s, WAIT_STEP_S)
+                )
+            except redis.RedisError as exc:
+                raise LeaseError(
+                    f"Redis unreachable for the lease of lane {lane}: {exc}"
+                ) from exc
+            if rung:
+                resume_from = int(rung[1])
 
     def holder(self, lane: Lane) -> str | None:
         """Return the stored `token:owner` of the lane's holder, if any."""

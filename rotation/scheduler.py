@@ -3,6 +3,7 @@
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import redis
 
@@ -18,6 +19,15 @@ logger = logging.getLogger(__name__)
 def chain_of(lane: Lane, sequential: bool) -> str:
     """Name the chain a lane's turns belong to: its own, or its group's."""
     return f"group:{lane.group}" if sequential else f"lane:{lane}"
+
+
+@dataclass(frozen=True)
+class EarlyTurn:
+    """A lane's next turn queued before its slice ended, after charging the
+    chain for the slice up to `charged_until` (wall clock)."""
+
+    turn: Turn
+    charged_until: float
 
 
 class Scheduler:
@@ -40,21 +50,54 @@ class Scheduler:
         self.members = members
         self.stuck_after_s = stuck_after_s
 
+    def before_slice_end(
+        self,
+        lane: Lane,
+        *,
+        member: str,
+        policy: LanePolicy,
+        started_at: float,
+        now: float,
+    ) -> EarlyTurn | None:
+        """Queue a lane's next turn while its slice is about to end: the member
+        it wakes waits for the release, so the wake-up's trip through Celery is
+        off the hand-off. The chain is charged for the slice so far first, or
+        it would win the next claim on its old virtual time. A group's walk
+        picks its next lane from the slice's record: not queued early."""
+        if policy.sequential:
+            return None
+        chain = chain_of(lane, sequential=False)
+        self.turns.charge(chain, seconds=now - started_at, weight=policy.weight)
+        turn = self.turns.enqueue(
+            chain, lane, exclude=[member], last_member=member, after_release=True
+        )
+        return EarlyTurn(turn, charged_until=now)
+
     def after_slice(
-        self, record: SliceRecord, *, policy: LanePolicy, delay_s: float = 0.0
+        self,
+        record: SliceRecord,
+        *,
+        policy: LanePolicy,
+        delay_s: float = 0.0,
+        early: EarlyTurn | None = None,
     ) -> Turn | None:
         """Charge the slice to its chain and queue the next turn, or let an idle
         chain end (new work or the watchdog starts it again).
 
-        A rate-limited lane's next turn waits until its tokens are back
-        (record.wait_s), so it never spins; another lane's turn does not.
+        A turn queued early stands while the chain still holds it; its member
+        gave up waiting if not, and the turn is queued now. A rate-limited
+        lane's next turn waits until its tokens are back (record.wait_s), so it
+        never spins; another lane's turn does not.
         """
         chain = chain_of(record.lane, policy.sequential)
+        charged_until = early.charged_until if early else record.started_at
         self.turns.charge(
-            chain, seconds=record.ended_at - record.started_at, weight=policy.weight
+            chain, seconds=record.ended_at - charged_until, weight=policy.weight
         )
         if record.end_reason in (EndReason.LEASE_LOST, EndReason.PAUSED):
             return None
+        if early is not None and self._still_queued(chain, early.turn):
+            return early.turn
         if policy.sequential:
             return self._after_sequential(record, delay_s)
         if not self._lane_has_more(record):
@@ -85,6 +128,10 @@ class Scheduler:
             if ready and not self._chain_busy(chain, [v.lane for v in views]):
                 started.append(self.turns.enqueue(chain, ready[0]))
         return started
+
+    def _still_queued(self, chain: str, turn: Turn) -> bool:
+        queued = self.turns.queued(chain)
+        return queued is not None and queued.id == turn.id
 
     def _lane_has_more(self, record: SliceRecord) -> bool:
         if record.end_reason != EndReason.DRAINED:

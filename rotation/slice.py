@@ -3,27 +3,29 @@
 Claim a ready chain, take the lane's lease, claim the lane's fenced epoch (and
 heal it first if Kafka lost its log), read it (rotation/lane_reader.py), then
 release, record the slice and queue the lane's next turn, whatever went wrong.
-A hand-off is on the critical path, so the next holder starts fetching where the
-last slice stopped before it takes the lease, and the fenced claim answers the
-topic's current policy (kept for the member's next turn on the lane).
+A hand-off is on the critical path, so the lane's next turn is queued shortly
+before the slice ends, and its member waits for the release (which says where
+reading stopped, so it starts fetching there before its fenced claim); the
+fenced claim answers the topic's current policy (kept for the member's next
+turn on the lane).
 """
 
 import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import redis
 
 from rotation.errors import RotationError
-from rotation.kafka.consumer import ConsumerCache, LaneConsumer
+from rotation.kafka.consumer import ConsumerCache
 from rotation.lane_reader import LaneReading, Progress
 from rotation.lanes import Lane, LanePolicy
 from rotation.lease import Lease, LeaseError, LeaseKeeper, LeaseManager
 from rotation.members import Members
 from rotation.rate_limit import RateLimiter
-from rotation.scheduler import Scheduler
+from rotation.scheduler import EarlyTurn, Scheduler
 from rotation.store import (
     EndReason,
     Fenced,
@@ -109,46 +111,54 @@ class SliceRunner:
                 )
 
     def _run(self, turn: Turn) -> SliceRecord | None:
-        consumer = self._read_ahead(turn)
         try:
             return self._take_turn(turn)
         finally:
-            if consumer is not None:
-                consumer.unassign_unread()
+            self.consumers.get(turn.lane.group).unassign_unread()
 
-    def _read_ahead(self, turn: Turn) -> LaneConsumer | None:
+    def _read_ahead(self, turn: Turn) -> None:
         """Start fetching where the lane's last slice stopped, while the policy,
         the lease and the fenced claim are taken: the first fetch is the longest
         step of a hand-off. The claim's resume point decides where reading
         starts; the reader assigns again if it differs (rotation/lane_reader.py).
         """
         if turn.resume_from < 0:
-            return None
-        consumer = self.consumers.get(turn.lane.group)
+            return
         try:
-            consumer.assign(turn.lane, turn.resume_from)
+            self.consumers.get(turn.lane.group).assign(turn.lane, turn.resume_from)
         except RotationError as exc:
             logger.warning("Lane %s: no read-ahead (%s)", turn.lane, exc)
-            return None
-        return consumer
 
     def _take_turn(self, turn: Turn) -> SliceRecord | None:
         lane = turn.lane
+        self._read_ahead(turn)
         policy = self._policies.get(lane) or self._read_policy(turn)
         if policy is None:
             return None
-        lease = self.leases.acquire(
-            lane, owner=self.member, ttl_ms=policy.slice_ms + self.config.grace_ms
-        )
+        lease = self._lease(turn, ttl_ms=policy.slice_ms + self.config.grace_ms)
         if lease is None:
             return None  # another member holds it and will queue the next turn
         self._best_effort(
             "show its lane", self.members.set_lane, self.member, f"{lane}"
         )
-        record = self._slice_under_lease(turn, lease)
-        self._hand_on(record, self._policies.get(lane, policy))
+        record, early = self._slice_under_lease(turn, lease)
+        self._hand_on(record, self._policies.get(lane, policy), early)
         self._best_effort("clear its lane", self.members.set_lane, self.member, "")
         return record
+
+    def _lease(self, turn: Turn, *, ttl_ms: int) -> Lease | None:
+        """Take the lane's lease. A turn queued before the last slice ended
+        waits for its holder's release, for up to one lease TTL (a holder that
+        died never releases, and its lease expires within that), and starts
+        fetching where the release says the reading stopped."""
+        if not turn.after_release:
+            return self.leases.acquire(turn.lane, owner=self.member, ttl_ms=ttl_ms)
+        lease, resume_from = self.leases.acquire_on_release(
+            turn.lane, owner=self.member, ttl_ms=ttl_ms, wait_s=ttl_ms / 1000
+        )
+        if lease is not None:
+            self._read_ahead(replace(turn, resume_from=resume_from))
+        return lease
 
     def _read_policy(self, turn: Turn) -> LanePolicy | None:
         """Read the lane's policy before its lease (this member has not claimed
@@ -171,8 +181,11 @@ class SliceRunner:
             turn.chain, turn.lane, last_member=self.member, delay_s=delay_s
         )
 
-    def _hand_on(self, record: SliceRecord, policy: LanePolicy) -> None:
-        """Queue the lane's next turn, then record the slice.
+    def _hand_on(
+        self, record: SliceRecord, policy: LanePolicy, early: EarlyTurn | None
+    ) -> None:
+        """Queue the lane's next turn (unless it was queued early), then record
+        the slice.
 
         The record is written after the turn is queued, outside the hand-off.
         Either step may fail when a service is down; no failure may skip the
@@ -181,7 +194,9 @@ class SliceRunner:
         error = record.end_reason == EndReason.ERROR
         delay_s = self.config.error_backoff_s if error else 0
         try:
-            self.scheduler.after_slice(record, policy=policy, delay_s=delay_s)
+            self.scheduler.after_slice(
+                record, policy=policy, delay_s=delay_s, early=early
+            )
         except (redis.RedisError, RotationError) as exc:
             logger.error(
                 "Lane %s: its next turn was not queued (%s); the watchdog will",
@@ -203,17 +218,27 @@ class SliceRunner:
         except redis.RedisError as exc:
             logger.warning("%s could not %s in Redis: %s", self.member, what, exc)
 
-    def _slice_under_lease(self, turn: Turn, lease: Lease) -> SliceRecord:
+    def _slice_under_lease(
+        self, turn: Turn, lease: Lease
+    ) -> tuple[SliceRecord, EarlyTurn | None]:
+        """Run the slice; return its record and its lane's next turn if that
+        was queued before the slice ended."""
         lane = turn.lane
         started = self.wall_clock()
         progress = Progress(next_offset=-1)
+        early: EarlyTurn | None = None
+
+        def queue_next(policy: LanePolicy) -> None:
+            nonlocal early
+            early = self._queue_next_early(lane, policy, started)
+
         with LeaseKeeper(self.leases, lease) as keeper:
             try:
                 claim = self._claim(lane, lease)
                 if claim.log_lost:
                     claim = self.store.heal(lane, lease.token)
                 progress.next_offset, progress.careful_until = claim[:2]
-                reason = self._read(lane, lease, keeper, claim, progress)
+                reason = self._read(lane, lease, keeper, claim, progress, queue_next)
             except Fenced as exc:
                 logger.warning("%s; stopping without writing", exc)
                 reason = EndReason.LEASE_LOST
@@ -238,8 +263,8 @@ class SliceRunner:
             # The chain stays busy until the next turn is queued.
             self._best_effort("keep its turn", self.turns.refresh, turn)
             self._settle(lane, lease)
-            self._release(lease)
-        return SliceRecord(
+            self._release(lease, progress.next_offset)
+        record = SliceRecord(
             lane=lane,
             member=self.member,
             token=lease.token,
@@ -252,6 +277,24 @@ class SliceRunner:
             end_reason=reason,
             wait_s=progress.wait_s if reason == EndReason.RATE_LIMITED else 0.0,
         )
+        return record, early
+
+    def _queue_next_early(
+        self, lane: Lane, policy: LanePolicy, started: float
+    ) -> EarlyTurn | None:
+        """Queue the lane's next turn now, shortly before the slice ends; on a
+        Redis failure it is queued at the end as usual."""
+        try:
+            return self.scheduler.before_slice_end(
+                lane,
+                member=self.member,
+                policy=policy,
+                started_at=started,
+                now=self.wall_clock(),
+            )
+        except (redis.RedisError, RotationError) as exc:
+            logger.warning("Lane %s: next turn not queued early (%s)", lane, exc)
+            return None
 
     def _lease_gone(self, lease: Lease, keeper: LeaseKeeper) -> bool:
         """Tell whether the lease is no longer this holder's (Redis down: no)."""
@@ -281,6 +324,7 @@ class SliceRunner:
         keeper: LeaseKeeper,
         claim: LaneClaim,
         progress: Progress,
+        queue_next: Callable[[LanePolicy], None],
     ) -> EndReason:
         """Read the lane until the slice must end (rotation/lane_reader.py),
         unless the claim found it paused or gone. The policy the claim answered
@@ -308,6 +352,7 @@ class SliceRunner:
             poll_timeout_s=self.config.poll_timeout_ms / 1000,
             limiter=self.limiter,
             rate_limit=policy.rate_limit,
+            on_closing=lambda: queue_next(policy),
             clock=self.clock,
         )
         return reading.run()
@@ -321,8 +366,8 @@ class SliceRunner:
         except StoreUnavailable as exc:
             logger.error("Lane %s was not settled: %s", lane, exc)
 
-    def _release(self, lease: Lease) -> None:
+    def _release(self, lease: Lease, resume_from: int) -> None:
         try:
-            self.leases.release(lease)
+            self.leases.release(lease, resume_from=resume_from)
         except LeaseError as exc:
             logger.warning("%s; the lease will expire by itself", exc)

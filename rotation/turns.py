@@ -90,6 +90,18 @@ turn['running'] = true
 redis.call('set', key, cjson.encode(turn), 'px', ARGV[3])
 return cjson.encode(turn)
 """
+# Charge a chain. If its next turn is already ready (queued before the slice
+# ended), its score must include the charge too, as the claim takes the chain's
+# virtual time from it: the score becomes the larger of the two, as if the turn
+# had been queued after the charge (a chain behind stays at the virtual time).
+_CHARGE = """
+local pass = tonumber(redis.call('hincrbyfloat', KEYS[1], ARGV[1], ARGV[2]))
+local score = redis.call('zscore', KEYS[2], ARGV[1])
+if score and tonumber(score) < pass then
+  redis.call('zadd', KEYS[2], pass, ARGV[1])
+end
+return 1
+"""
 _REFRESH = """
 local raw = redis.call('get', KEYS[1])
 if raw and cjson.decode(raw)['id'] == ARGV[1] then
@@ -123,6 +135,8 @@ class Turn:
     # Where the lane's last slice stopped, -1 if unknown: the next holder starts
     # fetching there while it takes the lease; its fenced claim decides.
     resume_from: int = -1
+    # Queued before the last slice ended: wait for its holder's release.
+    after_release: bool = False
 
     def __str__(self) -> str:
         resume = f" from offset {self.resume_from}" if self.resume_from >= 0 else ""
@@ -165,6 +179,7 @@ class Turns:
         self.clock = clock
         self._enqueue = client.register_script(_ENQUEUE)
         self._claim = client.register_script(_CLAIM)
+        self._charge = client.register_script(_CHARGE)
         self._refresh = client.register_script(_REFRESH)
         self._finish = client.register_script(_FINISH)
 
@@ -177,6 +192,7 @@ class Turns:
         last_member: str = "",
         delay_s: float = 0.0,
         resume_from: int = -1,
+        after_release: bool = False,
     ) -> Turn:
         """Make the chain ready and wake an idle member not excluded, if any."""
         now = self.clock()
@@ -189,6 +205,7 @@ class Turns:
             last_member=last_member,
             not_before=now + delay_s,
             resume_from=resume_from,
+            after_release=after_release,
         )
         picked = self._enqueue(
             keys=[
@@ -226,7 +243,7 @@ class Turns:
 
     def charge(self, chain: str, *, seconds: float, weight: int) -> None:
         """Advance the chain's virtual time by the processing time it just had."""
-        self.client.hincrbyfloat(PASS_KEY, chain, seconds / max(weight, 1))
+        self._charge(keys=[PASS_KEY, READY_KEY], args=[chain, seconds / max(weight, 1)])
 
     def refresh(self, turn: Turn) -> None:
         """Extend the running marker before the lease is given up."""

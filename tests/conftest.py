@@ -115,8 +115,10 @@ def slice_harness() -> Iterator[Callable[..., Harness]]:
     """Build in-process slice runners (tests/lane_harness.py); close them after."""
     built: list[Harness] = []
 
-    def build(store: LaneStore | None = None, *, member: str = "m1") -> Harness:
-        built.append(harness(store, member=member))
+    def build(
+        store: LaneStore | None = None, *, member: str = "m1", fresh: bool = True
+    ) -> Harness:
+        built.append(harness(store, member=member, fresh=fresh))
         return built[-1]
 
     yield build

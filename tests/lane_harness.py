@@ -66,10 +66,14 @@ def lane_store() -> DatabaseLaneStore:
     return DatabaseLaneStore(process_batch=batch_process, heal=heal_here())
 
 
-def harness(store: LaneStore | None = None, *, member: str = "m1") -> Harness:
-    """Build a SliceRunner on a clean Redis database and the real lane store."""
+def harness(
+    store: LaneStore | None = None, *, member: str = "m1", fresh: bool = True
+) -> Harness:
+    """Build a SliceRunner on the real lane store and the harness's Redis
+    database: a clean one, unless it is another member of a `fresh` one."""
     client = redis_database(HARNESS_REDIS_DB)
-    client.flushdb()
+    if fresh:
+        client.flushdb()
     sent: list[Turn] = []
     members = Members(client, heartbeat_s=1.0)
     members.beat(member, hostname="test", pid=os.getpid())

@@ -6,19 +6,23 @@ import dataclasses
 import os
 import re
 import tempfile
+import threading
+import uuid
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from rotation.lanes import Lane
-from rotation.turns import Turn
+from rotation.turns import PASS_KEY, Turn
 from tasks_app.models import ConsumerGroup, LaneState, Slice, Task, Topic
 from tasks_app.services.execution import batch_process
 from tasks_app.services.lane_store import DatabaseLaneStore
 from tasks_app.services.topics import topic_set_paused
 from tasks_app.worker import runtime
 from tests.lane_harness import Harness, heal_here, lane_store, published_topic
+from tests.publishing_helpers import publish_pending
+from tests.rotation_support import make_topic, submit
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -210,10 +214,10 @@ def test_the_lane_is_settled_before_its_lease_is_released(slice_harness):
     settled_at_release: list[bool] = []
     release = leases.release
 
-    def noting_release(lease):
+    def noting_release(lease, **kwargs):
         state = LaneState.objects.get(topic__name=lane.topic)
         settled_at_release.append(state.settled)
-        return release(lease)
+        return release(lease, **kwargs)
 
     leases.release = noting_release
 
@@ -309,3 +313,116 @@ def test_a_claim_inside_a_transaction_is_refused_as_a_bug_not_a_database_failure
     with refused, transaction.atomic():
         store.claim(lane, 1)
     assert not LaneState.objects.filter(topic__name=lane.topic).exists()
+
+
+def _slow_topic(count: int) -> tuple[Lane, list[Task]]:
+    """A topic whose tasks take 20 ms each and whose slices last 200 ms: a
+    slice reaches its deadline with work left."""
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    make_topic(name, slice_ms=200)
+    tasks = submit(name, [{"n": n, "sleep_ms": 20} for n in range(count)])
+    publish_pending()
+    return Lane("default", name, 0), tasks
+
+
+def test_the_next_turn_is_queued_while_the_slice_still_holds_the_lease(
+    slice_harness,
+):
+    """The wake-up's trip through Celery is off the hand-off: the next member
+    is on its way while the slice runs its last handlers."""
+    lane, _ = _slow_topic(30)
+    harness = slice_harness()
+    _join(harness, "m2")
+    wake = _queue(harness, lane)
+    harness.runner.members.mark_idle("m2")
+    holders: list[str | None] = []
+
+    def send(turn: Turn, delay_s: float) -> None:
+        harness.sent.append(turn)
+        holders.append(harness.runner.leases.holder(lane))
+
+    harness.runner.turns.send = send
+    harness.sent.clear()
+    record = harness.runner.run(wake)
+
+    assert record.end_reason == "deadline"
+    [turn] = harness.sent
+    assert (turn.member, turn.after_release) == ("m2", True)
+    assert holders == [f"{record.token}:{holders[0].split(':', 1)[1]}"]
+
+
+def test_the_member_woken_early_waits_for_the_release_and_reads_on_from_there(
+    slice_harness,
+):
+    lane, tasks = _slow_topic(30)
+    first = slice_harness()
+    second = slice_harness(member="m2", fresh=False)
+    second.runner.members.mark_idle("m2")
+    records = []
+
+    def run_second(turn: Turn, delay_s: float) -> None:
+        def run() -> None:
+            try:
+                records.append(second.runner.run(turn))
+            finally:
+                connection.close()
+
+        first.sent.append(turn)
+        threads.append(threading.Thread(target=run))
+        threads[-1].start()
+
+    threads: list[threading.Thread] = []
+    wake = _queue(first, lane)
+    first.runner.turns.send = run_second
+    records.append(first.runner.run(wake))
+    threads[0].join(30)
+
+    before, after = records
+    assert after.member == "m2"
+    assert after.token > before.token
+    assert after.first_offset == before.next_offset
+    ran = before.messages + after.messages
+    attempts = [Task.objects.get(pk=task.pk).attempts for task in tasks]
+    assert attempts == [1] * ran + [0] * (len(tasks) - ran)
+
+
+def test_a_turn_queued_early_whose_member_gave_up_is_queued_again_at_the_end(
+    slice_harness,
+):
+    """The woken member stops waiting after one lease TTL (its turn is then
+    finished); the holder, still running its last handler, queues the turn."""
+    lane, _ = _slow_topic(30)
+    harness = slice_harness()
+    turns = harness.runner.turns
+
+    def give_up(turn: Turn, delay_s: float) -> None:
+        harness.sent.append(turn)
+        if turn.after_release:
+            turns.finish(turns.claim(turn, "m2"))
+
+    wake = turns.enqueue(f"lane:{lane}", lane)
+    harness.sent.clear()
+    turns.send = give_up
+    harness.runner.run(wake)
+
+    assert [turn.after_release for turn in harness.sent] == [True, False]
+    assert turns.queued(f"lane:{lane}").id == harness.sent[-1].id
+
+
+def test_a_slice_queued_early_is_charged_its_whole_length_by_its_next_claim(
+    slice_harness,
+):
+    """Its last moments are charged after its next turn was queued; the claim
+    of that turn takes the chain's virtual time from the ready set, so the
+    charge must reach it there too, or the chain runs on credit."""
+    lane, _ = _slow_topic(30)
+    harness = slice_harness()
+    turns = harness.runner.turns
+
+    record = harness.run_turn(lane)
+    [early] = harness.sent
+    assert early.after_release
+    turns.finish(turns.claim(early, "m2"))
+
+    charged = float(harness.client.hget(PASS_KEY, f"lane:{lane}"))
+    assert charged == pytest.approx(record.ended_at - record.started_at)

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -12,7 +13,7 @@ import redis
 from rotation.lanes import Lane
 from rotation.lease import LeaseKeeper, LeaseManager
 from rotation.members import Members
-from rotation.turns import Turns
+from rotation.turns import PASS_KEY, Turns
 from tests.cluster import redis_database
 
 
@@ -72,6 +73,72 @@ def test_stale_holder_cannot_renew_or_release_a_newer_lease(client, lane):
     assert not leases.renew(stale)
     assert not leases.release(stale)
     assert leases.holder(lane) == fresh.value
+
+
+def _wait_in_thread(leases: LeaseManager, lane: Lane, wait_s: float) -> dict:
+    """Start a member waiting for the lane's lease; its answer lands in the dict."""
+    answer: dict = {}
+
+    def wait() -> None:
+        answer["lease"], answer["resume_from"] = leases.acquire_on_release(
+            lane, owner="b", ttl_ms=5000, wait_s=wait_s
+        )
+
+    answer["thread"] = threading.Thread(target=wait)
+    answer["thread"].start()
+    return answer
+
+
+def test_a_waiting_member_takes_the_lease_when_its_holder_releases_it(client, lane):
+    """The next holder, woken before the slice ends, waits on the lease instead
+    of on a wake-up sent after it; the release tells it where to read from."""
+    leases = LeaseManager(client)
+    holder = leases.acquire(lane, owner="a", ttl_ms=5000)
+    answer = _wait_in_thread(leases, lane, wait_s=30)
+    time.sleep(0.2)
+    assert answer["thread"].is_alive()  # still waiting: the lease is held
+
+    assert leases.release(holder, resume_from=42)
+    answer["thread"].join(10)
+
+    assert not answer["thread"].is_alive()
+    assert answer["lease"].token > holder.token
+    assert leases.holder(lane) == answer["lease"].value
+    assert answer["resume_from"] == 42
+
+
+def test_a_waiting_member_takes_a_lease_its_holder_left_to_expire(client, lane):
+    """A holder that died after waking the next one never releases: the waiter
+    takes the lease when it expires, not a watchdog tick later."""
+    leases = LeaseManager(client)
+    leases.acquire(lane, owner="a", ttl_ms=300)
+    answer = _wait_in_thread(leases, lane, wait_s=30)
+    answer["thread"].join(10)
+
+    assert answer["lease"] is not None
+    assert leases.holder(lane) == answer["lease"].value
+    assert answer["resume_from"] == -1
+
+
+def test_a_waiting_member_gives_up_on_a_lease_held_past_its_wait(client, lane):
+    leases = LeaseManager(client)
+    holder = leases.acquire(lane, owner="a", ttl_ms=60_000)
+    answer = _wait_in_thread(leases, lane, wait_s=0.3)
+    answer["thread"].join(10)
+
+    assert answer["lease"] is None
+    assert leases.holder(lane) == holder.value
+
+
+def test_a_release_nobody_waited_for_does_not_hand_a_later_lease_over(client, lane):
+    leases = LeaseManager(client)
+    leases.release(leases.acquire(lane, owner="a", ttl_ms=5000), resume_from=7)
+    later = leases.acquire(lane, owner="c", ttl_ms=60_000)
+    answer = _wait_in_thread(leases, lane, wait_s=0.3)
+    answer["thread"].join(10)
+
+    assert answer["lease"] is None
+    assert leases.holder(lane) == later.value
 
 
 def test_keeper_renews_past_the_ttl_and_reports_a_stolen_lease(client, lane):
@@ -151,6 +218,27 @@ def test_weight_divides_the_charge(turns):
     wake = turns.enqueue("light", _lane("light"))
     turns.enqueue("heavy", _lane("heavy"))
     assert turns.claim(wake, "m").chain == "heavy"
+
+
+def _virtual_time_after_a_charge_while_ready(turns, *, behind: float) -> float:
+    """Queue chain "a" `behind` seconds of virtual time behind chain "b" (the
+    latest claimed), charge it 1 s while it waits, and claim it."""
+    turns.charge("a", seconds=5.0, weight=1)
+    turns.charge("b", seconds=5.0 + behind, weight=1)
+    turns.claim(turns.enqueue("b", _lane("b")), "m1")
+    wake = turns.enqueue("a", _lane("a"))  # queued before its slice ended
+    turns.charge("a", seconds=1.0, weight=1)  # the slice's last second
+    return float(turns.claim(wake, "m2") and turns.client.hget(PASS_KEY, "a"))
+
+
+def test_a_charge_made_after_the_turn_was_queued_counts_at_its_claim(turns):
+    assert _virtual_time_after_a_charge_while_ready(turns, behind=0.0) == 6.0
+
+
+def test_a_chain_queued_behind_the_virtual_time_still_banks_no_credit(turns):
+    """Queued, it started at the current virtual time (10 s); its charge brings
+    it to 6 s, still behind: it stays at 10 s, not 11 s."""
+    assert _virtual_time_after_a_charge_while_ready(turns, behind=5.0) == 10.0
 
 
 def test_a_claimed_chain_is_not_claimed_twice(turns):
