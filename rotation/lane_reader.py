@@ -79,8 +79,6 @@ class LaneReading:
     _last_message_at: float = field(init=False)
     _received: bool = False
     _closed: bool = False
-    # The rest of a batch that stopped at the closing point, read on first.
-    _carried: list[Record] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.end = self.claim.end_offset
@@ -154,9 +152,6 @@ class LaneReading:
 
     def _next_batch(self) -> list[Record]:
         """Poll the next messages the database records as published."""
-        if self._carried:
-            batch, self._carried = self._carried, []
-            return batch
         size = self.batch_size if self.progress.messages else FIRST_BATCH
         polled = self.consumer.poll_batch(size, self.poll_timeout_s)
         batch = self._published(
@@ -192,8 +187,8 @@ class LaneReading:
             self.lease.token,
             self.member,
             batch,
-            self._batch_deadline(),
-            lambda: self.keeper.lost.is_set() or self.shutdown.is_set(),
+            self.deadline,
+            self._interrupted,
             careful_until=self.progress.careful_until,
         )
         self.progress.add(batch, outcome)
@@ -206,10 +201,6 @@ class LaneReading:
         if outcome.next_offset != self.progress.next_offset:
             self.consumer.commit(self.lane, outcome.next_offset)
             self.progress.next_offset = outcome.next_offset
-        if outcome.stop_reason == EndReason.DEADLINE and self._close_if_due():
-            # Stopped at the closing point, not at the deadline: read on.
-            self._carried = [m for m in batch if m.offset >= outcome.next_offset]
-            return None
         if outcome.stop_reason is None:
             if outcome.next_offset <= batch[-1].offset:
                 # Some of the batch waits (a key's retry back-off) while the
@@ -232,22 +223,20 @@ class LaneReading:
             raise LogGone(lost)
         self.consumer.assign(self.lane, self.progress.next_offset)
 
-    def _batch_deadline(self) -> float:
-        """Stop a batch at the closing point first, so `on_closing` is on time."""
-        if self.on_closing is None or self._closed:
-            return self.deadline
-        return self.deadline - CLOSING_LEAD_S
+    def _interrupted(self) -> bool:
+        """Checked by the store before each task: tell whether the slice must
+        stop now; and call `on_closing` when it is due, on time whatever the
+        batch (a batch is not cut for it: its tasks would be loaded twice)."""
+        self._close_if_due()
+        return self.keeper.lost.is_set() or self.shutdown.is_set()
 
-    def _close_if_due(self) -> bool:
-        """Call `on_closing` once the deadline is CLOSING_LEAD_S away; tell
-        whether it was called now."""
+    def _close_if_due(self) -> None:
+        """Call `on_closing` once, when the deadline is CLOSING_LEAD_S away."""
         if self.on_closing is None or self._closed:
-            return False
-        if self.clock() < self.deadline - CLOSING_LEAD_S:
-            return False
-        self._closed = True
-        self.on_closing()
-        return True
+            return
+        if self.clock() >= self.deadline - CLOSING_LEAD_S:
+            self._closed = True
+            self.on_closing()
 
     def _interruption(self) -> EndReason | None:
         if self.keeper.lost.is_set():

@@ -426,3 +426,32 @@ def test_a_slice_queued_early_is_charged_its_whole_length_by_its_next_claim(
 
     charged = float(harness.client.hget(PASS_KEY, f"lane:{lane}"))
     assert charged == pytest.approx(record.ended_at - record.started_at)
+
+
+class _BatchesNoted(DatabaseLaneStore):
+    """The real store, noting the offsets of each batch it is handed."""
+
+    def __init__(self) -> None:
+        super().__init__(process_batch=batch_process, heal=heal_here())
+        self.offsets: list[int] = []
+
+    def process(self, lane, token, member, messages, *args, **kwargs):
+        self.offsets += [message.offset for message in messages]
+        return super().process(lane, token, member, messages, *args, **kwargs)
+
+
+def test_queueing_the_next_turn_early_hands_no_message_to_the_store_twice(
+    slice_harness,
+):
+    """Each message handed over has its task loaded: a batch cut at the
+    closing point and handed over again cost a hand-off a load of 500 tasks
+    that ran none (bench, --slice-ms 100)."""
+    lane, _ = _slow_topic(30)
+    store = _BatchesNoted()
+    harness = slice_harness(store)
+
+    record = harness.run_turn(lane)
+
+    assert harness.sent[0].after_release  # it was queued early
+    assert len(store.offsets) == len(set(store.offsets)), store.offsets
+    assert record.messages > 0
