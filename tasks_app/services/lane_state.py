@@ -20,6 +20,7 @@ from rotation.rate_limit import rate_limit_for
 from rotation.store import Fenced, LaneClaim
 from tasks_app.models import WalkMode
 from tasks_app.services.growth import runnable_end_sql
+from tasks_app.services.partition_heads import LOST_FLAG_SQL
 from tasks_app.services.sql import sql
 
 
@@ -87,31 +88,29 @@ ON CONFLICT (group_id, topic_id, partition) DO UPDATE
                          {lanestate}.next_offset + %(batch)s)
        END
  WHERE {lanestate}.epoch < EXCLUDED.epoch
-RETURNING next_offset, careful_until, {runnable_end},
-          COALESCE((SELECT lost FROM {partitionhead}
-                     WHERE topic_id = %(topic)s AND partition = %(partition)s), false),
+RETURNING next_offset, careful_until, {runnable_end}, {lost},
           (SELECT kafka_topic_id FROM {topic} WHERE id = %(topic)s), {policy},
           (SELECT xmin::text FROM {topic} WHERE id = %(topic)s)
 """,
     runnable_end=runnable_end_sql(
         group="%(group)s", topic="%(topic)s", partition="%(partition)s"
     ),
+    lost=LOST_FLAG_SQL,
     policy=_POLICY_SQL,
 )
 _READ_SQL = sql(
     """
-SELECT s.next_offset, s.careful_until, {runnable_end},
-       COALESCE(h.lost, false), t.kafka_topic_id, {policy}
+SELECT s.next_offset, s.careful_until, {runnable_end}, {lost}, t.kafka_topic_id,
+       {policy}
   FROM {lanestate} s
   JOIN {topic} t ON t.id = s.topic_id
-  LEFT JOIN {partitionhead} h
-    ON h.topic_id = s.topic_id AND h.partition = s.partition
  WHERE s.group_id = %(group)s AND s.topic_id = %(topic)s
    AND s.partition = %(partition)s
 """,
     runnable_end=runnable_end_sql(
         group="%(group)s", topic="%(topic)s", partition="%(partition)s"
     ),
+    lost=LOST_FLAG_SQL,
     policy=_POLICY_SQL,
 )
 _POLICY_READ_SQL = "SELECT " + _POLICY_SQL
