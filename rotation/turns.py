@@ -26,6 +26,7 @@ READY_KEY = f"{KEY_PREFIX}:ready"  # zset chain -> virtual time
 PASS_KEY = f"{KEY_PREFIX}:pass"  # hash chain -> virtual time after its last slice
 VTIME_KEY = f"{KEY_PREFIX}:vtime"  # virtual time of the latest claimed chain
 TURN_PREFIX = f"{KEY_PREFIX}:turn:"
+LEASE_PREFIX = f"{KEY_PREFIX}:lease:"  # as Lane.key("lease") spells it
 
 # Queue a turn in one call, as a hand-off waits for it: take the longest-idle
 # live member that is not excluded (reserving it), store the turn naming it, and
@@ -55,13 +56,17 @@ redis.call('zadd', KEYS[2], math.max(own, now), ARGV[2])
 return picked
 """
 # Claim the ready chain with the lowest virtual time, preferring one this member
-# did not run last; mark it running for ARGV[3] ms. The member leaves the idle
-# set first: it is busy from now on. With nothing due yet, answer when the
-# earliest delayed chain will be due, so the wake-up can come back then.
+# did not run last, and before both, one whose lane is free: a turn queued early
+# waits for its holder's release, while this member could run another lane at
+# once. Mark it running for ARGV[3] ms. The member leaves the idle set first: it
+# is busy from now on. With nothing due yet, answer when the earliest delayed
+# chain will be due, so the wake-up can come back then. ARGV[5] starts a lane's
+# lease key (Lane.key("lease") without the lane).
 _CLAIM = """
 redis.call('zrem', KEYS[4], ARGV[1])
 local choice = nil
 local fallback = nil
+local held = nil
 local next_due = nil
 for _, chain in ipairs(redis.call('zrange', KEYS[1], 0, -1)) do
   local raw = redis.call('get', ARGV[4] .. chain)
@@ -71,14 +76,22 @@ for _, chain in ipairs(redis.call('zrange', KEYS[1], 0, -1)) do
     local turn = cjson.decode(raw)
     local due = tonumber(turn['not_before'])
     if not turn['running'] and due <= tonumber(ARGV[2]) then
-      if turn['last_member'] ~= ARGV[1] then choice = chain break end
-      fallback = fallback or chain
+      local lane = turn['lane']
+      local lease = ARGV[5] .. lane[1] .. ':' .. lane[2] .. ':' .. tostring(lane[3])
+      if turn['after_release'] and redis.call('exists', lease) == 1 then
+        held = held or chain
+      elseif turn['last_member'] ~= ARGV[1] then
+        choice = chain
+        break
+      else
+        fallback = fallback or chain
+      end
     elseif not turn['running'] then
       next_due = math.min(next_due or due, due)
     end
   end
 end
-choice = choice or fallback
+choice = choice or fallback or held
 if not choice then return next_due and tostring(next_due) or false end
 local key = ARGV[4] .. choice
 local turn = cjson.decode(redis.call('get', key))
@@ -231,7 +244,7 @@ class Turns:
         """
         raw = self._claim(
             keys=[READY_KEY, VTIME_KEY, PASS_KEY, IDLE_KEY],
-            args=[member, self.clock(), RUNNING_MARKER_MS, TURN_PREFIX],
+            args=[member, self.clock(), RUNNING_MARKER_MS, TURN_PREFIX, LEASE_PREFIX],
         )
         if raw is None:
             return None

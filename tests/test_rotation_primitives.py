@@ -259,6 +259,27 @@ def test_a_chain_queued_behind_the_virtual_time_still_banks_no_credit(turns):
     assert _virtual_time_after_a_charge_while_ready(turns, behind=5.0) == 10.0
 
 
+def test_a_free_lane_is_claimed_before_one_whose_holder_is_still_finishing(turns):
+    """A turn queued early waits for its lane's release: a member with other
+    work ready runs that instead of waiting, whatever the virtual times."""
+    leases = LeaseManager(turns.client)
+    turns.charge("b", seconds=1.0, weight=1)  # "a" is owed the next turn
+    held = leases.acquire(_lane("a"), owner="m1", ttl_ms=5000)
+    wake = turns.enqueue("a", _lane("a"), after_release=True, last_member="m1")
+    turns.enqueue("b", _lane("b"))
+
+    assert turns.claim(wake, "m2").chain == "b"
+    leases.release(held)
+    assert turns.claim(wake, "m3").chain == "a"
+
+
+def test_a_turn_queued_early_is_claimed_when_nothing_else_is_ready(turns):
+    leases = LeaseManager(turns.client)
+    leases.acquire(_lane("a"), owner="m1", ttl_ms=5000)
+    wake = turns.enqueue("a", _lane("a"), after_release=True, last_member="m1")
+    assert turns.claim(wake, "m2").chain == "a"
+
+
 def test_a_claimed_chain_is_not_claimed_twice(turns):
     wake = turns.enqueue("a", _lane("a"))
     assert turns.claim(wake, "m1").chain == "a"
