@@ -54,16 +54,6 @@ class Progress:
             self.messages += outcome.processed
 
 
-def batch_size_fitting(*, ran: int, busy_s: float, left_s: float, most: int) -> int:
-    """How many messages to poll next: about as many as the slice has time
-    left to run at the rate it ran `ran` messages in `busy_s`, at least
-    FIRST_BATCH and at most `most`. A batch's tasks are all loaded before any
-    runs, so a full batch polled near the deadline was a load of hundreds of
-    tasks that ran none (bench, --slice-ms 100: 17 ms of every slice)."""
-    fits = ran / busy_s * left_s if busy_s > 0 else most
-    return max(FIRST_BATCH, min(most, int(fits)))
-
-
 @dataclass
 class LaneReading:
     """One slice's reading of one lane (see the module docstring)."""
@@ -89,7 +79,6 @@ class LaneReading:
     _last_message_at: float = field(init=False)
     _received: bool = False
     _closed: bool = False
-    _busy_s: float = 0.0  # spent in the store's hands: running this slice's batches
 
     def __post_init__(self) -> None:
         self.end = self.claim.end_offset
@@ -163,14 +152,7 @@ class LaneReading:
 
     def _next_batch(self) -> list[Record]:
         """Poll the next messages the database records as published."""
-        size = FIRST_BATCH
-        if self.progress.messages:
-            size = batch_size_fitting(
-                ran=self.progress.messages,
-                busy_s=self._busy_s,
-                left_s=self.deadline - self.clock(),
-                most=self.batch_size,
-            )
+        size = self.batch_size if self.progress.messages else FIRST_BATCH
         polled = self.consumer.poll_batch(size, self.poll_timeout_s)
         batch = self._published(
             [m for m in polled if m.offset >= self.progress.next_offset]
@@ -200,7 +182,6 @@ class LaneReading:
 
     def _process(self, batch: list[Record]) -> EndReason | None:
         """Run a batch through the store; return why the slice ends, if it does."""
-        started = self.clock()
         outcome = self.store.process(
             self.lane,
             self.lease.token,
@@ -210,7 +191,6 @@ class LaneReading:
             self._interrupted,
             careful_until=self.progress.careful_until,
         )
-        self._busy_s += self.clock() - started
         self.progress.add(batch, outcome)
         if self.rate_limit is not None:
             # Skipped messages and those the slice had no time for ran nothing.

@@ -10,7 +10,6 @@ import uuid
 import pytest
 import redis
 
-from rotation.lane_reader import FIRST_BATCH, batch_size_fitting
 from rotation.lanes import Lane
 from rotation.lease import LeaseKeeper, LeaseManager
 from rotation.members import Members
@@ -43,23 +42,6 @@ def test_rotation_imports_no_django():
         env={**os.environ, "DJANGO_SETTINGS_MODULE": ""},
     )
     assert out.stdout.strip() == "False"
-
-
-@pytest.mark.parametrize(
-    ("ran", "busy_s", "left_s", "expected"),
-    [
-        (500, 0.05, 0.03, 300),  # 10,000 a second, 30 ms left
-        (500, 0.05, 0.5, 500),  # time for more than a batch: a full batch
-        (500, 0.05, 0.001, FIRST_BATCH),  # nearly out of time: a small batch
-        (500, 0.05, -0.01, FIRST_BATCH),  # past the deadline (a slow handler)
-        (20, 0.0, 0.1, 500),  # no time measured yet
-    ],
-)
-def test_a_batch_holds_about_what_the_slice_has_time_left_to_run(
-    ran, busy_s, left_s, expected
-):
-    fitting = batch_size_fitting(ran=ran, busy_s=busy_s, left_s=left_s, most=500)
-    assert fitting == expected
 
 
 def test_lease_is_exclusive_until_released(client, lane):
