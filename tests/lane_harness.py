@@ -103,11 +103,15 @@ def harness(
     return Harness(runner, client, sent)
 
 
-def published_topic(count: int, **policy: object) -> tuple[Lane, list[Task]]:
-    """Create a fresh topic, submit `count` tasks and publish them to Kafka."""
+def published_topic(
+    count: int, *, sleep_ms: int = 0, **policy: object
+) -> tuple[Lane, list[Task]]:
+    """Create a fresh topic, submit `count` tasks (each asking the recording
+    handler to sleep `sleep_ms`, if given) and publish them to Kafka."""
     name = f"t-{uuid.uuid4().hex[:12]}"
     policy.setdefault("slice_ms", 1000)
     make_topic(name, **policy)
-    tasks = submit(name, [{"n": n} for n in range(count)])
+    slow = {"sleep_ms": sleep_ms} if sleep_ms else {}
+    tasks = submit(name, [{"n": n, **slow} for n in range(count)])
     publish_pending()
     return Lane("default", name, 0), [Task.objects.get(pk=t.pk) for t in tasks]

@@ -7,7 +7,6 @@ import os
 import re
 import tempfile
 import threading
-import uuid
 
 import pytest
 from django.db import connection
@@ -21,8 +20,6 @@ from tasks_app.services.lane_store import DatabaseLaneStore
 from tasks_app.services.topics import topic_set_paused
 from tasks_app.worker import runtime
 from tests.lane_harness import Harness, heal_here, lane_store, published_topic
-from tests.publishing_helpers import publish_pending
-from tests.rotation_support import make_topic, submit
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -318,11 +315,7 @@ def test_a_claim_inside_a_transaction_is_refused_as_a_bug_not_a_database_failure
 def _slow_topic(count: int) -> tuple[Lane, list[Task]]:
     """A topic whose tasks take 20 ms each and whose slices last 200 ms: a
     slice reaches its deadline with work left."""
-    name = f"t-{uuid.uuid4().hex[:12]}"
-    make_topic(name, slice_ms=200)
-    tasks = submit(name, [{"n": n, "sleep_ms": 20} for n in range(count)])
-    publish_pending()
-    return Lane("default", name, 0), tasks
+    return published_topic(count, slice_ms=200, sleep_ms=20)
 
 
 def test_the_next_turn_is_queued_while_the_slice_still_holds_the_lease(
