@@ -145,6 +145,8 @@ DATABASES = {
 }
 if DATABASES["default"].get("ENGINE") != "django.db.backends.postgresql":
     raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL (postgres://...)")
+# Django's backend, reading timestamps with psycopg's C loader (its docstring).
+DATABASES["default"]["ENGINE"] = "scheduler_site.postgresql"
 _DB_OPTIONS = DATABASES["default"].setdefault("OPTIONS", {})
 # Bind parameters on the server, and let psycopg prepare a statement from its
 # sixth use in a session: the pipeline repeats a few dozen statements (the
