@@ -87,9 +87,8 @@ class LeaseManager:
     def acquire(self, lane: Lane, *, owner: str, ttl_ms: int) -> Lease | None:
         """Take the lane's lease with a new fencing token, or None if it is held."""
         nonce = f"{owner}:{secrets.token_hex(4)}"
-        token = self._call(
-            lane, self._acquire, [lane.key("lease"), lane.key("token")], [nonce, ttl_ms]
-        )
+        keys = [lane.key("lease"), lane.key("token")]
+        token = self._call(lane, self._acquire, keys=keys, args=[nonce, ttl_ms])
         return None if token is None else Lease(lane, int(token), nonce, ttl_ms)
 
     def renew(self, lease: Lease) -> bool:
@@ -98,8 +97,8 @@ class LeaseManager:
             self._call(
                 lease.lane,
                 self._renew,
-                [lease.lane.key("lease")],
-                [lease.value, lease.ttl_ms],
+                keys=[lease.lane.key("lease")],
+                args=[lease.value, lease.ttl_ms],
             )
         )
 
@@ -109,32 +108,36 @@ class LeaseManager:
         lane = lease.lane
         keys = [lane.key("lease"), lane.key("bell")]
         return bool(
-            self._call(lane, self._release, keys, [lease.value, resume_from, BELL_MS])
+            self._call(
+                lane, self._release, keys=keys, args=[lease.value, resume_from, BELL_MS]
+            )
         )
 
     def acquire_on_release(
-        self, lane: Lane, *, owner: str, ttl_ms: int, wait_s: float
+        self,
+        lane: Lane,
+        *,
+        owner: str,
+        ttl_ms: int,
+        wait_s: float,
+        stop: threading.Event,
     ) -> tuple[Lease | None, int]:
         """Take the lane's lease, waiting up to `wait_s` for its holder to let
-        go; return it (None if still held) and the offset the release rang
-        with (-1 if none)."""
+        go; return it (None if still held, or once `stop` is set: a worker
+        shutting down takes no new slice) and the offset the release rang with
+        (-1 if none)."""
         deadline = time.monotonic() + wait_s
         resume_from = -1
-        while True:
+        while not stop.is_set():
             lease = self.acquire(lane, owner=owner, ttl_ms=ttl_ms)
             left_s = deadline - time.monotonic()
             if lease is not None or left_s <= 0:
                 return lease, resume_from
-            try:
-                rung = self.client.blpop(
-                    [lane.key("bell")], timeout=min(left_s, WAIT_STEP_S)
-                )
-            except redis.RedisError as exc:
-                raise LeaseError(
-                    f"Redis unreachable for the lease of lane {lane}: {exc}"
-                ) from exc
+            bell = [lane.key("bell")]
+            rung = self._call(lane, self.client.blpop, bell, min(left_s, WAIT_STEP_S))
             if rung:
                 resume_from = int(rung[1])
+        return None, resume_from
 
     def holder(self, lane: Lane) -> str | None:
         """Return the stored `token:owner` of the lane's holder, if any."""
@@ -143,12 +146,13 @@ class LeaseManager:
 
     def raise_token_floor(self, lane: Lane, floor: int) -> None:
         """Make the next token exceed `floor` (after Redis lost its counters)."""
-        self._call(lane, self._raise_floor, [lane.key("token")], [floor])
+        self._call(lane, self._raise_floor, keys=[lane.key("token")], args=[floor])
 
     @staticmethod
-    def _call(lane: Lane, script: Callable, keys: list, args: list) -> Any:
+    def _call(lane: Lane, command: Callable, *args: Any, **kwargs: Any) -> Any:
+        """Run a Redis command or script for the lane, naming Redis if it fails."""
         try:
-            return script(keys=keys, args=args)
+            return command(*args, **kwargs)
         except redis.RedisError as exc:
             raise LeaseError(
                 f"Redis unreachable for the lease of lane {lane}: {exc}"

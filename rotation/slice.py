@@ -149,12 +149,17 @@ class SliceRunner:
     def _lease(self, turn: Turn, *, ttl_ms: int) -> Lease | None:
         """Take the lane's lease. A turn queued before the last slice ended
         waits for its holder's release, for up to one lease TTL (a holder that
-        died never releases, and its lease expires within that), and starts
-        fetching where the release says the reading stopped."""
+        died never releases, and its lease expires within that) or until this
+        worker shuts down, and starts fetching where the release says the
+        reading stopped."""
         if not turn.after_release:
             return self.leases.acquire(turn.lane, owner=self.member, ttl_ms=ttl_ms)
         lease, resume_from = self.leases.acquire_on_release(
-            turn.lane, owner=self.member, ttl_ms=ttl_ms, wait_s=ttl_ms / 1000
+            turn.lane,
+            owner=self.member,
+            ttl_ms=ttl_ms,
+            wait_s=ttl_ms / 1000,
+            stop=self.shutdown,
         )
         if lease is not None:
             self._read_ahead(replace(turn, resume_from=resume_from))

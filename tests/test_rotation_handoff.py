@@ -380,6 +380,43 @@ def test_the_member_woken_early_waits_for_the_release_and_reads_on_from_there(
     assert attempts == [1] * ran + [0] * (len(tasks) - ran)
 
 
+def test_a_member_woken_early_that_shuts_down_leaves_the_lane_to_the_holder(
+    slice_harness,
+):
+    """Its worker's warm shutdown ends its wait: it takes no lease, and the
+    holder, finding the early turn given up, queues the lane's next turn."""
+    lane, _ = _slow_topic(30)
+    first = slice_harness()
+    second = slice_harness(member="m2", fresh=False)
+    second.runner.members.mark_idle("m2")
+    second.runner.shutdown.set()
+    answers: list = []
+
+    def run_second(turn: Turn, delay_s: float) -> None:
+        def run() -> None:
+            try:
+                answers.append(second.runner.run(turn))
+            finally:
+                connection.close()
+
+        first.sent.append(turn)
+        if turn.after_release:
+            threads.append(threading.Thread(target=run))
+            threads[-1].start()
+
+    threads: list[threading.Thread] = []
+    wake = _queue(first, lane)
+    first.sent.clear()
+    first.runner.turns.send = run_second
+    first.runner.run(wake)
+    threads[0].join(30)
+
+    assert answers == [None]
+    assert [member for member, _ in _slices(lane)] == ["m1"]
+    assert [turn.after_release for turn in first.sent] == [True, False]
+    assert first.runner.turns.queued(f"lane:{lane}").id == first.sent[-1].id
+
+
 def test_a_turn_queued_early_whose_member_gave_up_is_queued_again_at_the_end(
     slice_harness,
 ):

@@ -75,13 +75,18 @@ def test_stale_holder_cannot_renew_or_release_a_newer_lease(client, lane):
     assert leases.holder(lane) == fresh.value
 
 
-def _wait_in_thread(leases: LeaseManager, lane: Lane, wait_s: float) -> dict:
+def _wait_in_thread(
+    leases: LeaseManager,
+    lane: Lane,
+    wait_s: float,
+    stop: threading.Event | None = None,
+) -> dict:
     """Start a member waiting for the lane's lease; its answer lands in the dict."""
     answer: dict = {}
 
     def wait() -> None:
         answer["lease"], answer["resume_from"] = leases.acquire_on_release(
-            lane, owner="b", ttl_ms=5000, wait_s=wait_s
+            lane, owner="b", ttl_ms=5000, wait_s=wait_s, stop=stop or threading.Event()
         )
 
     answer["thread"] = threading.Thread(target=wait)
@@ -133,6 +138,25 @@ def test_a_waiting_member_gives_up_on_a_lease_held_past_its_wait(
     answer = _wait_in_thread(leases, lane, wait_s=0.3)
     answer["thread"].join(10)
 
+    assert answer["lease"] is None
+    assert leases.holder(lane) == holder.value
+
+
+def test_a_waiting_member_stops_waiting_when_its_worker_shuts_down(client, lane):
+    """A warm shutdown does not wait for the holder's release (up to a lease
+    TTL): the waiter leaves the lease alone, and the holder, finding its early
+    turn given up, queues the lane's next turn itself."""
+    leases = LeaseManager(client)
+    holder = leases.acquire(lane, owner="a", ttl_ms=600_000)
+    stop = threading.Event()
+    answer = _wait_in_thread(leases, lane, wait_s=600, stop=stop)
+    time.sleep(0.2)
+    assert answer["thread"].is_alive()  # waiting: the lease is held
+
+    stop.set()
+    answer["thread"].join(60)  # not a timing: without the stop it waits 600 s
+
+    assert not answer["thread"].is_alive()
     assert answer["lease"] is None
     assert leases.holder(lane) == holder.value
 
