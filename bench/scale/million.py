@@ -53,7 +53,6 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 from django.db import connection, connections  # noqa: E402
-from django.db.models import Sum  # noqa: E402
 from rest_framework.test import APIClient  # noqa: E402
 
 from bench.lib import figures, summary  # noqa: E402
@@ -68,6 +67,7 @@ from bench.lib.reads import (  # noqa: E402
 from bench.lib.rotation_run import (  # noqa: E402
     FINISHED,
     api_client,
+    count_in,
     make_topics,
     start_stack,
     submit,
@@ -76,7 +76,7 @@ from bench.lib.rotation_run import (  # noqa: E402
 from bench.million_reads import fill  # noqa: E402
 from bench.publish import clean_up  # noqa: E402
 from scheduler_site.devstack.celery_processes import CeleryProcesses as Processes  # noqa: E402
-from tasks_app.models import Task, TaskCount, Topic  # noqa: E402
+from tasks_app.models import Task, Topic  # noqa: E402
 from tasks_app.services.retention import (  # noqa: E402
     PURGED_STATUSES,
     slices_purge,
@@ -208,12 +208,12 @@ def finished_counter(
 ) -> Callable[[], int]:
     """Return a cheap counter of finished tasks (the kept counts, not a scan of
     a million rows) that fails if a submitter did and prints progress."""
-    counts = TaskCount.objects.filter(topic__name__in=topics, status__in=FINISHED)
+    count = count_in(topics, FINISHED)
     last_print = [time.monotonic()]
 
     def finished() -> int:
         submitters.check()
-        done = counts.aggregate(n=Sum("count"))["n"] or 0
+        done = count()
         if time.monotonic() - last_print[0] >= PROGRESS_EVERY_S:
             last_print[0] = time.monotonic()
             print(f"  {time.strftime('%H:%M:%S')} {done:,} of {tasks:,} finished")
