@@ -45,6 +45,30 @@ def _slices(lane: Lane) -> list[tuple[str, str]]:
     return [(row.member, row.end_reason) for row in rows]
 
 
+def _early_turns_run_by(
+    member: Harness, *, sent_by: Harness, answers: list
+) -> list[threading.Thread]:
+    """Have `member` run each turn `sent_by` queues early, in a thread of its
+    own (as another worker would); each run's answer lands in `answers`. Every
+    turn sent is also kept in `sent_by.sent`."""
+    threads: list[threading.Thread] = []
+
+    def send(turn: Turn, delay_s: float) -> None:
+        def run() -> None:
+            try:
+                answers.append(member.runner.run(turn))
+            finally:
+                connection.close()
+
+        sent_by.sent.append(turn)
+        if turn.after_release:
+            threads.append(threading.Thread(target=run))
+            threads[-1].start()
+
+    sent_by.runner.turns.send = send
+    return threads
+
+
 def _join(harness: Harness, member: str) -> None:
     """Add a live member, busy until it is marked idle."""
     harness.runner.members.beat(member, hostname="test", pid=os.getpid())
@@ -352,22 +376,9 @@ def test_the_member_woken_early_waits_for_the_release_and_reads_on_from_there(
     first = slice_harness()
     second = slice_harness(member="m2", fresh=False)
     second.runner.members.mark_idle("m2")
-    records = []
-
-    def run_second(turn: Turn, delay_s: float) -> None:
-        def run() -> None:
-            try:
-                records.append(second.runner.run(turn))
-            finally:
-                connection.close()
-
-        first.sent.append(turn)
-        threads.append(threading.Thread(target=run))
-        threads[-1].start()
-
-    threads: list[threading.Thread] = []
+    records: list = []
     wake = _queue(first, lane)
-    first.runner.turns.send = run_second
+    threads = _early_turns_run_by(second, sent_by=first, answers=records)
     records.append(first.runner.run(wake))
     threads[0].join(30)
 
@@ -391,23 +402,9 @@ def test_a_member_woken_early_that_shuts_down_leaves_the_lane_to_the_holder(
     second.runner.members.mark_idle("m2")
     second.runner.shutdown.set()
     answers: list = []
-
-    def run_second(turn: Turn, delay_s: float) -> None:
-        def run() -> None:
-            try:
-                answers.append(second.runner.run(turn))
-            finally:
-                connection.close()
-
-        first.sent.append(turn)
-        if turn.after_release:
-            threads.append(threading.Thread(target=run))
-            threads[-1].start()
-
-    threads: list[threading.Thread] = []
     wake = _queue(first, lane)
     first.sent.clear()
-    first.runner.turns.send = run_second
+    threads = _early_turns_run_by(second, sent_by=first, answers=answers)
     first.runner.run(wake)
     threads[0].join(30)
 
