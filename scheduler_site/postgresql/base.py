@@ -12,37 +12,36 @@ which is what Django's loader returns; so the connection uses psycopg's.
 With any other time zone Django's own loader stays.
 """
 
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 from django.db.backends.postgresql import base
-from psycopg import postgres
-from psycopg.abc import AdaptContext, Buffer
+from psycopg import abc, postgres
+from psycopg.abc import AdaptContext
 from psycopg.adapt import Loader
 from psycopg.pq import Format
 
 TIMESTAMPTZ_OID = postgres.types["timestamptz"].oid
+# psycopg's own loader for the type: its C one when the binary package is there.
+_registered = postgres.adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT)
+if _registered is None:
+    raise ImportError("psycopg registers no loader for timestamptz")
+_PSYCOPG_LOADER: type[abc.Loader] = _registered
 
 
 class UtcTimestamptzLoader(Loader):
-    """Load `timestamptz` with the loader psycopg registers for it: its C one when
-    psycopg's binary package is installed."""
+    """Stand for psycopg's own `timestamptz` loader: building one builds that.
 
-    # Django's create_cursor() compares this with the connection's time zone
-    # and registers its own loader on the cursor when they differ.
+    psycopg's C loader is final, so no subclass can carry the `timezone` that
+    Django's create_cursor() compares with the connection's (registering its
+    own loader on every cursor when they differ); this class carries it, and
+    psycopg gets its own loader, which it runs without any Python call.
+    """
+
     timezone = UTC
 
-    def __init__(self, oid: int, context: AdaptContext | None = None) -> None:
-        super().__init__(oid, context)
-        fastest = postgres.adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT)
-        if fastest is None:  # pragma: no cover - psycopg always registers one
-            raise RuntimeError("psycopg has no loader for timestamptz")
-        # psycopg calls the instance's `load`: the C loader's, with no Python
-        # frame in between.
-        self.load = fastest(oid, context).load  # type: ignore[method-assign]
-
-    def load(self, data: Buffer) -> datetime:  # replaced in __init__
-        raise NotImplementedError
+    def __new__(cls, oid: int, context: AdaptContext | None = None) -> abc.Loader:  # type: ignore[misc]
+        return _PSYCOPG_LOADER(oid, context)
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
