@@ -3,8 +3,8 @@
 Django (5.2) reads every `timestamptz` through a Python subclass of psycopg's
 pure-Python loader, to set the tzinfo it wants, so psycopg's C loader is never
 used (Django ticket #36960, psycopg issue #1273). Every task row carries five
-timestamps and a worker reads 500 rows a batch: a batch's fetch took 16-17 ms
-with Django's loader and 6 ms with psycopg's (docs/benchmarks.md).
+timestamps and a worker reads 500 rows a batch: with psycopg's loader a
+batch's fetch took a third to two thirds of the time (docs/benchmarks.md).
 
 When Django's connection time zone is UTC (this project's TIME_ZONE), the
 server sends timestamps in UTC and psycopg's loader returns them aware in UTC,
