@@ -5,6 +5,7 @@ Import after django.setup(); the bench script does that first.
 
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -72,14 +73,21 @@ def start_stack(processes: Processes, workers: int) -> dict[str, int]:
 
 
 def submit(
-    client: APIClient, topics: list[str], count: int, *, start: int = 0
+    client: APIClient,
+    topics: list[str],
+    count: int,
+    *,
+    start: int = 0,
+    stop: threading.Event | None = None,
 ) -> float:
     """POST tasks number `start` to `start + count` as bulk lists, round-robin
-    over topics; return seconds."""
+    over topics, until `stop` is set; return seconds."""
     chunk = settings.SCHEDULER_MAX_BULK_TASKS
     started = time.monotonic()
     end = start + count
     for first in range(start, end, chunk):
+        if stop is not None and stop.is_set():
+            break
         body = [
             {"topic": topics[n % len(topics)], "message": {"n": n}}
             for n in range(first, min(first + chunk, end))

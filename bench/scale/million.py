@@ -35,6 +35,7 @@ import math
 import os
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -168,7 +169,9 @@ class Run:
 
 class Submitters:
     """Threads POSTing disjoint ranges of the tasks, each with its own client and
-    database connection; a failure is raised again by `check()`."""
+    database connection; a failure is raised again by `check()`. `stop()` ends
+    them early: a run that stalled deletes its topics only once no thread is
+    still POSTing to them."""
 
     def __init__(self, topics: list[str], tasks: int, threads: int):
         chunk = settings.SCHEDULER_MAX_BULK_TASKS
@@ -181,6 +184,7 @@ class Submitters:
         self.clients = [api_client() for _ in range(threads)]
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="submit")
         self.futures: list[Future[float]] = []
+        self.stopping = threading.Event()
 
     def start(self) -> None:
         for client, (first, end) in zip(self.clients, self.ranges, strict=True):
@@ -188,7 +192,9 @@ class Submitters:
 
     def _post(self, client: APIClient, first: int, end: int) -> float:
         try:
-            return submit(client, self.topics, end - first, start=first)
+            return submit(
+                client, self.topics, end - first, start=first, stop=self.stopping
+            )
         finally:
             connections.close_all()
 
@@ -201,6 +207,11 @@ class Submitters:
         """Wait for every submitter; return the longest one's seconds."""
         self.pool.shutdown()
         return max(future.result() for future in self.futures)
+
+    def stop(self) -> None:
+        """Have every thread stop before its next list; wait until they have."""
+        self.stopping.set()
+        self.pool.shutdown()
 
 
 def finished_counter(
@@ -243,12 +254,12 @@ def run_pipeline(args: argparse.Namespace, prefix: str, log_dir: Path) -> Run:
     env, old = old_tasks(args, prefix)
     topics = make_topics(prefix, args.topics, slice_ms=args.slice_ms, paused=False)
     processes = Processes(log_dir, env, loglevel="WARNING")
+    submitters = Submitters(topics, args.tasks, args.submitters)
     try:
         members = start_stack(processes, args.workers)
         watched = {"publisher": processes.pids()["publisher"]}
         watched.update({member.split("@")[0]: pid for member, pid in members.items()})
         sampler = RssSampler(watched, every_s=args.rss_every_s)
-        submitters = Submitters(topics, args.tasks, args.submitters)
         print(f"{len(members)} rotation workers joined; submitting {args.tasks:,} ...")
         sampler.start()
         started = time.time()
@@ -258,6 +269,7 @@ def run_pipeline(args: argparse.Namespace, prefix: str, log_dir: Path) -> Run:
         submit_s = submitters.seconds()
         sampler.stop()
     finally:
+        submitters.stop()
         processes.stop()
     ids = list(Topic.objects.filter(name__in=topics).values_list("id", flat=True))
     old_left = Task.objects.filter(topic__name__startswith=f"{prefix}-old").count()
