@@ -111,6 +111,7 @@ class SliceRunner:
                 )
 
     def _run(self, turn: Turn) -> SliceRecord | None:
+        self.consumers.next_turn(turn.lane.group)
         try:
             return self._take_turn(turn)
         finally:

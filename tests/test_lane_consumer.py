@@ -4,7 +4,7 @@ import os
 import time
 import uuid
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from rotation.kafka.admin import ensure_topics
 from rotation.kafka.consumer import (
@@ -15,6 +15,7 @@ from rotation.kafka.consumer import (
 )
 from rotation.kafka.producer import OutgoingMessage
 from rotation.lanes import Lane
+from rotation.log_check import PROBE_TIMEOUT_S
 from tests.publishing_helpers import producer_for
 
 # Far longer than any fetch from a local broker takes: a poll that waits it out
@@ -112,3 +113,28 @@ def test_a_message_bigger_than_a_fetch_still_comes_back_whole():
     batch = _first_batch(lane, 1, 2)
 
     assert batch[0].value == big.encode()
+
+
+def test_a_lane_whose_log_holds_thousands_of_small_batches_is_still_read():
+    """A task published on its own is a record batch of its own. The embedded
+    broker's fetch costs more the more batches a partition holds, and consumers
+    at a lane's end that fetched again every 2 ms overwhelmed it: past ~4,000
+    batches a fetch took over 20 s, and every slice of the lane failed as if
+    the broker were down (measured 2026-11-30; the million-task run stalled)."""
+    lane = _lane_with(0)
+    bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    batches = 6_000
+    one_per_batch = Producer({"bootstrap.servers": bootstrap, "batch.num.messages": 1})
+    for n in range(batches):
+        one_per_batch.produce(lane.topic, f"m{n}".encode(), partition=0)
+        one_per_batch.poll(0)
+    assert one_per_batch.flush(LONG_TIMEOUT_S) == 0
+    at_end, reader = (LaneConsumer(bootstrap, "g") for _ in range(2))
+    try:
+        at_end.assign(lane, batches)  # a caught-up slice, fetching at the end
+        at_end.poll_batch(1, 0.5)
+
+        assert reader.probe(lane, batches // 2, PROBE_TIMEOUT_S) is True
+    finally:
+        at_end.close()
+        reader.close()

@@ -155,6 +155,34 @@ def test_the_next_member_starts_fetching_there_before_its_fenced_claim(
     assert store.seen == [[(lane.topic, lane.partition, 0)]]
 
 
+class _ConsumerAtClaim(DatabaseLaneStore):
+    """The real store, noting which consumer the member reads with at each claim."""
+
+    def __init__(self) -> None:
+        super().__init__(process_batch=batch_process, heal=heal_here())
+        self.harness: Harness | None = None
+        self.seen: list[object] = []
+
+    def claim(self, lane, token):
+        self.seen.append(self.harness.runner.consumers.get(lane.group))
+        return super().claim(lane, token)
+
+
+def test_a_members_next_slice_reads_with_the_groups_other_consumer(slice_harness):
+    """The consumer a slice ends with may still wait on a fetch the broker
+    holds; the next slice's first fetch must not queue behind it."""
+    lane, _ = published_topic(3)
+    store = _ConsumerAtClaim()
+    store.harness = harness = slice_harness(store)
+
+    for _ in range(3):
+        harness.run_turn(lane)
+
+    first, second, third = store.seen
+    assert second is not first
+    assert third is first
+
+
 @pytest.mark.parametrize("hint", [0, 2, 3])
 def test_the_fenced_resume_point_decides_where_reading_starts(slice_harness, hint):
     """A hint that is wrong (a turn queued before a slice that ran on) neither

@@ -17,12 +17,20 @@ from rotation.lanes import Lane
 
 logger = logging.getLogger(__name__)
 
-# Short broker-side waits keep hand-offs and drain detection quick; the cost is
-# more fetch requests on an idle lane, which a slice ends quickly anyway. The
-# embedded broker holds the fetch still in flight from the previous lane for the
-# full wait, and a re-assigned consumer's first fetch queues behind it: measured,
-# the first messages after assign() took 12 ms at 10 ms and 3 ms at 2 ms.
-FETCH_WAIT_MAX_MS = 2
+# How long the broker may hold a fetch that finds nothing new. A consumer that
+# caught up with its lane fetches again as soon as the answer comes, so this
+# sets how often it asks: at 2 ms, ~500 fetches a second, which overwhelmed the
+# embedded broker once a partition held ~4,000 record batches (its fetch costs
+# more the more it holds; measured, a fetch then took over 20 s, and 50 ms at
+# 20 ms with 10,000). Kafka answers a held fetch as soon as messages arrive;
+# the embedded broker only at the end of the wait (measured at 20 ms: 4.3 ms
+# after a message arrived, at the median).
+FETCH_WAIT_MAX_MS = 20
+# A consumer's next fetch waits for the one in flight, which the broker holds
+# for the full wait when its lane had nothing new. A slice that ends usually
+# leaves such a fetch behind, so the next slice takes the group's other
+# consumer, whose last fetch is long answered: its first fetch starts at once.
+CONSUMERS_PER_GROUP = 2
 # How far ahead of the slice a lane is read. A slice handles a few hundred to a
 # few thousand messages before its lease ends; librdkafka's defaults read up to
 # 64 MiB ahead, and the embedded broker answers a first fetch with the whole
@@ -231,7 +239,8 @@ class LaneConsumer:
 
 
 class ConsumerCache:
-    """Hand out one LaneConsumer per group, created on first use.
+    """Hand out LaneConsumers per group, created on first use: two that take
+    turns, one per slice (see CONSUMERS_PER_GROUP).
 
     One cache per worker process (its runtime holds it): librdkafka handles
     must never cross a fork, and the runtime is built after the worker starts.
@@ -239,13 +248,19 @@ class ConsumerCache:
 
     def __init__(self, bootstrap_servers: str):
         self.bootstrap_servers = bootstrap_servers
-        self._consumers: dict[str, LaneConsumer] = {}
+        self._consumers: dict[tuple[str, int], LaneConsumer] = {}
+        self._current: dict[str, int] = {}
 
     def get(self, group: str) -> LaneConsumer:
-        """Return the group's consumer."""
-        if group not in self._consumers:
-            self._consumers[group] = LaneConsumer(self.bootstrap_servers, group)
-        return self._consumers[group]
+        """Return the consumer of the group's current turn."""
+        key = (group, self._current.get(group, 0))
+        if key not in self._consumers:
+            self._consumers[key] = LaneConsumer(self.bootstrap_servers, group)
+        return self._consumers[key]
+
+    def next_turn(self, group: str) -> None:
+        """Give the group's next turn the consumer its last turn did not use."""
+        self._current[group] = (self._current.get(group, 0) + 1) % CONSUMERS_PER_GROUP
 
     def close_all(self) -> None:
         """Close the consumers (on worker shutdown)."""
