@@ -19,13 +19,15 @@ logger = logging.getLogger(__name__)
 
 # How long the broker may hold a fetch that finds nothing new. A consumer that
 # caught up with its lane fetches again as soon as the answer comes, so this
-# sets how often it asks: at 2 ms, ~500 fetches a second, which overwhelmed the
-# embedded broker once a partition held ~4,000 record batches (its fetch costs
-# more the more it holds; measured, a fetch then took over 20 s, and 50 ms at
-# 20 ms with 10,000). Kafka answers a held fetch as soon as messages arrive;
-# the embedded broker only at the end of the wait (measured at 20 ms: 4.3 ms
-# after a message arrived, at the median).
-FETCH_WAIT_MAX_MS = 20
+# sets how often it asks. The embedded broker's fetch costs more the more record
+# batches a partition holds, and asked that often it stops answering. Measured,
+# broker alone, one consumer assigned along one partition: first fetches took
+# 0.5 s to over 20 s past ~4,000-5,000 batches at 2 ms, ~10,000 at 5 ms and
+# ~16,000-20,000 at 10 ms; at 2 ms the million-task run stalled. At 20 ms,
+# bench/rotation.py's backlog phase ran 25% slower in two runs; at 10 ms it did
+# not. Kafka answers a held fetch when messages arrive; the embedded broker a
+# little later (4.3 ms at the median at 20 ms, 16 ms at 100 ms).
+FETCH_WAIT_MAX_MS = 10
 # A consumer's next fetch waits for the one in flight, which the broker holds
 # for the full wait when its lane had nothing new. A slice that ends usually
 # leaves such a fetch behind, so the next slice takes the group's other
