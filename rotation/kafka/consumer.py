@@ -31,7 +31,8 @@ FETCH_WAIT_MAX_MS = 10
 # A consumer's next fetch waits for the one in flight, which the broker holds
 # for the full wait when its lane had nothing new. A slice that ends usually
 # leaves such a fetch behind, so the next slice takes the group's other
-# consumer, whose last fetch is long answered: its first fetch starts at once.
+# consumer, whose last fetch was answered by then (unless the slice between
+# lasted less than the wait): its first fetch starts at once.
 CONSUMERS_PER_GROUP = 2
 # How far ahead of the slice a lane is read. A slice handles a few hundred to a
 # few thousand messages before its lease ends; librdkafka's defaults read up to
