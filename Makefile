@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 DEVSTACK := $(PY) -m scheduler_site.devstack
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Test processes, each with its own embedded stack (tests/stack_plugin.py); 0 = one.
+PYTEST_WORKERS ?= 2
 CHAOS_RUNS ?= 5
 CHAOS_TASKS ?= 6000
 CHAOS_ARGS ?=
@@ -34,7 +36,7 @@ dev: venv ## Run services, migrations, admin user, web, beat and workers (Ctrl-C
 
 test: venv lint browser ## Lint, check migrations, and run every test against embedded services
 	DEBUG=1 $(DEVSTACK) exec -- $(PY) manage.py makemigrations --check --dry-run
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # mypy's Django plugin imports the settings, which read the service URLs; it
 # never connects, so addresses nothing listens on will do.

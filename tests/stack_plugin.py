@@ -9,6 +9,12 @@ redirect that production settings default to is off; and the test handlers
 (tests/handlers.py) are registered through SCHEDULER_HANDLER_MODULES. The test
 process and every worker and server it starts share these. Registered with
 `-p tests.stack_plugin`.
+
+Under pytest-xdist (`-n 2`, as `make test` runs) each xdist worker starts a
+stack of its own: tests use fixed Redis databases, Celery queues and beat
+entries, so two test processes on one Redis would take each other's work. The
+controlling process runs no test; it starts nothing and gives Django addresses
+nothing listens on, which its workers drop before starting their own.
 """
 
 from __future__ import annotations
@@ -31,6 +37,14 @@ from scheduler_site.devstack.services import Stack, StackError
 STACK_KEY = pytest.StashKey[Stack]()
 SECRET_KEY_BYTES = 50
 TEST_HANDLER_MODULES = "tests.handlers"
+# What the xdist controller gives Django's settings (never connected to), and
+# the variable naming the ones it set, for its workers to drop.
+STAND_IN_URLS = {
+    "DATABASE_URL": "postgres://xdist-controller@127.0.0.1:1/none",
+    "REDIS_URL": "redis://127.0.0.1:1/0",
+    "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+}
+STAND_INS_VAR = "DEVSTACK_XDIST_STAND_INS"
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -42,9 +56,37 @@ def pytest_load_initial_conftests(
     os.environ.setdefault("SCHEDULER_HANDLER_MODULES", TEST_HANDLER_MODULES)
     os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
     options = parser.parse_known_args(args)
-    if not (options.help or options.version):
+    if options.help or options.version:
+        pass
+    elif getattr(options, "numprocesses", None) and not _xdist_worker():
+        _stand_in_for_workers()
+    else:
+        _drop_stand_ins()
         _start_stack(early_config)
     yield
+
+
+def _xdist_worker() -> str | None:
+    return os.environ.get("PYTEST_XDIST_WORKER")
+
+
+def _stand_in_for_workers() -> None:
+    """As xdist's controller: give the settings unreachable URLs, start nothing."""
+    missing = [name for name in STAND_IN_URLS if not os.environ.get(name)]
+    if "REDIS_URL" not in missing:
+        raise pytest.UsageError(
+            "REDIS_URL is set, and xdist workers would share that Redis: tests use "
+            "fixed Redis databases and Celery queues. Run with `-n 0` "
+            "(make test PYTEST_WORKERS=0), or unset REDIS_URL."
+        )
+    os.environ.update({name: STAND_IN_URLS[name] for name in missing})
+    os.environ[STAND_INS_VAR] = " ".join(missing)
+
+
+def _drop_stand_ins() -> None:
+    """As an xdist worker: forget the controller's stand-in URLs."""
+    for name in os.environ.pop(STAND_INS_VAR, "").split():
+        os.environ.pop(name, None)
 
 
 def _start_stack(config: pytest.Config) -> None:
