@@ -69,6 +69,21 @@ def roles_ensure(apps: Any = installed_apps) -> None:
         )
 
 
+def roles_restore(sender: Any, apps: Any = installed_apps, **kwargs: Any) -> None:
+    """post_migrate receiver: put back role groups that `flush` emptied.
+
+    `flush` (and a test's reset) deletes the rows the data migration wrote,
+    then sends post_migrate, as Django does to recreate permissions. Skipped
+    on a database migrated back past the models the roles refer to.
+    """
+    try:
+        for model_name in {m for perms in ROLE_PERMISSIONS.values() for m, _ in perms}:
+            apps.get_model(APP_LABEL, model_name)
+    except LookupError:
+        return
+    roles_ensure(apps)
+
+
 def _permission(apps: Any, model_name: str, codename: str) -> Any:
     """Return the permission, creating it with the name Django would give it."""
     model = apps.get_model(APP_LABEL, model_name)

@@ -202,11 +202,24 @@ def test_a_group_granted_a_permission_gets_the_power_whatever_its_name(
     assert refused.status_code == 403
 
 
-def test_the_migration_created_both_groups_with_their_permissions():
+def _assert_role_groups_hold_their_permissions() -> None:
     for role, permissions in ROLE_PERMISSIONS.items():
         group = Group.objects.get(name=ROLE_GROUPS[role])
         held = set(group.permissions.values_list("codename", flat=True))
         assert held == {codename for _, codename in permissions}
+
+
+def test_the_migration_created_both_groups_with_their_permissions():
+    _assert_role_groups_hold_their_permissions()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_role_groups_come_back_after_a_flush():
+    # `flush` empties every table, the groups a migration wrote included, and
+    # then sends post_migrate, as Django does to recreate permissions.
+    call_command("flush", interactive=False, verbosity=0)
+
+    _assert_role_groups_hold_their_permissions()
 
 
 @pytest.mark.parametrize("role", list(Role))
@@ -261,3 +274,19 @@ def test_a_submitter_cannot_use_the_admin(client, submitter):
 
     assert response.status_code == 302
     assert response["Location"].startswith("/admin/login/")
+
+
+def test_restoring_roles_on_a_database_migrated_back_before_their_models_skips():
+    from django.db import connection
+    from django.db.migrations.loader import MigrationLoader
+
+    from tasks_app.roles import roles_restore
+
+    Group.objects.filter(name__in=ROLE_GROUPS.values()).delete()
+    # What `migrate tasks_app zero` leaves: auth's models, none of tasks_app's.
+    loader = MigrationLoader(connection)
+    without_tasks_app = loader.project_state(loader.graph.leaf_nodes("auth"))
+
+    roles_restore(sender=None, apps=without_tasks_app.apps)
+
+    assert not Group.objects.filter(name__in=ROLE_GROUPS.values()).exists()
