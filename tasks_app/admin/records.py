@@ -3,6 +3,7 @@
 from django.contrib import admin
 
 from tasks_app.admin.base import ReadOnlyAdminMixin
+from tasks_app.admin.pagination import ROWS_PER_PAGE
 from tasks_app.models import LaneState, Slice
 
 
@@ -28,6 +29,7 @@ class SliceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ["group", "topic"]
     search_fields = ["member"]
     show_full_result_count = False
+    list_per_page = ROWS_PER_PAGE
 
 
 @admin.register(LaneState)

@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from tasks_app.admin.base import ReadOnlyAdminMixin, action_report
-from tasks_app.admin.pagination import EstimatedCountPaginator
+from tasks_app.admin.pagination import ROWS_PER_PAGE, EstimatedCountPaginator
 from tasks_app.errors import SchedulerError
 from tasks_app.models import Task, TaskEvent, TaskStatus
 from tasks_app.selectors import tasks_in_status
@@ -62,6 +62,7 @@ class TaskAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     # shown, and the pager's count is estimated past 10,000 rows.
     show_full_result_count = False
     paginator = EstimatedCountPaginator
+    list_per_page = ROWS_PER_PAGE
     inlines = [TaskEventInline]
     actions = ["cancel_tasks", "retry_tasks"]
     fields = (
