@@ -56,18 +56,16 @@ def pytest_load_initial_conftests(
     os.environ.setdefault("SCHEDULER_HANDLER_MODULES", TEST_HANDLER_MODULES)
     os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
     options = parser.parse_known_args(args)
-    if options.help or options.version:
-        pass
-    elif getattr(options, "numprocesses", None) and not _xdist_worker():
-        _stand_in_for_workers()
-    else:
-        _drop_stand_ins()
-        _start_stack(early_config)
+    if not (options.help or options.version):
+        xdist_controller = bool(getattr(options, "numprocesses", None)) and (
+            "PYTEST_XDIST_WORKER" not in os.environ
+        )
+        if xdist_controller:
+            _stand_in_for_workers()
+        else:
+            _drop_stand_ins()
+            _start_stack(early_config)
     yield
-
-
-def _xdist_worker() -> str | None:
-    return os.environ.get("PYTEST_XDIST_WORKER")
 
 
 def _stand_in_for_workers() -> None:
