@@ -64,7 +64,7 @@ from tasks_app.services.tasks import task_envelope  # noqa: E402
 from tasks_app.services.topics import topic_set_paused  # noqa: E402
 
 # 100,000 gives phase B a fairness window of ~50 slices at the default slice;
-# at 40,000 it held ~12 for 8 topics and its Jain index swung 0.92-0.98.
+# at 40,000 it held 12-22 for 8 topics and its Jain index swung 0.92-0.98.
 DEFAULT_TASKS = 100_000
 DEFAULT_TOPICS = 8
 DEFAULT_WORKERS = 2

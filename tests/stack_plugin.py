@@ -37,9 +37,10 @@ from scheduler_site.devstack.services import Stack, StackError
 STACK_KEY = pytest.StashKey[Stack]()
 SECRET_KEY_BYTES = 50
 TEST_HANDLER_MODULES = "tests.handlers"
-# What the xdist controller gives Django's settings (never connected to), and
-# the variable naming the ones it set, for its workers to drop.
-STAND_IN_URLS = {
+# Service URLs nothing listens on: what the xdist controller gives Django's
+# settings (never connected to); the variable names the ones it set, for its
+# workers to drop.
+UNREACHABLE_URLS = {
     "DATABASE_URL": "postgres://xdist-controller@127.0.0.1:1/none",
     "REDIS_URL": "redis://127.0.0.1:1/0",
     "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
@@ -70,14 +71,14 @@ def pytest_load_initial_conftests(
 
 def _stand_in_for_workers() -> None:
     """As xdist's controller: give the settings unreachable URLs, start nothing."""
-    missing = [name for name in STAND_IN_URLS if not os.environ.get(name)]
+    missing = [name for name in UNREACHABLE_URLS if not os.environ.get(name)]
     if "REDIS_URL" not in missing:
         raise pytest.UsageError(
             "REDIS_URL is set, and xdist workers would share that Redis: tests use "
             "fixed Redis databases and Celery queues. Run with `-n 0` "
             "(make test PYTEST_WORKERS=0), or unset REDIS_URL."
         )
-    os.environ.update({name: STAND_IN_URLS[name] for name in missing})
+    os.environ.update({name: UNREACHABLE_URLS[name] for name in missing})
     os.environ[STAND_INS_VAR] = " ".join(missing)
 
 

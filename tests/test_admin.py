@@ -308,8 +308,8 @@ def test_a_short_task_list_is_counted_exactly(admin_client, topic_name):
 
 @pytest.mark.parametrize("model", ["task", "slice"])
 def test_the_long_record_lists_show_fifty_rows_a_page(admin_client, topic_name, model):
-    """Rendering a row costs the changelist ~0.5-0.9 ms here (measured with
-    a million tasks stored); 100 rows took it past 100 ms."""
+    """Drawing a row costs the changelist 0.6-1.2 ms here (measured with a
+    million tasks stored); 100 rows took it past 100 ms."""
     if model == "task":
         for _ in range(55):
             _submit(topic_name)

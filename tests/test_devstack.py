@@ -30,16 +30,11 @@ from scheduler_site.devstack.services import (
     Stack,
     StackError,
 )
-from tests.stack_plugin import STACK_KEY
+from tests.stack_plugin import STACK_KEY, UNREACHABLE_URLS
 
 URL_VARS = [spec.env_var for spec in SPECS]
 PORT_VARS = [spec.port_var for spec in SPECS]
 REPO_ROOT = Path(__file__).resolve().parents[1]
-UNREACHABLE = {
-    "DATABASE_URL": "postgres://nobody@127.0.0.1:1/none",
-    "REDIS_URL": "redis://127.0.0.1:1/0",
-    "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
-}
 
 
 @pytest.fixture(autouse=True)
@@ -63,7 +58,7 @@ def only(bare_env: pytest.MonkeyPatch, *keys: str) -> None:
     """Make a new Stack start only the given services (the others look provided)."""
     for spec in SPECS:
         if spec.key not in keys:
-            bare_env.setenv(spec.env_var, UNREACHABLE[spec.env_var])
+            bare_env.setenv(spec.env_var, UNREACHABLE_URLS[spec.env_var])
 
 
 def _pids(stack: Stack) -> list[int]:
@@ -107,7 +102,7 @@ def test_urls_from_the_environment_are_reused(
 ) -> None:
     only(bare_env)
     stack = Stack(stack_dir / "unused", persistent=False)
-    assert stack.start() == UNREACHABLE
+    assert stack.start() == UNREACHABLE_URLS
     assert all(
         svc.process is None and not svc.started for svc in stack.services.values()
     )

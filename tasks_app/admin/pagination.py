@@ -17,8 +17,8 @@ from django.db.models import QuerySet
 
 EXACT_COUNT_LIMIT = 10_000
 # Rows on a page of the long record lists (tasks, slices), not Django's 100:
-# the changelist renders a task row in ~0.5-0.9 ms (measured here with a
-# million tasks stored), so 100 rows took the page past 100 ms.
+# the changelist draws a task row in 0.6-1.2 ms (pages of 100 rows against 50,
+# a million tasks stored; docs/benchmarks.md), so 100 rows took it past 100 ms.
 ROWS_PER_PAGE = 50
 
 
