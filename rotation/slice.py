@@ -164,7 +164,28 @@ class SliceRunner:
         )
         if lease is not None:
             self._read_ahead(replace(turn, resume_from=resume_from))
+        elif self.shutdown.is_set():
+            self._pass_on(turn)
         return lease
+
+    def _pass_on(self, turn: Turn) -> None:
+        """Queue a turn this member gives up (its worker shuts down) for another.
+
+        The holder may have found the turn still queued and left it to this
+        member: dropped, the lane would wait for the watchdog. If the holder has
+        not looked yet, it finds a turn queued that is not its own and queues
+        one more; the spare wake-up claims nothing.
+        """
+        self._best_effort(
+            "pass its turn on",
+            lambda: self.turns.enqueue(
+                turn.chain,
+                turn.lane,
+                exclude=[self.member],
+                last_member=turn.last_member,
+                after_release=True,
+            ),
+        )
 
     def _read_policy(self, turn: Turn) -> LanePolicy | None:
         """Read the lane's policy before its lease (this member has not claimed

@@ -452,6 +452,34 @@ def test_a_member_woken_early_that_shuts_down_leaves_the_lane_to_the_holder(
     assert first.runner.turns.queued(f"lane:{lane}").id == first.sent[-1].id
 
 
+def test_a_member_woken_early_that_shuts_down_after_the_holder_looked_passes_it_on(
+    slice_harness,
+):
+    """The holder found its early turn still queued and left it there; the
+    woken member's worker then shuts down before taking the lease. The turn
+    goes to another member at once: dropped, the lane would wait for the
+    watchdog, two ticks or more."""
+    lane, _ = _slow_topic(30)
+    first = slice_harness()
+    second = slice_harness(member="m2", fresh=False)
+    wake = _queue(first, lane)
+    second.runner.members.mark_idle("m2")
+    first.sent.clear()
+    first.runner.run(wake)  # the holder looks at its slice's end: still queued
+    [early] = first.sent
+    assert early.member == "m2"
+    second.runner.shutdown.set()
+
+    assert second.runner.run(early) is None
+
+    [passed_on] = second.sent
+    queued = second.runner.turns.queued(f"lane:{lane}")
+    assert queued.id == passed_on.id
+    # m1, idle since its slice ended, is the member left to wake.
+    assert (queued.member, queued.running, queued.after_release) == ("m1", False, True)
+    assert [member for member, _ in _slices(lane)] == ["m1"]
+
+
 def test_a_turn_queued_early_whose_member_gave_up_is_queued_again_at_the_end(
     slice_harness,
 ):
