@@ -55,6 +55,12 @@ def test_killed_workers_lose_nothing_and_keep_order(chaos: ChaosEnv) -> None:
     assert_nothing_lost_or_reordered(run(chaos, "kill-workers"))
 
 
+def test_workers_restarted_warm_in_turn_lose_nothing_and_run_nothing_twice(
+    chaos: ChaosEnv,
+) -> None:
+    assert_nothing_lost_or_reordered(run(chaos, "restart-workers"))
+
+
 def test_a_frozen_holder_loses_nothing_and_keeps_order(chaos: ChaosEnv) -> None:
     assert_nothing_lost_or_reordered(run(chaos, "freeze-holder"))
 

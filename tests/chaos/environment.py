@@ -171,6 +171,15 @@ class ChaosEnv:
         self.cluster.wait_exit(name)
         return pid
 
+    def stop_worker(self, name: str) -> int:
+        """SIGTERM a rotation worker (Celery's warm shutdown, as a deploy
+        sends) and wait until it has exited; return the PID it had."""
+        assert self.cluster is not None
+        pid = self.cluster.pids()[name]
+        self.cluster.signal(name, signal.SIGTERM)
+        self.cluster.wait_exit(name)
+        return pid
+
     def spawn_worker(self, name: str) -> int:
         """Start a rotation worker under its old name, without waiting for it."""
         assert self.cluster is not None

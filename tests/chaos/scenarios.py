@@ -1,4 +1,5 @@
-"""The six faults of issue 8, each a function that injects it and says when.
+"""The six faults of issue 8 and a rolling restart, each a function that
+injects it and says when.
 
 Every scenario blocks while its fault lasts and returns the fault's window
 (epoch seconds), what it did, and how many lanes' in-flight work it may have cut
@@ -79,6 +80,35 @@ def kill_random_worker_repeatedly(
     return window
 
 
+def restart_workers_in_turn(
+    env: ChaosEnv, topics: list[str], plan: FaultPlan, rng: random.Random
+) -> FaultWindow:
+    """Restart the rotation workers one after another with a warm shutdown
+    (SIGTERM, as a rolling deploy does), every few seconds: each ends its slice,
+    hands its lane on and exits, and starts again under its name.
+
+    A warm shutdown cuts nothing short: no interruption is counted, so the
+    duplicates bound is 0.
+    """
+    window = FaultWindow(time.time(), interruptions=0)
+    restarts = max(1, round(plan.kill_for_s / plan.kill_every_s))
+    for index in range(restarts):
+        name = env.workers[index % len(env.workers)]
+        held = [topic for topic in topics if env.holder(topic) == name]
+        asked = time.monotonic()
+        pid = env.stop_worker(name)
+        exited_s = time.monotonic() - asked
+        env.spawn_worker(name)
+        window.note(
+            f"SIGTERM {name} (pid {pid}, holding {held or 'nothing'}), "
+            f"exited in {exited_s:.2f} s"
+        )
+        if index < restarts - 1:
+            time.sleep(plan.kill_every_s)
+    window.end = time.time()
+    return window
+
+
 def freeze_lane_holder(
     env: ChaosEnv, topics: list[str], plan: FaultPlan, rng: random.Random
 ) -> FaultWindow:
@@ -150,6 +180,12 @@ SCENARIOS: dict[str, Scenario] = {
             "kill-workers",
             "SIGKILL a random rotation worker every 2 s, restarted at once",
             kill_random_worker_repeatedly,
+        ),
+        Scenario(
+            "restart-workers",
+            "each rotation worker in turn stopped warm (SIGTERM) every 2 s and "
+            "started again, as a rolling deploy does",
+            restart_workers_in_turn,
         ),
         Scenario(
             "freeze-holder",
