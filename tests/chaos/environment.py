@@ -163,20 +163,12 @@ class ChaosEnv:
         member = text(value).split(":")[1]  # token:member:nonce
         return self.cluster.name_of(member)
 
-    def kill_worker(self, name: str) -> int:
-        """SIGKILL a rotation worker and reap it; return the PID it had."""
+    def stop_worker(self, name: str, sig: signal.Signals) -> int:
+        """Send a rotation worker `sig` (SIGKILL, or SIGTERM: Celery's warm
+        shutdown, as a deploy sends) and reap it; return the PID it had."""
         assert self.cluster is not None
         pid = self.cluster.pids()[name]
-        self.cluster.signal(name, signal.SIGKILL)
-        self.cluster.wait_exit(name)
-        return pid
-
-    def stop_worker(self, name: str) -> int:
-        """SIGTERM a rotation worker (Celery's warm shutdown, as a deploy
-        sends) and wait until it has exited; return the PID it had."""
-        assert self.cluster is not None
-        pid = self.cluster.pids()[name]
-        self.cluster.signal(name, signal.SIGTERM)
+        self.cluster.signal(name, sig)
         self.cluster.wait_exit(name)
         return pid
 

@@ -70,7 +70,7 @@ def kill_random_worker_repeatedly(
     for index in range(kills):
         name = rng.choice(env.workers)
         held = [topic for topic in topics if env.holder(topic) == name]
-        pid = env.kill_worker(name)
+        pid = env.stop_worker(name, signal.SIGKILL)
         env.spawn_worker(name)
         window.note(f"SIGKILL {name} (pid {pid}, holding {held or 'nothing'})")
         window.interruptions += 1
@@ -96,7 +96,7 @@ def restart_workers_in_turn(
         name = env.workers[index % len(env.workers)]
         held = [topic for topic in topics if env.holder(topic) == name]
         asked = time.monotonic()
-        pid = env.stop_worker(name)
+        pid = env.stop_worker(name, signal.SIGTERM)
         exited_s = time.monotonic() - asked
         env.spawn_worker(name)
         window.note(
