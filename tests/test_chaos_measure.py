@@ -5,6 +5,8 @@ import math
 
 from tests.chaos.api import Answers, classify
 from tests.chaos.measure import Figures, FinalRow, figures
+from tests.chaos.report import stalls
+from tests.chaos.run import RunResult
 from tests.chaos.scenarios import FaultWindow
 from tests.chaos.workload import Accepted
 
@@ -81,6 +83,34 @@ def test_resume_runs_from_the_fault_end_to_every_waiting_lanes_next_finish() -> 
     assert figures_.resume_s == 1.5
     assert figures_.drain_s == 2.5
     assert figures_.max_stall_s == 4.0  # task 1 waited from 9.5 to 13.5
+    assert figures_.details["stall_window"] == [9.5, 13.5]
+
+
+def test_the_report_shows_each_scenarios_longest_stall_with_its_slices() -> None:
+    window = FaultWindow(start=10.0, end=12.0, events=["+0.00s SIGKILL w1"])
+    entries = run(0, 9, 9.5) + run(1, 13, 13.5)
+    results = [
+        RunResult(
+            scenario="kill-workers",
+            run=n,
+            seed=n,
+            submitted=2,
+            figures=measure(accepted(2, at=8.0), entries, window),
+            duplicates_bound=0,
+            bad_5xx=0,
+            answers={},
+            fault={"start": window.start, "events": window.events},
+        )
+        for n in (1, 2)
+    ]
+    results[1].figures.max_stall_s += 1  # the worse of the two
+    results[1].figures.details["stall_slices"] = ["+3.00..+3.50 s w2 token 7: ..."]
+
+    assert stalls(results).splitlines() == [
+        f"- **kill-workers #2**: 5.00 s on `{TOPIC}`, from -0.50 s to +3.50 s",
+        "  - +0.00s SIGKILL w1",
+        "  - slice +3.00..+3.50 s w2 token 7: ...",
+    ]
 
 
 def test_a_lane_that_never_finishes_again_never_resumes() -> None:

@@ -65,6 +65,17 @@ class Figures:
     details: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Stall:
+    """The longest a lane had a task waiting: how long, on which topic, and
+    from when until when (epoch s; `end` NEVER if the task never finished)."""
+
+    seconds: float = 0.0
+    topic: str = ""
+    start: float = 0.0
+    end: float = 0.0
+
+
 def runs_by_task(entries: Iterable[dict]) -> dict[str, TaskRuns]:
     """Group recorded entries by task id."""
     runs: dict[str, TaskRuns] = defaultdict(TaskRuns)
@@ -83,7 +94,7 @@ def figures(
     """Compute every figure of a run; `entries` are the recorder's, by topic."""
     runs = runs_by_task(e for topic_entries in entries.values() for e in topic_entries)
     lanes = _lanes(accepted)
-    stall, stall_topic = _max_stall(lanes, runs)
+    stall = _max_stall(lanes, runs)
     lost = [a for a in accepted.values() if _status(rows, a) not in TERMINAL]
     disorder = [p for lane in lanes.values() for p in _disorder(lane, runs, rows)]
     starts = [len(runs[a.task_id].starts) for a in accepted.values()]
@@ -96,11 +107,12 @@ def figures(
         overlapping_runs=sum(map(_overlaps, entries.values())),
         resume_s=_resume(lanes, runs, entries, window),
         drain_s=_drain(accepted, runs, window),
-        max_stall_s=stall,
-        stall_topic=stall_topic,
+        max_stall_s=stall.seconds,
+        stall_topic=stall.topic,
         details={
             "lost_by_topic": _lost_by_topic(lost, rows),
             "out_of_order_samples": disorder[:SAMPLES_KEPT],
+            "stall_window": [stall.start, stall.end],
         },
     )
 
@@ -199,23 +211,21 @@ def _drain(
     return max(0.0, max(ends) - window.end)
 
 
-def _max_stall(
-    lanes: dict[str, list[Accepted]], runs: dict[str, TaskRuns]
-) -> tuple[float, str]:
+def _max_stall(lanes: dict[str, list[Accepted]], runs: dict[str, TaskRuns]) -> Stall:
     """The longest a lane had a task waiting (accepted, its predecessor done)
-    without finishing it; with the topic where that happened."""
-    worst, where = 0.0, ""
+    without finishing it."""
+    worst = Stall()
     for topic, lane in lanes.items():
         previous_end = 0.0
         for task in lane:
             end = runs[task.task_id].first_end
-            wait = end - max(previous_end, task.at)
-            if wait > worst:
-                worst, where = wait, topic
+            waiting_since = max(previous_end, task.at)
+            if end - waiting_since > worst.seconds:
+                worst = Stall(end - waiting_since, topic, waiting_since, end)
             previous_end = max(previous_end, end)
             if previous_end == NEVER:
                 break
-    return worst, where
+    return worst
 
 
 def _lost_by_topic(lost: list[Accepted], rows: dict[str, FinalRow]) -> dict:

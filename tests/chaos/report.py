@@ -160,9 +160,32 @@ def write_markdown(
             ),
             summary=summary(results),
             table=table(results),
+            stalls=stalls(results),
             notes=notes(results),
         )
     )
+
+
+def stalls(results: Sequence[RunResult]) -> str:
+    """For each scenario, the run with the longest stall: when it was, the
+    fault's events and the stalled lane's slices (from the fault's start)."""
+    lines = []
+    for name in dict.fromkeys(r.scenario for r in results):
+        worst = max(
+            (r for r in results if r.scenario == name),
+            key=lambda r: r.figures.max_stall_s,
+        )
+        f = worst.figures
+        start, end = f.details.get("stall_window", (0.0, 0.0))
+        fault_start = worst.fault["start"]
+        until = "never ended" if math.isinf(end) else f"to {end - fault_start:+.2f} s"
+        lines.append(
+            f"- **{name} #{worst.run}**: {seconds(f.max_stall_s)} s on "
+            f"`{f.stall_topic}`, from {start - fault_start:+.2f} s {until}"
+        )
+        lines += [f"  - {event}" for event in worst.fault["events"]]
+        lines += [f"  - slice {text}" for text in f.details.get("stall_slices", [])]
+    return "\n".join(lines)
 
 
 def notes(results: Sequence[RunResult]) -> str:

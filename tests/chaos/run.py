@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import random
 import secrets
 import time
@@ -26,6 +27,19 @@ SELECT t.uuid::text, t.status, extract(epoch FROM t.finished_at)::float8, t.atte
   FROM tasks_app_task t JOIN tasks_app_topic p ON p.id = t.topic_id
  WHERE p.name = ANY(%s)
 """
+# The slices of a run's lanes around its longest stall: who held each lane, how
+# long, how much it ran and why each slice ended (a killed holder's is missing).
+_STALL_SLICES_SQL = """
+SELECT p.name, extract(epoch FROM s.started_at)::float8,
+       extract(epoch FROM s.ended_at)::float8, s.member, s.token, s.messages,
+       s.end_reason
+  FROM tasks_app_slice s JOIN tasks_app_topic p ON p.id = s.topic_id
+ WHERE p.name = ANY(%s)
+   AND s.ended_at >= to_timestamp(%s) AND s.started_at <= to_timestamp(%s)
+ ORDER BY s.started_at
+"""
+# How far before a stall began the slices are listed.
+STALL_LOOKBACK_S = 1.0
 _TERMINAL_SQL = """
 SELECT count(*) FROM tasks_app_task t JOIN tasks_app_topic p ON p.id = t.topic_id
  WHERE p.name = ANY(%s) AND t.status IN ('succeeded', 'dead', 'cancelled')
@@ -175,6 +189,7 @@ def _result(
         submitter.accepted, _recorded(env, topics), _final_rows(env, topics), window
     )
     measured.details["unexpected_5xx"] = answers.unexpected
+    measured.details.update(_stall_slices(env, topics, measured, window))
     fault = {
         "at_s": params.fault_at_s,
         "start": window.start,
@@ -196,6 +211,34 @@ def _result(
         answers=dict(answers.kinds),
         fault=fault,
     )
+
+
+def _stall_slices(
+    env: ChaosEnv, topics: list[str], measured: Figures, window: FaultWindow
+) -> dict[str, list[str]]:
+    """Describe the slices of the stalled lane while it stalled (what the stall
+    is made of), and those of every lane then (what the members did), in
+    seconds from the fault's start."""
+    if not measured.stall_topic:
+        return {}
+    start, end = measured.details["stall_window"]
+    if math.isinf(end):
+        end = time.time()
+    rows = env.query(_STALL_SLICES_SQL, [topics, start - STALL_LOOKBACK_S, end])
+    described = [
+        (
+            topic,
+            f"{began - window.start:+.2f}..{ended - window.start:+.2f} s {member} "
+            f"token {token}: {messages} messages, {reason}",
+        )
+        for topic, began, ended, member, token, messages, reason in rows
+    ]
+    return {
+        "stall_slices": [
+            text for topic, text in described if topic == measured.stall_topic
+        ],
+        "slices_during_stall": [f"{topic} {text}" for topic, text in described],
+    }
 
 
 def _recorded(env: ChaosEnv, topics: list[str]) -> dict[str, list[dict]]:
