@@ -40,7 +40,8 @@ class Progress:
     messages: int = 0
     first_offset: int | None = None
     last_offset: int | None = None
-    wait_s: float = 0.0  # rate limited: when enough tokens are back
+    # Rate limited: until enough tokens are back; a retry: until it is due.
+    wait_s: float = 0.0
 
     def add(self, batch: list[Record], outcome: BatchOutcome) -> None:
         """Count a processed batch."""
@@ -208,6 +209,7 @@ class LaneReading:
                 # store skips what finished.
                 self.consumer.assign(self.lane, outcome.next_offset)
             return None
+        self.progress.wait_s = outcome.wait_s
         return self._interruption() or EndReason(outcome.stop_reason)
 
     def _check_log(self) -> None:

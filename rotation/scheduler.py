@@ -85,9 +85,10 @@ class Scheduler:
         chain end (new work or the watchdog starts it again).
 
         A turn queued early stands while the chain still holds it; its member
-        gave up waiting if not, and the turn is queued now. A rate-limited
-        lane's next turn waits until its tokens are back (record.wait_s), so it
-        never spins; another lane's turn does not.
+        gave up waiting if not, and the turn is queued now. The next turn of a
+        lane that is rate limited, or whose next task waits for its retry,
+        waits until its tokens are back or the retry is due (record.wait_s), so
+        it never spins; another lane's turn does not.
         """
         chain = chain_of(record.lane, policy.sequential)
         charged_until = early.charged_until if early else record.started_at

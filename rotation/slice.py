@@ -41,6 +41,9 @@ logger = logging.getLogger(__name__)
 # Logged when a lane is found paused, or its group no longer reads its topic,
 # before the lease (a member without its policy) or at the fenced claim.
 _CHAIN_STOPS = "Lane %s is paused or gone; its chain stops"
+# A slice that ends so leaves its lane nothing to do for SliceRecord.wait_s:
+# the lane's next turn waits that long (a member is not held asleep meanwhile).
+_WAITING = frozenset((EndReason.RATE_LIMITED, EndReason.RETRY_WAIT))
 
 
 @dataclass(frozen=True)
@@ -302,7 +305,7 @@ class SliceRunner:
             last_offset=progress.last_offset,
             next_offset=progress.next_offset,
             end_reason=reason,
-            wait_s=progress.wait_s if reason == EndReason.RATE_LIMITED else 0.0,
+            wait_s=progress.wait_s if reason in _WAITING else 0.0,
         )
         return record, early
 

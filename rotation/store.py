@@ -64,6 +64,7 @@ class BatchOutcome:
     next_offset: int
     processed: int
     stop_reason: str | None = None
+    wait_s: float = 0.0  # stopped for a retry: how long until it is due
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class EndReason(StrEnum):
     PAUSED = "paused"
     LOG_LOST = "log_lost"  # Kafka lost the lane's messages; the next slice heals
     RATE_LIMITED = "rate_limited"  # the topic's rate limit: the turn waits for tokens
+    RETRY_WAIT = "retry_wait"  # the next task's retry is due later: the turn waits
     TOKEN_RESET = "token_reset"  # Redis lost its token counter; the next turn claims
 
 
@@ -103,7 +105,7 @@ class SliceRecord:
     last_offset: int | None
     next_offset: int
     end_reason: EndReason
-    wait_s: float = 0.0  # rate limited: the lane's next turn waits this long
+    wait_s: float = 0.0  # rate limited or a retry: the lane's next turn waits this long
 
 
 class LaneStore(Protocol):

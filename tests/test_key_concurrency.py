@@ -6,6 +6,7 @@ can check each key's order and that different keys overlapped. No timings are
 asserted: only orders and counts.
 """
 
+import time
 import uuid
 
 import pytest
@@ -34,7 +35,8 @@ def keyed_topic(messages: list[tuple[str, dict]], **policy: object) -> Lane:
 
 
 def run_until_finished(lane: Lane, *, turns: int = 60) -> None:
-    """Run turns of the lane until every task of its topic is finished."""
+    """Run turns of the lane until every task of its topic is finished, each
+    after the delay the one before asked for (a retry or rate limit wait)."""
     runner = harness()
     try:
         for _ in range(turns):
@@ -42,7 +44,9 @@ def run_until_finished(lane: Lane, *, turns: int = 60) -> None:
                 status__in=[TaskStatus.SUCCEEDED, TaskStatus.DEAD]
             ):
                 return
-            runner.run_turn(lane)
+            record = runner.run_turn(lane)
+            if record is not None and record.wait_s:
+                time.sleep(record.wait_s)  # the turn's delay, as Celery holds it
         raise AssertionError(f"{lane} did not finish in {turns} turns")
     finally:
         runner.close()

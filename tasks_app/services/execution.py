@@ -10,6 +10,7 @@ different keys run at once and each key keeps its order
 
 import time
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 from django.conf import settings
 
@@ -94,6 +95,13 @@ def batch_process(
     )
 
 
+class _Stop(NamedTuple):
+    """Why a slice must end before a task, and for a retry, how long until due."""
+
+    reason: str
+    wait_s: float = 0.0
+
+
 def _one_at_a_time(
     runnable: list[tuple[Task, Record]],
     start: int,
@@ -111,7 +119,7 @@ def _one_at_a_time(
         )
         if stop is not None:
             recorder.flush(next_offset)
-            return BatchOutcome(next_offset, processed, stop)
+            return BatchOutcome(next_offset, processed, stop.reason, stop.wait_s)
         processed += 1
     recorder.flush(end)
     return BatchOutcome(end, processed)
@@ -155,8 +163,9 @@ def _run_task(
     deadline: float,
     interrupted: Callable[[], bool],
     next_offset: int,
-) -> str | None:
-    """Run one task, retrying in place with backoff; return a stop reason or None."""
+) -> _Stop | None:
+    """Run one task, retrying in place with backoff; say why the slice must
+    stop first, if it must."""
     # Recorded running: its last attempt started and never ended.
     lost = task.status == TaskStatus.RUNNING
     if lost and attempt_failed(task, message, topic, recorder, attempt_lost(task)):
@@ -171,16 +180,22 @@ def _run_task(
 
 def _wait_for_retry(
     task: Task, topic: Topic, deadline: float, interrupted: Callable[[], bool]
-) -> str | None:
-    """Wait until the task's next attempt is due, unless the slice must end first."""
+) -> _Stop | None:
+    """Wait until the task's next attempt is due, unless the slice must end
+    first. A retry due only after the slice's end ends it now: the member goes
+    to another lane and this lane's next turn waits for the retry, rather than
+    the member sleeping through its slice (and the next, and the next)."""
     due_in_s = retry_wait_s(task, topic)
     while True:
         if interrupted():
-            return EndReason.SHUTDOWN
-        if time.monotonic() >= deadline:
-            return EndReason.DEADLINE
+            return _Stop(EndReason.SHUTDOWN)
+        left_s = deadline - time.monotonic()
+        if left_s <= 0:
+            return _Stop(EndReason.DEADLINE)
         if due_in_s <= 0:
             return None
+        if due_in_s > left_s:
+            return _Stop(EndReason.RETRY_WAIT, due_in_s)
         time.sleep(min(WAIT_STEP_S, due_in_s))
         due_in_s = retry_wait_s(task, topic)
 

@@ -20,9 +20,11 @@ keys' tasks of the batch run meanwhile; once only waiting keys are left and
 something ran, the batch returns its resume point (the waiting task) and the
 lane reader reads on from there, skipping what finished, so the other keys go
 on up to one batch past the waiting task (the window of unfinished offsets a
-lane keeps, like Parallel Consumer's). A slice that must end (deadline, pause,
-shutdown, lost lease) starts nothing new and waits for its in-flight handlers,
-for at most the lease grace.
+lane keeps, like Parallel Consumer's). When nothing ran and no waiting key's
+retry comes before the slice's end, the slice ends at once and the lane's next
+turn waits for the first retry: its member is not held asleep. A slice that
+must end (deadline, pause, shutdown, lost lease) starts nothing new and waits
+for its in-flight handlers, for at most the lease grace.
 """
 
 import math
@@ -82,6 +84,7 @@ class KeyedBatch:
     running: dict[Future, tuple[str, Task, Record]] = field(default_factory=dict)
     processed: int = 0
     started: int = 0
+    wait_s: float = 0.0  # stopped for a retry: how long until the first is due
 
     def run(self, runnable: list[Pending], *, end: int) -> BatchOutcome:
         """Run the tasks (in offset order); return the resume point and why the
@@ -105,7 +108,7 @@ class KeyedBatch:
         self._collect()  # handlers that ended at the last moment
         next_offset = self._resume_point(end)
         self.recorder.flush(next_offset)
-        return BatchOutcome(next_offset, self.processed, stop)
+        return BatchOutcome(next_offset, self.processed, stop, self.wait_s)
 
     def _loop(self, pool: ThreadPoolExecutor, end: int) -> str | None:
         """Start, collect and record until the batch is done, parked or must stop."""
@@ -130,6 +133,10 @@ class KeyedBatch:
                     return stop
                 if not starts and self.started:
                     return None  # only keys waiting for a retry are left: park
+                first_retry_s = 0.0 if starts else self._first_retry_s()
+                if first_retry_s > self.deadline - self.clock():
+                    self.wait_s = first_retry_s
+                    return EndReason.RETRY_WAIT
                 time.sleep(WAIT_STEP_S)
                 continue
             if stop is not None and self.clock() - stopped_at > self.grace_s:
@@ -183,6 +190,11 @@ class KeyedBatch:
 
     def _waiting(self) -> bool:
         return any(self.queues.values())
+
+    def _first_retry_s(self) -> float:
+        """Return how long until the first waiting key's retry is due."""
+        heads = [queue[0][0] for queue in self.queues.values() if queue]
+        return min(retry_wait_s(task, self.topic) for task in heads)
 
     def _resume_point(self, end: int) -> int:
         """Return the first offset not finished in the batch (`end`: all are)."""
