@@ -133,7 +133,7 @@ class KeyedBatch:
                     return stop
                 if not starts and self.started:
                     return None  # only keys waiting for a retry are left: park
-                first_retry_s = 0.0 if starts else self._first_retry_s()
+                first_retry_s = self._first_retry_s()  # nothing started: all wait
                 if first_retry_s > self.deadline - self.clock():
                     self.wait_s = first_retry_s
                     return EndReason.RETRY_WAIT
