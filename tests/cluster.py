@@ -122,6 +122,10 @@ def running_cluster(
         cluster.stop()
 
 
+# Writing one beat entry while a beat writes it too: tries before giving up.
+ENTRY_WRITE_TRIES = 5
+
+
 def beat_entries_restore() -> None:
     """Write beat's built-in entries (publisher, watchdog) back to the database.
 
@@ -129,12 +133,24 @@ def beat_entries_restore() -> None:
     deletes them, and beat's database scheduler re-reads its entries every five
     minutes, so a module's long-running beat would stop ticking without them.
     """
+    from django.core.exceptions import ValidationError
+    from django.db import OperationalError
     from django_celery_beat.schedulers import ModelEntry
 
     from scheduler_site.celery import app
 
     for name, fields in app.conf.beat_schedule.items():
-        ModelEntry.from_entry(name, app=app, **fields)
+        for attempt in range(1, ENTRY_WRITE_TRIES + 1):
+            try:
+                ModelEntry.from_entry(name, app=app, **fields)
+                break
+            except (ValidationError, OperationalError):
+                # A running beat wrote the entry between this look-up and
+                # insert (django-celery-beat checks the name's uniqueness
+                # itself: not an IntegrityError, which get_or_create retries),
+                # or the two writes deadlocked. Written again, it is updated.
+                if attempt == ENTRY_WRITE_TRIES:
+                    raise
 
 
 def settle(cluster: Cluster) -> None:
