@@ -27,6 +27,7 @@ from tasks_app.models import Task
 from tasks_app.services.execution import batch_process
 from tasks_app.services.healing import lane_heal
 from tasks_app.services.lane_store import DatabaseLaneStore
+from tasks_app.services.tasks import TaskSpec, task_submit_many
 from tests.cluster import redis_database
 from tests.publishing_helpers import producer_for, publish_pending
 from tests.rotation_support import make_topic, submit
@@ -115,3 +116,14 @@ def published_topic(
     tasks = submit(name, [{"n": n, **slow} for n in range(count)])
     publish_pending()
     return Lane("default", name, 0), [Task.objects.get(pk=t.pk) for t in tasks]
+
+
+def keyed_topic(messages: list[tuple[str, dict]], **policy: object) -> Lane:
+    """Create a fresh one-partition topic and publish (key, message) pairs in order."""
+    name = f"kc-{uuid.uuid4().hex[:12]}"
+    policy.setdefault("slice_ms", 1000)
+    make_topic(name, **policy)
+    specs = [TaskSpec(topic=name, message=m, key=k) for k, m in messages]
+    task_submit_many(submitted_by=None, specs=specs)
+    publish_pending()
+    return Lane("default", name, 0)

@@ -7,31 +7,16 @@ asserted: only orders and counts.
 """
 
 import time
-import uuid
 
 import pytest
 
 from rotation.lanes import Lane
 from tasks_app.models import DeadLetter, Task, TaskStatus
-from tasks_app.services.tasks import TaskSpec, task_submit_many
 from tests.handlers import runs
 from tests.key_order import KEYS, assert_each_key_in_order, overlapping_keys
-from tests.lane_harness import harness
-from tests.publishing_helpers import publish_pending
-from tests.rotation_support import make_topic
+from tests.lane_harness import harness, keyed_topic
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def keyed_topic(messages: list[tuple[str, dict]], **policy: object) -> Lane:
-    """Create a fresh one-partition topic and publish (key, message) pairs in order."""
-    name = f"kc-{uuid.uuid4().hex[:12]}"
-    policy.setdefault("slice_ms", 1000)
-    make_topic(name, **policy)
-    specs = [TaskSpec(topic=name, message=m, key=k) for k, m in messages]
-    task_submit_many(submitted_by=None, specs=specs)
-    publish_pending()
-    return Lane("default", name, 0)
 
 
 def run_until_finished(lane: Lane, *, turns: int = 60) -> None:

@@ -7,7 +7,6 @@ real stores (tests/lane_harness.py); the wake-ups Celery would carry are
 collected, with the delay each was sent with.
 """
 
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -15,10 +14,8 @@ from django.utils import timezone
 
 from rotation.lanes import Lane
 from tasks_app.models import Task, TaskStatus
-from tasks_app.services.tasks import TaskSpec, task_submit_many
 from tests.handlers import runs
-from tests.publishing_helpers import publish_pending
-from tests.rotation_support import make_topic
+from tests.lane_harness import keyed_topic
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,14 +24,11 @@ SLICE_MS = 1000
 
 
 def _topic(messages: list[tuple[str, dict]], **policy: object) -> Lane:
-    """Publish (key, message) pairs in order to a fresh one-partition topic whose
-    retries wait longer than a slice lasts."""
-    name = f"rw-{uuid.uuid4().hex[:12]}"
-    make_topic(name, slice_ms=SLICE_MS, retry_backoff_ms=BACKOFF_MS, **policy)
-    specs = [TaskSpec(topic=name, message=m, key=k) for k, m in messages]
-    task_submit_many(submitted_by=None, specs=specs)
-    publish_pending()
-    return Lane("default", name, 0)
+    """A fresh topic of (key, message) pairs whose retries wait longer than a
+    slice lasts."""
+    return keyed_topic(
+        messages, slice_ms=SLICE_MS, retry_backoff_ms=BACKOFF_MS, **policy
+    )
 
 
 @pytest.mark.parametrize("key_concurrency", [1, 2])
