@@ -270,6 +270,21 @@ def test_a_paused_broker_still_stops_gracefully(
     assert broker.process.returncode == 0  # SIGTERM honoured, not SIGKILL
 
 
+def _ephemeral_ports() -> range:
+    """The ports Linux hands to outgoing connections (and to a bind on port 0)."""
+    low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    return range(int(low), int(high) + 1)
+
+
+def test_chosen_ports_lie_outside_the_range_outgoing_connections_draw_from(
+    devstack: Stack,
+) -> None:
+    """Between choosing a port and its server binding it, any outgoing connection
+    could take a port from the ephemeral range: a CI run lost gunicorn's that way."""
+    picked = [free_port() for _ in range(50)] + list(devstack.ports.values())
+    assert [port for port in picked if port in _ephemeral_ports()] == []
+
+
 def test_the_session_stack_exports_its_urls(devstack: Stack) -> None:
     for service in devstack.services.values():
         assert os.environ[service.env_var] == service.url

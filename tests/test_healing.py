@@ -6,7 +6,6 @@ would; PostgreSQL and Redis are the session's. Slices run in process.
 """
 
 import logging
-import socket
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from django.db import connection
 from rotation.lanes import Lane
 from rotation.store import EndReason
 from scheduler_site.devstack import brokers
+from scheduler_site.devstack.process import free_port
 from tasks_app.models import PartitionHead, Task, TaskStatus
 from tasks_app.services.execution import batch_process
 from tasks_app.services.healing import lane_heal
@@ -38,9 +38,7 @@ class PrivateBroker:
 
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="healing-"))
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+        self.port = free_port()
         self.service = brokers.start_kafka(self.dir, self.port, persistent=False)
 
     @property

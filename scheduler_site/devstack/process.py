@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,11 @@ STOP_TIMEOUT_S = 15.0
 KILL_TIMEOUT_S = 5.0
 POLL_INTERVAL_S = 0.05
 LOG_TAIL_LINES = 20
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+IANA_DYNAMIC_PORTS = range(49152, 65536)
+# Where chosen ports come from: above the services' usual ports (5432, 6379,
+# 8000, 9092, ...), which `make dev` may claim later.
+LISTEN_PORTS = range(10000, 65536)
 
 
 class StackError(RuntimeError):
@@ -94,10 +101,53 @@ def pid_alive(pid: int) -> bool:
 
 
 def free_port() -> int:
-    """Ask the kernel for a currently unused local TCP port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOCALHOST, 0))
-        return int(sock.getsockname()[1])
+    """One currently unused local TCP port that no outgoing connection will take."""
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct unused local TCP ports, outside the kernel's ephemeral range.
+
+    A port from a bind on port 0 comes from the ephemeral range, which every
+    outgoing connection draws from too: between choosing it and its server
+    binding it, a client could take it (a CI run lost gunicorn's port that way).
+    Each port is held bound until all are chosen, so they differ.
+    """
+    held: list[socket.socket] = []
+    try:
+        for port in _listen_candidates():
+            if len(held) == count:
+                break
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.bind((LOCALHOST, port))
+            except OSError:
+                sock.close()
+                continue
+            held.append(sock)
+        return [int(sock.getsockname()[1]) for sock in held]
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def _listen_candidates() -> Iterator[int]:
+    """Ports from LISTEN_PORTS outside the ephemeral range in random order; then
+    0 (the kernel's choice) should the range leave none free."""
+    ephemeral = ephemeral_ports()
+    outside = [port for port in LISTEN_PORTS if port not in ephemeral]
+    yield from random.sample(outside, len(outside))
+    yield from itertools.repeat(0)
+
+
+def ephemeral_ports() -> range:
+    """The ports the kernel gives outgoing connections: Linux's setting, or
+    IANA's dynamic range (what macOS and the BSDs use) where that is absent."""
+    try:
+        low, high = EPHEMERAL_RANGE_FILE.read_text().split()
+        return range(int(low), int(high) + 1)
+    except (OSError, ValueError):
+        return IANA_DYNAMIC_PORTS
 
 
 def ensure_port_free(service: str, port: int, advice: str) -> None:

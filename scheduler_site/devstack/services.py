@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -20,10 +19,10 @@ from types import TracebackType
 
 from scheduler_site.devstack import brokers, postgres
 from scheduler_site.devstack.process import (
-    LOCALHOST,
     Service,
     StackError,
     ensure_port_free,
+    free_ports,
 )
 
 __all__ = ["SPECS", "Service", "Stack", "StackError"]
@@ -206,22 +205,13 @@ class Stack:
 
 def _choose_ports(specs: list[Spec], environ: Mapping[str, str]) -> dict[str, int]:
     """Take explicit ports from DEVSTACK_*_PORT (checked free), free ones otherwise."""
-    ports: dict[str, int] = {}
-    held: list[socket.socket] = []
-    try:
-        for spec in specs:
-            raw = environ.get(spec.port_var)
-            if raw:
-                ports[spec.key] = _explicit_port(spec, raw)
-                continue
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            held.append(sock)  # held until all are chosen, so the three differ
-            sock.bind((LOCALHOST, 0))
-            ports[spec.key] = int(sock.getsockname()[1])
-    finally:
-        for sock in held:
-            sock.close()
-    return ports
+    explicit = {
+        spec.key: _explicit_port(spec, raw)
+        for spec in specs
+        if (raw := environ.get(spec.port_var))
+    }
+    implicit = [spec.key for spec in specs if spec.key not in explicit]
+    return explicit | dict(zip(implicit, free_ports(len(implicit)), strict=True))
 
 
 def _explicit_port(spec: Spec, raw: str) -> int:
