@@ -55,8 +55,8 @@ def attempt_start(task: Task, recorder: OutcomeRecorder) -> None:
     """Count the attempt and note the task running (written with the next flush)."""
     task.attempts += 1
     task.worker = recorder.member
-    task.started_at = timezone.now()
-    recorder.note(task, TaskStatus.RUNNING)
+    task.started_at = now = timezone.now()
+    recorder.note(task, TaskStatus.RUNNING, at=now)
 
 
 def handler_context(task: Task, message: Record, topic: Topic) -> TaskContext:
@@ -83,15 +83,16 @@ def handler_call(handler_name: str, message: Any, context: TaskContext) -> Any:
 
 def attempt_succeeded(task: Task, recorder: OutcomeRecorder, result: Any) -> None:
     """Note the task succeeded with `result`."""
-    task.result, task.error, task.finished_at = result, "", timezone.now()
-    recorder.note(task, TaskStatus.SUCCEEDED)
+    now = timezone.now()
+    task.result, task.error, task.finished_at = result, "", now
+    recorder.note(task, TaskStatus.SUCCEEDED, at=now)
 
 
 def attempt_failed(
     task: Task, message: Record, topic: Topic, recorder: OutcomeRecorder, exc: Exception
 ) -> bool:
     """Note a failed attempt; return True when the task is dead (no retry left)."""
-    task.finished_at = timezone.now()
+    task.finished_at = now = timezone.now()
     task.error = "".join(traceback.format_exception(exc))
     final = isinstance(exc, HandlerNotRegistered) or retry_exhausted(
         attempts=task.attempts, max_attempts=topic.max_attempts
@@ -104,9 +105,9 @@ def attempt_failed(
         exc,
     )
     if not final:
-        recorder.note(task, TaskStatus.FAILED, detail=str(exc))
+        recorder.note(task, TaskStatus.FAILED, at=now, detail=str(exc))
         return False
-    recorder.note(task, TaskStatus.DEAD, detail=str(exc))
+    recorder.note(task, TaskStatus.DEAD, at=now, detail=str(exc))
     recorder.dead_letters.append(
         dead_letter_for(task=task, topic=topic, envelope=message.value, error=exc)
     )

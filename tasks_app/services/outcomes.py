@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.utils import timezone
-
 from tasks_app.models import DeadLetter, Task
 from tasks_app.services.lane_state import LaneRef, lane_fenced, lane_resume
 from tasks_app.services.sql import sql
@@ -69,15 +67,16 @@ class OutcomeRecorder:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     last_flush: float = 0.0  # the first task of a batch shows as running
 
-    def note(self, task: Task, status: str, *, detail: str = "") -> None:
-        """Set the task's status and remember it (with its event) for the flush."""
+    def note(self, task: Task, status: str, *, at: datetime, detail: str = "") -> None:
+        """Set the task's status and remember it (with its event, `at` the
+        moment the task records for it) for the flush."""
         task.status = status
         self.changed[task.pk] = task
         self.events.append(
             {
                 "task_id": task.pk,
                 "status": status,
-                "at": timezone.now().isoformat(),
+                "at": at.isoformat(),
                 "worker": task.worker,
                 "attempt": task.attempts,
                 "detail": detail,
