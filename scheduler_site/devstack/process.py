@@ -28,6 +28,8 @@ IANA_DYNAMIC_PORTS = range(49152, 65536)
 # Where chosen ports come from: above the services' usual ports (5432, 6379,
 # 8000, 9092, ...), which `make dev` may claim later.
 LISTEN_PORTS = range(10000, 65536)
+# Random picks from LISTEN_PORTS before falling back to the kernel's choice.
+PICK_TRIES = 1000
 
 
 class StackError(RuntimeError):
@@ -132,15 +134,17 @@ def free_ports(count: int) -> list[int]:
 
 
 def _listen_candidates() -> Iterator[int]:
-    """Ports from LISTEN_PORTS outside the ephemeral range in random order; then
-    0 (the kernel's choice) should the range leave none free."""
-    ephemeral = ephemeral_ports()
-    outside = [port for port in LISTEN_PORTS if port not in ephemeral]
-    yield from random.sample(outside, len(outside))
+    """Random ports from LISTEN_PORTS outside the ephemeral range; then 0 (the
+    kernel's choice), should the range leave too few of them free."""
+    ephemeral = _ephemeral_ports()
+    for _ in range(PICK_TRIES):
+        port = random.choice(LISTEN_PORTS)
+        if port not in ephemeral:
+            yield port
     yield from itertools.repeat(0)
 
 
-def ephemeral_ports() -> range:
+def _ephemeral_ports() -> range:
     """The ports the kernel gives outgoing connections: Linux's setting, or
     IANA's dynamic range (what macOS and the BSDs use) where that is absent."""
     try:
