@@ -188,7 +188,14 @@ class Task(models.Model):
 class TaskEvent(models.Model):
     """One recorded transition of a task: when, to what, by whom, which attempt."""
 
-    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="events")
+    # No database constraint: an event is written in the statement or the
+    # transaction that writes its task, and deleting a task deletes its events
+    # (the ORM's cascade; the purge deletes them itself). PostgreSQL checked
+    # each event row again at commit, through SPI: with the outbox's check,
+    # over a fifth of its CPU in the end-to-end run (docs/benchmarks.md).
+    task = models.ForeignKey(
+        Task, on_delete=models.CASCADE, related_name="events", db_constraint=False
+    )
     status = models.CharField(max_length=16, choices=TaskStatus.choices)
     at = models.DateTimeField(help_text="When the transition happened.")
     worker = models.CharField(max_length=255, blank=True, default="")
@@ -210,7 +217,10 @@ class OutboxEntry(models.Model):
     the wide task rows it would otherwise have to select and lock.
     """
 
-    task = models.OneToOneField(Task, on_delete=models.CASCADE, related_name="+")
+    # No database constraint, as TaskEvent.task: written with its task.
+    task = models.OneToOneField(
+        Task, on_delete=models.CASCADE, related_name="+", db_constraint=False
+    )
     topic_name = models.CharField(max_length=249)
     key = models.CharField(max_length=255)
     envelope = models.TextField(help_text="The JSON envelope produced to Kafka.")
