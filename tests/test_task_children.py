@@ -2,7 +2,7 @@
 and not checked again row by row at commit."""
 
 import pytest
-from django.db import connection
+from django.db import connection, models
 
 from tasks_app.models import OutboxEntry, Task, TaskEvent
 from tasks_app.services.tasks import TaskSpec, task_submit_many
@@ -10,7 +10,7 @@ from tasks_app.services.tasks import TaskSpec, task_submit_many
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _check_triggers(model: type) -> list[str]:
+def _check_triggers(model: type[models.Model]) -> list[str]:
     """Name the triggers PostgreSQL runs for each row written to the model's table
     (a foreign key's check is one)."""
     with connection.cursor() as cursor:
