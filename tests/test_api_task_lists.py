@@ -4,6 +4,7 @@ its position: the same 400 as the single-task endpoint, under `[k]`."""
 import json
 
 import pytest
+from rest_framework.utils import json as drf_json
 
 from tasks_app.api.serializers import TaskCreateSerializer
 from tasks_app.api.serializers.lists import ItemChecks
@@ -193,6 +194,34 @@ def test_the_lean_pass_leaves_a_bad_item_to_the_serializer(item):
     item = json.loads(item.replace(TOPIC, "t"))
 
     assert ItemChecks(_item_serializer()).validated(item) is None
+
+
+def test_a_lists_messages_are_encoded_by_the_size_check_alone(monkeypatch):
+    # DRF's JSONField encodes each parsed value only to see that it can; the
+    # size check encodes every message anyway (docs/benchmarks.md, "Ingest").
+    drf_encodings = []
+    monkeypatch.setattr(
+        drf_json, "dumps", lambda *args, **kw: drf_encodings.append(args)
+    )
+    items = [{"topic": "t", "message": {"n": n}} for n in range(3)]
+    serializer = TaskCreateSerializer(
+        data=items, many=True, context={"idempotency_header": None}
+    )
+
+    assert serializer.is_valid(), serializer.errors
+    assert drf_encodings == []
+
+
+@pytest.mark.parametrize("value", [{1, 2}, {"a": object()}, [b"bytes"]])
+def test_a_message_json_cannot_encode_is_refused_as_not_json(value):
+    # Only a Python caller can hand the serializer such a value; a parsed body
+    # holds JSON values alone.
+    serializer = TaskCreateSerializer(
+        data={"topic": "t", "message": value}, context={"idempotency_header": None}
+    )
+
+    assert not serializer.is_valid()
+    assert serializer.errors["message"] == ["Value must be valid JSON."]
 
 
 def test_a_list_repeating_an_idempotency_key_with_another_body_is_refused(

@@ -17,9 +17,8 @@ from tasks_app.api.serializers.base import (
 )
 from tasks_app.api.serializers.links import IdentityLinkField
 from tasks_app.api.serializers.lists import ItemChecks
-from tasks_app.errors import InvalidInput
 from tasks_app.models import Task, TaskEvent, TaskStatus
-from tasks_app.services.tasks import TaskSpec, message_size_check
+from tasks_app.services.tasks import TaskSpec
 
 IDEMPOTENCY_KEY_MAX_CHARS = 255
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -62,7 +61,7 @@ class TaskMessageSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     )
 
     def validate_message(self, value: Any) -> Any:
-        """Refuse messages over the size limit or that PostgreSQL cannot store.
+        """Refuse messages PostgreSQL cannot store (the field refuses large ones).
 
         A JSON `null` body field is refused by the field itself; a form's
         `message=null` decodes to None only here.
@@ -72,10 +71,7 @@ class TaskMessageSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
                 self.fields["message"].error_messages["null"]
             )
         try:
-            message_size_check(message=value)
             reason = _unstorable(value)
-        except InvalidInput as exc:
-            raise serializers.ValidationError(exc.message) from exc
         except RecursionError as exc:
             raise serializers.ValidationError(MESSAGE_TOO_DEEP) from exc
         if reason:
