@@ -175,14 +175,14 @@ def test_every_field_of_a_good_item_is_stored_as_one_task_stores_it(
     ]
 
 
-def _item_serializer() -> TaskCreateSerializer:
-    return TaskCreateSerializer(context={"idempotency_header": None})
+def _item_serializer(**kwargs) -> TaskCreateSerializer:
+    return TaskCreateSerializer(context={"idempotency_header": None}, **kwargs)
 
 
 @pytest.mark.parametrize("item", GOOD_ITEMS[:-1])
 def test_the_lean_pass_validates_a_good_item_as_the_serializer_does(item):
     item = {"topic": "t", **item}
-    serializer = TaskCreateSerializer(data=item, context={"idempotency_header": None})
+    serializer = _item_serializer(data=item)
     serializer.is_valid(raise_exception=True)
 
     assert ItemChecks(_item_serializer()).validated(item) == serializer.validated_data
@@ -204,9 +204,7 @@ def test_a_lists_messages_are_encoded_by_the_size_check_alone(monkeypatch):
         drf_json, "dumps", lambda *args, **kw: drf_encodings.append(args)
     )
     items = [{"topic": "t", "message": {"n": n}} for n in range(3)]
-    serializer = TaskCreateSerializer(
-        data=items, many=True, context={"idempotency_header": None}
-    )
+    serializer = _item_serializer(data=items, many=True)
 
     assert serializer.is_valid(), serializer.errors
     assert drf_encodings == []
@@ -216,9 +214,7 @@ def test_a_lists_messages_are_encoded_by_the_size_check_alone(monkeypatch):
 def test_a_message_json_cannot_encode_is_refused_as_not_json(value):
     # Only a Python caller can hand the serializer such a value; a parsed body
     # holds JSON values alone.
-    serializer = TaskCreateSerializer(
-        data={"topic": "t", "message": value}, context={"idempotency_header": None}
-    )
+    serializer = _item_serializer(data={"topic": "t", "message": value})
 
     assert not serializer.is_valid()
     assert serializer.errors["message"] == ["Value must be valid JSON."]

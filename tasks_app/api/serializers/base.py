@@ -158,7 +158,7 @@ class MessageField(serializers.JSONField):
 
         DRF's field encodes a parsed value only to see that it can; the size
         check encodes every message anyway, so its one encoding does both
-        (DRF's cost 5.7 us a message, docs/benchmarks.md "Ingest").
+        (DRF's cost 4.7-5.7 us a message, docs/benchmarks.md "Ingest").
         """
         try:
             if getattr(data, "is_json_string", False):
