@@ -63,9 +63,12 @@ from tasks_app.models import Task, TaskStatus, Topic  # noqa: E402
 from tasks_app.services.tasks import task_envelope  # noqa: E402
 from tasks_app.services.topics import topic_set_paused  # noqa: E402
 
-# 100,000 gives phase B a fairness window of ~50 slices at the default slice;
-# at 40,000 it held 12-22 for 8 topics and its Jain index swung 0.92-0.98.
 DEFAULT_TASKS = 100_000
+# Phase B's backlog. Its fairness window (until the first topic drains) needs
+# ~50 slices at the default slice for a steady Jain index: at 12-22 slices for
+# 8 topics the index swung 0.92-0.98. 100,000 tasks held ~50 on the machine of
+# 12-01 but 18 on the 2.5x faster one of 12-02; 250,000 hold ~45 there.
+DEFAULT_BACKLOG_TASKS = 250_000
 DEFAULT_TOPICS = 8
 DEFAULT_WORKERS = 2
 DEFAULT_SLICE_MS = 300
@@ -83,7 +86,13 @@ def parse_args() -> argparse.Namespace:
         "--tasks",
         type=int,
         default=DEFAULT_TASKS,
-        help="in A and B; C runs half as many",
+        help="in A; C runs half as many",
+    )
+    parser.add_argument(
+        "--backlog-tasks",
+        type=int,
+        default=DEFAULT_BACKLOG_TASKS,
+        help="in B, the backlog whose fairness is measured",
     )
     parser.add_argument("--topics", type=int, default=DEFAULT_TOPICS)
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
@@ -165,7 +174,7 @@ def run_phases(
         print(f"{len(bench.members)} rotation workers joined; phase A ...")
         a = bench.stream(stream_topics)
         print("phase B ...")
-        b = bench.backlog(backlog_topics, args.tasks)
+        b = bench.backlog(backlog_topics, args.backlog_tasks)
         print("phase C ...")
         c = bench.backlog(single_topic, args.tasks // SINGLE_LANE_SHARE)
     finally:

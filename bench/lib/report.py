@@ -68,7 +68,8 @@ def header(args: argparse.Namespace) -> None:
     """Print the machine and the run's parameters."""
     print(
         f"\nMachine: {os.cpu_count()} CPUs, Python {platform.python_version()}; "
-        f"{args.tasks:,} tasks in A and B over {args.topics} topics, "
+        f"{args.tasks:,} tasks in A, {args.backlog_tasks:,} in B, over "
+        f"{args.topics} topics, "
         f"{args.workers} rotation workers, slice {args.slice_ms} ms, no-op handler"
     )
 
