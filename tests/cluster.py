@@ -153,17 +153,45 @@ def beat_entries_restore() -> None:
                     raise
 
 
+# Polls in a row (0.05 s apart) that `settle` must see quiet.
+QUIET_POLLS = 10
+
+
 def settle(cluster: Cluster) -> None:
-    """Pause every topic and wait until no worker is in a slice.
+    """Pause every topic and wait until no worker is in a slice and no other
+    connection is in a transaction, for QUIET_POLLS polls in a row.
 
     Call at the end of a test: pytest-django then empties the tables, and a
-    slice still writing would deadlock with that TRUNCATE.
+    slice still writing would deadlock with that TRUNCATE. A member shows no
+    lane a moment before its slice's record is written, and a turn queued
+    before the pause may still start: one quiet poll was not enough (the
+    TRUNCATE deadlocked with a worker's write once in a CI run).
     """
     from tasks_app.models import Topic
 
     Topic.objects.update(paused=True)
+    quiet_in_a_row = [0]
+
+    def quiet() -> bool:
+        idle = not _writers() and not any(
+            member.lane for member in cluster.members.describe()
+        )
+        quiet_in_a_row[0] = quiet_in_a_row[0] + 1 if idle else 0
+        return quiet_in_a_row[0] >= QUIET_POLLS
+
     wait_for(
-        lambda: not any(member.lane for member in cluster.members.describe()),
+        quiet,
         timeout_s=STOP_TIMEOUT_S,
-        what="the workers to leave their slices",
+        what="the workers to leave their slices and finish writing",
     )
+
+
+def _writers() -> int:
+    """Count the other connections to this database that are in a transaction."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND backend_type = 'client backend' "
+            "AND state IN ('active', 'idle in transaction')"
+        )
+        return cursor.fetchone()[0]
