@@ -5,6 +5,8 @@ KAFKA_BOOTSTRAP_SERVERS; a process's CPU includes its children (PostgreSQL
 backends), live or already reaped.
 """
 
+import time
+from bisect import bisect_left, bisect_right
 from urllib.parse import urlsplit
 
 import psutil
@@ -63,14 +65,46 @@ class CpuMeter:
         self.own = own
         self._before: dict[str, float] = {}
 
-    def _sample(self) -> dict[str, float]:
+    def read(self) -> dict[str, float]:
+        """Return each process's CPU seconds so far."""
         return {
             name: cpu_seconds(pid, children=name not in self.own)
             for name, pid in self.pids.items()
         }
 
     def start(self) -> None:
-        self._before = self._sample()
+        self._before = self.read()
 
     def stop(self) -> dict[str, float]:
-        return {name: s - self._before[name] for name, s in self._sample().items()}
+        return {name: s - self._before[name] for name, s in self.read().items()}
+
+
+class CpuTimeline:
+    """Each process's CPU seconds so far, read at most every `every_s` by whoever
+    calls `read()` (a progress check): afterwards, the CPU a task any stretch of
+    a long run cost, process by process."""
+
+    def __init__(self, meter: CpuMeter, *, every_s: float):
+        self.meter = meter
+        self.every_s = every_s
+        self.samples: list[tuple[float, dict[str, float]]] = []
+
+    def read(self) -> None:
+        now = time.time()
+        if not self.samples or now - self.samples[-1][0] >= self.every_s:
+            self.samples.append((now, self.meter.read()))
+
+    def per_task(
+        self, finished: list[float], start: float, end: float
+    ) -> dict[str, float]:
+        """CPU seconds a task per process from the last sample at or before
+        `start` to the first at or after `end`, over the tasks that finished in
+        between (`finished`: sorted finish times, epoch seconds)."""
+        times = [at for at, _ in self.samples]
+        first = self.samples[max(bisect_right(times, start) - 1, 0)]
+        last = self.samples[min(bisect_left(times, end), len(times) - 1)]
+        tasks = bisect_right(finished, last[0]) - bisect_left(finished, first[0])
+        return {
+            name: (last[1][name] - first[1][name]) / tasks if tasks else float("nan")
+            for name in last[1]
+        }

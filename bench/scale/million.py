@@ -12,6 +12,8 @@ threads (in-process DRF client) until every task has finished. Then it reports:
 
 - throughput over time: finishes per interval (from the tasks' finished_at),
   and the rate of the last 10% of tasks by finish order against the first 10%;
+- each process's CPU a task in those first and last 10% (read with the
+  progress, every second): if the rate falls, whose cost grew;
 - the RSS of each worker and the publisher, sampled every few seconds; "after
   warm-up" starts when the first 10% of the tasks had finished, and the
   largest deviation from the first sample after that is given in %;
@@ -57,6 +59,7 @@ from django.db import connection, connections  # noqa: E402
 from rest_framework.test import APIClient  # noqa: E402
 
 from bench.lib import figures, summary  # noqa: E402
+from bench.lib.cpu import CpuMeter, CpuTimeline, service_pids  # noqa: E402
 from bench.lib.memory import RssSampler  # noqa: E402
 from bench.lib.reads import (  # noqa: E402
     TableSize,
@@ -93,6 +96,12 @@ DEFAULT_WORKERS = 2
 DEFAULT_SUBMITTERS = 2
 DEFAULT_INTERVAL_S = 10.0
 DEFAULT_RSS_EVERY_S = 3.0
+# Each process's CPU is read with the progress, at most this often: a sample
+# reads some 30 processes (PostgreSQL's backends), a few milliseconds.
+CPU_EVERY_S = 1.0
+API = "bench (API)"
+BROKER = "kafka"
+ALL = "all processes"
 # The first and last tenth of the tasks, by finish order, are compared; memory
 # counts as warmed up once the first tenth has finished.
 SHARE = 0.1
@@ -163,6 +172,7 @@ class Run:
     submit_s: float
     started: float  # epoch s of the first POST
     rss: dict[str, list[tuple[float, int]]]
+    cpu: CpuTimeline
     old_stored: int  # --purge-old
     old_purged: int  # of those, by beat's purge during the run
 
@@ -215,15 +225,17 @@ class Submitters:
 
 
 def finished_counter(
-    topics: list[str], submitters: Submitters, tasks: int
+    topics: list[str], submitters: Submitters, tasks: int, cpu: CpuTimeline
 ) -> Callable[[], int]:
     """Return a cheap counter of finished tasks (the kept counts, not a scan of
-    a million rows) that fails if a submitter did and prints progress."""
+    a million rows) that fails if a submitter did, prints progress and reads
+    the processes' CPU."""
     count = count_in(topics, FINISHED)
     last_print = [time.monotonic()]
 
     def finished() -> int:
         submitters.check()
+        cpu.read()
         done = count()
         if time.monotonic() - last_print[0] >= PROGRESS_EVERY_S:
             last_print[0] = time.monotonic()
@@ -260,21 +272,34 @@ def run_pipeline(args: argparse.Namespace, prefix: str, log_dir: Path) -> Run:
         watched = {"publisher": processes.pids()["publisher"]}
         watched.update({member.split("@")[0]: pid for member, pid in members.items()})
         sampler = RssSampler(watched, every_s=args.rss_every_s)
+        pids = {**service_pids(dict(os.environ)), API: os.getpid()}
+        pids.update(processes.pids())
+        cpu = CpuTimeline(CpuMeter(pids, own=frozenset([API])), every_s=CPU_EVERY_S)
         print(f"{len(members)} rotation workers joined; submitting {args.tasks:,} ...")
         sampler.start()
+        cpu.read()
         started = time.time()
         submitters.start()
-        counter = finished_counter(topics, submitters, args.tasks)
+        counter = finished_counter(topics, submitters, args.tasks, cpu)
         wait_until(processes, counter, args.tasks, "finished")
         submit_s = submitters.seconds()
         sampler.stop()
+        cpu.samples.append((time.time(), cpu.meter.read()))  # the end, too
     finally:
         submitters.stop()
         processes.stop()
     ids = list(Topic.objects.filter(name__in=topics).values_list("id", flat=True))
     old_left = Task.objects.filter(topic__name__startswith=f"{prefix}-old").count()
     return Run(
-        topics, ids, args.tasks, submit_s, started, sampler.samples, old, old - old_left
+        topics,
+        ids,
+        args.tasks,
+        submit_s,
+        started,
+        sampler.samples,
+        cpu,
+        old,
+        old - old_left,
     )
 
 
@@ -372,6 +397,30 @@ def report_memory(run: Run, warm_at: float) -> None:
     )
 
 
+def report_cpu(run: Run, finished: list[float]) -> None:
+    """Print and keep each process's CPU a task in the first and the last 10% of
+    the tasks by finish order: if the rate falls, whose cost grew."""
+    count = int(len(finished) * SHARE)
+    first = run.cpu.per_task(finished, finished[0], finished[count - 1])
+    last = run.cpu.per_task(finished, finished[-count], finished[-1])
+    first[ALL], last[ALL] = sum(first.values()), sum(last.values())
+    print(f"\nCPU a task, first and last {SHARE:.0%} of the tasks by finish order")
+    for name in first:
+        ratio = last[name] / first[name] if first[name] else math.nan
+        _line(
+            name, f"{first[name] * 1e3:.3f} -> {last[name] * 1e3:.3f} ms ({ratio:.2f}x)"
+        )
+        if name in (ALL, BROKER):
+            summary.add(
+                BENCH,
+                f"CPU a task, {name}: last / first 10%",
+                ratio,
+                "x",
+                detail=f"{first[name] * 1e3:.3f} -> {last[name] * 1e3:.3f} ms",
+            )
+    summary.attach("cpu_ms_a_task", {"first": first, "last": last})
+
+
 def report_outcome(run: Run, finished: int) -> None:
     lost = run.submitted - finished
     held = _scalar(_ORDER, run.topic_ids) == 0
@@ -451,6 +500,7 @@ def vacuum() -> None:
 def report(args: argparse.Namespace, run: Run) -> None:
     finished = finish_times(run.topic_ids)
     warm_at = report_throughput(run, finished, args.interval_s)
+    report_cpu(run, finished)
     report_memory(run, warm_at)
     report_outcome(run, len(finished))
     report_reads(run)
