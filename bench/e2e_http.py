@@ -44,7 +44,7 @@ from django.core.management import call_command  # noqa: E402
 
 from bench.lib import figures, report, summary  # noqa: E402
 from bench.lib.celery_noop import celery_noop_rates  # noqa: E402
-from bench.lib.cpu import CpuMeter, service_pids  # noqa: E402
+from bench.lib.cpu import stack_meter  # noqa: E402
 from bench.lib.figures import TaskRow  # noqa: E402
 from bench.lib.rotation_run import (  # noqa: E402
     FINISHED,
@@ -197,8 +197,7 @@ def stream(
     """POST every list from the client threads while the workers run; wait until
     all finished; return the phase (clock from the first POST)."""
     per_client = bodies(topics, args.tasks, args.clients)
-    pids = {**service_pids(dict(os.environ)), **processes.pids(), CLIENTS: os.getpid()}
-    meter = CpuMeter(pids, own=frozenset([CLIENTS]))
+    meter = stack_meter(processes.pids(), bench=CLIENTS)
     meter.start()
     started, clock = time.time(), time.monotonic()
     with ThreadPoolExecutor(max_workers=args.clients) as pool:

@@ -45,7 +45,7 @@ from django.core.management import call_command  # noqa: E402
 
 from bench.lib import report  # noqa: E402
 from bench.lib.celery_noop import celery_noop_rates  # noqa: E402
-from bench.lib.cpu import CpuMeter, service_pids  # noqa: E402
+from bench.lib.cpu import stack_meter  # noqa: E402
 from bench.lib.kafka_bare import bare_kafka_rate  # noqa: E402
 from bench.lib.rotation_run import (  # noqa: E402
     FINISHED,
@@ -113,9 +113,7 @@ class Bench:
         self.args = args
         self.processes = processes
         self.members = start_stack(processes, args.workers)
-        pids = {**service_pids(dict(os.environ)), API: os.getpid()}
-        pids.update(processes.pids())
-        self.meter = CpuMeter(pids, own=frozenset([API]))
+        self.meter = stack_meter(processes.pids(), bench=API)
         self.client = api_client()
 
     def stream(self, topics: list[str]) -> report.Phase:

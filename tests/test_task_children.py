@@ -2,23 +2,12 @@
 and not checked again row by row at commit."""
 
 import pytest
-from django.db import connection, models
 
 from tasks_app.models import OutboxEntry, Task, TaskEvent
 from tasks_app.services.tasks import TaskSpec, task_submit_many
+from tests.db_catalog import trigger_functions
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _check_triggers(model: type[models.Model]) -> list[str]:
-    """Name the triggers PostgreSQL runs for each row written to the model's table
-    (a foreign key's check is one)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT tgname FROM pg_trigger WHERE tgrelid = %s::regclass",
-            [model._meta.db_table],
-        )
-        return [name for (name,) in cursor.fetchall()]
 
 
 @pytest.mark.parametrize("model", [TaskEvent, OutboxEntry])
@@ -27,7 +16,7 @@ def test_rows_written_with_their_task_are_not_checked_again_per_row(model):
     each of them at commit with a query of its own: a fifth of PostgreSQL's CPU
     in the end-to-end run, for rows the same statement or transaction had just
     written beside their task (docs/benchmarks.md)."""
-    assert _check_triggers(model) == []
+    assert trigger_functions(model) == []
 
 
 def test_deleting_a_task_deletes_its_history_and_outbox_entry(topic_name):

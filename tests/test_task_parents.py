@@ -2,9 +2,8 @@
 with the guarantees a foreign key gives (migration 0024)."""
 
 import threading
-import time
 import uuid
-from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -15,6 +14,9 @@ from django_celery_beat.models import IntervalSchedule
 from tasks_app.models import GroupTopic, Schedule, Task, TaskCount, Topic
 from tasks_app.services.schedules import schedule_create
 from tasks_app.services.tasks import TaskSpec, task_submit_many
+from tests.cluster import wait_for
+from tests.db_catalog import trigger_functions
+from tests.publishing_helpers import in_thread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,17 +28,6 @@ WAIT_S = 10.0
 def _sql(statement: str, params: list[Any] | None = None) -> None:
     with connection.cursor() as cursor:
         cursor.execute(statement, params)
-
-
-def _task_triggers() -> list[str]:
-    """Name the functions of the triggers PostgreSQL runs on the task table."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT p.proname FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid "
-            "WHERE t.tgrelid = %s::regclass",
-            [Task._meta.db_table],
-        )
-        return [name for (name,) in cursor.fetchall()]
 
 
 def _copy_task(task: Task, column: str, value: int | None) -> None:
@@ -83,7 +74,7 @@ def test_the_task_table_checks_no_parent_row_by_row():
     """A foreign key checks each inserted task's topic and owner with a query of
     its own at commit: 2,000 queries for a POST of 1,000 tasks, a tenth of the
     POST's time (docs/benchmarks.md)."""
-    assert "RI_FKey_check_ins" not in _task_triggers()
+    assert "RI_FKey_check_ins" not in trigger_functions(Task)
 
 
 @pytest.mark.parametrize("column", ["topic_id", "submitted_by_id", "schedule_id"])
@@ -153,41 +144,25 @@ def test_deleting_an_owner_under_a_longer_snapshot_is_refused(task, owner):
     assert User.objects.filter(pk=owner.pk).exists()
 
 
-def _in_thread(
-    work: Callable[[], None],
-) -> tuple[threading.Thread, list[Exception]]:
-    """Run `work` on its own database connection; collect what it raises."""
-    errors: list[Exception] = []
-
-    def run() -> None:
-        try:
-            work()
-        except Exception as error:  # noqa: BLE001 - handed to the test
-            errors.append(error)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, errors
+def _blocked(statement_start: str) -> bool:
+    """Tell whether another connection's statement waits for a lock."""
+    with connection.cursor() as cursor:
+        # A transaction reads the activity once unless told to read it again.
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND query LIKE %s",
+            [statement_start + "%"],
+        )
+        return cursor.fetchone()[0] > 0
 
 
 def _wait_until_blocked(statement_start: str) -> None:
-    """Wait until another connection's statement waits for a lock."""
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        with connection.cursor() as cursor:
-            # A transaction reads the activity once unless told to read it again.
-            cursor.execute("SELECT pg_stat_clear_snapshot()")
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE %s",
-                [statement_start + "%"],
-            )
-            if cursor.fetchone()[0]:
-                return
-        time.sleep(0.02)
-    raise AssertionError(f"no {statement_start!r} waited for a lock in {WAIT_S} s")
+    wait_for(
+        lambda: _blocked(statement_start),
+        timeout_s=WAIT_S,
+        what=f"a {statement_start!r} to wait for a lock",
+    )
 
 
 def test_an_owner_deleted_while_their_tasks_are_stored_leaves_no_orphan(
@@ -196,16 +171,15 @@ def test_an_owner_deleted_while_their_tasks_are_stored_leaves_no_orphan(
     """The store locks the owner's row as a foreign key's check would: the
     delete waits for the commit, then sees the new tasks and clears their owner."""
     delete = "DELETE FROM auth_user WHERE id = "
-    with transaction.atomic():
+    with ThreadPoolExecutor(1) as pool, transaction.atomic():
         tasks = task_submit_many(
             submitted_by=owner,
             specs=[TaskSpec(topic=topic_name, message=n) for n in range(3)],
         )
-        thread, errors = _in_thread(lambda: _sql(f"{delete}%s", [owner.pk]))
+        deleting = pool.submit(in_thread(_sql, f"{delete}%s", [owner.pk]))
         _wait_until_blocked(delete)
-    thread.join(WAIT_S)
 
-    assert errors == []
+    assert deleting.exception(WAIT_S) is None
     assert not User.objects.filter(pk=owner.pk).exists()
     stored = Task.objects.filter(pk__in=[t.pk for t in tasks])
     assert [t.submitted_by_id for t in stored] == [None, None, None]
@@ -224,13 +198,13 @@ def test_a_task_stored_while_its_owner_is_deleted_waits_then_is_refused(task, ow
             deleted.set()
             _wait_until_blocked(insert)
 
-    thread, errors = _in_thread(delete_owner)
-    assert deleted.wait(WAIT_S)
-    with pytest.raises(
-        IntegrityError, match=rf"Key \(submitted_by_id\)=\({owner.pk}\)"
-    ):
-        _copy_task(task, "submitted_by_id", owner.pk)
-    thread.join(WAIT_S)
+    with ThreadPoolExecutor(1) as pool:
+        deleting = pool.submit(in_thread(delete_owner))
+        assert deleted.wait(WAIT_S)
+        with pytest.raises(
+            IntegrityError, match=rf"Key \(submitted_by_id\)=\({owner.pk}\)"
+        ):
+            _copy_task(task, "submitted_by_id", owner.pk)
 
-    assert errors == []
+    assert deleting.exception(WAIT_S) is None
     assert not Task.objects.filter(submitted_by_id=owner.pk).exists()

@@ -5,6 +5,7 @@ KAFKA_BOOTSTRAP_SERVERS; a process's CPU includes its children (PostgreSQL
 backends), live or already reaped.
 """
 
+import os
 import time
 from bisect import bisect_left, bisect_right
 from urllib.parse import urlsplit
@@ -79,6 +80,13 @@ class CpuMeter:
         return {name: s - self._before[name] for name, s in self.read().items()}
 
 
+def stack_meter(celery_pids: dict[str, int], *, bench: str) -> CpuMeter:
+    """A meter of the embedded services, the Celery processes and this process,
+    named `bench` and counted without its children (the Celery processes)."""
+    pids = {**service_pids(dict(os.environ)), **celery_pids, bench: os.getpid()}
+    return CpuMeter(pids, own=frozenset([bench]))
+
+
 class CpuTimeline:
     """Each process's CPU seconds so far, read at most every `every_s` by whoever
     calls `read()` (a progress check): afterwards, the CPU a task any stretch of
@@ -89,9 +97,10 @@ class CpuTimeline:
         self.every_s = every_s
         self.samples: list[tuple[float, dict[str, float]]] = []
 
-    def read(self) -> None:
+    def read(self, *, always: bool = False) -> None:
+        """Take a sample unless the last is less than `every_s` old (or `always`)."""
         now = time.time()
-        if not self.samples or now - self.samples[-1][0] >= self.every_s:
+        if always or not self.samples or now - self.samples[-1][0] >= self.every_s:
             self.samples.append((now, self.meter.read()))
 
     def per_task(

@@ -59,7 +59,7 @@ from django.db import connection, connections  # noqa: E402
 from rest_framework.test import APIClient  # noqa: E402
 
 from bench.lib import figures, summary  # noqa: E402
-from bench.lib.cpu import CpuMeter, CpuTimeline, service_pids  # noqa: E402
+from bench.lib.cpu import CpuTimeline, stack_meter  # noqa: E402
 from bench.lib.memory import RssSampler  # noqa: E402
 from bench.lib.reads import (  # noqa: E402
     TableSize,
@@ -272,9 +272,7 @@ def run_pipeline(args: argparse.Namespace, prefix: str, log_dir: Path) -> Run:
         watched = {"publisher": processes.pids()["publisher"]}
         watched.update({member.split("@")[0]: pid for member, pid in members.items()})
         sampler = RssSampler(watched, every_s=args.rss_every_s)
-        pids = {**service_pids(dict(os.environ)), API: os.getpid()}
-        pids.update(processes.pids())
-        cpu = CpuTimeline(CpuMeter(pids, own=frozenset([API])), every_s=CPU_EVERY_S)
+        cpu = CpuTimeline(stack_meter(processes.pids(), bench=API), every_s=CPU_EVERY_S)
         print(f"{len(members)} rotation workers joined; submitting {args.tasks:,} ...")
         sampler.start()
         cpu.read()
@@ -284,7 +282,7 @@ def run_pipeline(args: argparse.Namespace, prefix: str, log_dir: Path) -> Run:
         wait_until(processes, counter, args.tasks, "finished")
         submit_s = submitters.seconds()
         sampler.stop()
-        cpu.samples.append((time.time(), cpu.meter.read()))  # the end, too
+        cpu.read(always=True)  # the end, too
     finally:
         submitters.stop()
         processes.stop()
