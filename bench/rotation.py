@@ -67,7 +67,7 @@ DEFAULT_TASKS = 100_000
 # Phase B's backlog. Its fairness window (until the first topic drains) needs
 # ~50 slices at the default slice for a steady Jain index: at 12-22 slices for
 # 8 topics the index swung 0.92-0.98. 100,000 tasks held ~50 on the machine of
-# 12-01 but 18 on the 2.5x faster one of 12-02; 250,000 held 46-51 there.
+# 12-01 but 18 on the faster one of 12-02; 250,000 held 46-51 there.
 DEFAULT_BACKLOG_TASKS = 250_000
 DEFAULT_TOPICS = 8
 DEFAULT_WORKERS = 2
