@@ -38,3 +38,25 @@ def test_reads_no_more_often_than_asked():
 
     assert len(timeline.samples) == 1
     assert timeline.samples[0][1]["bench"] > 0
+
+
+def test_the_machines_speed_is_read_with_each_sample():
+    """Each sample also times a fixed piece of work (CPU seconds): a machine
+    that runs slower takes longer for it, whatever the stack does."""
+    timeline = CpuTimeline(CpuMeter({"bench": os.getpid()}), every_s=0.0)
+
+    timeline.read()
+    timeline.read()
+
+    assert len(timeline.fixed_work) == 2
+    assert all(seconds > 0 for _, seconds in timeline.fixed_work)
+
+
+def test_the_fixed_work_over_a_stretch_is_the_median_of_its_samples():
+    """From the sample at or before the stretch to the one at or after it, as
+    for the CPU a task; the median, so one descheduled sample does not count."""
+    timeline = _timeline([])
+    timeline.fixed_work = [(0.0, 9.0), (1.0, 1.0), (2.0, 3.0), (3.0, 2.0), (4.0, 9.0)]
+
+    assert timeline.fixed_work_s(1.5, 2.5) == 2.0
+    assert timeline.fixed_work_s(1.0, 3.0) == 2.0

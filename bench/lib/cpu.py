@@ -6,6 +6,7 @@ backends), live or already reaped.
 """
 
 import os
+import statistics
 import time
 from bisect import bisect_left, bisect_right
 from urllib.parse import urlsplit
@@ -87,21 +88,58 @@ def stack_meter(celery_pids: dict[str, int], *, bench: str) -> CpuMeter:
     return CpuMeter(pids, own=frozenset([bench]))
 
 
+# The fixed piece of work that gauges the machine's speed: a few milliseconds of
+# pure Python.
+FIXED_WORK_LOOPS = 100_000
+
+
+def fixed_work_cpu_s() -> float:
+    """Return the CPU seconds this thread takes for a fixed piece of work.
+
+    It takes longer when the machine runs slower (another tenant on the core, a
+    lower clock), not when the stack does more: on a shared machine a rise in
+    every process's CPU a task can be the machine, and this tells.
+    """
+    start = time.thread_time()
+    total = 0
+    for number in range(FIXED_WORK_LOOPS):
+        total += number * number
+    return time.thread_time() - start
+
+
+def _span(times: list[float], start: float, end: float) -> slice:
+    """The samples from the last at or before `start` to the first at or after `end`."""
+    first = max(bisect_right(times, start) - 1, 0)
+    last = min(bisect_left(times, end), len(times) - 1)
+    return slice(first, last + 1)
+
+
 class CpuTimeline:
     """Each process's CPU seconds so far, read at most every `every_s` by whoever
     calls `read()` (a progress check): afterwards, the CPU a task any stretch of
-    a long run cost, process by process."""
+    a long run cost, process by process, and how fast the machine ran meanwhile
+    (the CPU seconds of a fixed piece of work, `fixed_work`)."""
 
     def __init__(self, meter: CpuMeter, *, every_s: float):
         self.meter = meter
         self.every_s = every_s
         self.samples: list[tuple[float, dict[str, float]]] = []
+        self.fixed_work: list[tuple[float, float]] = []
 
     def read(self, *, always: bool = False) -> None:
         """Take a sample unless the last is less than `every_s` old (or `always`)."""
         now = time.time()
         if always or not self.samples or now - self.samples[-1][0] >= self.every_s:
             self.samples.append((now, self.meter.read()))
+            self.fixed_work.append((now, fixed_work_cpu_s()))
+
+    def fixed_work_s(self, start: float, end: float) -> float:
+        """The fixed work's CPU seconds over a stretch (the samples around it, as
+        `per_task` takes them): the median, so one unlucky sample does not count."""
+        times = [at for at, _ in self.fixed_work]
+        return statistics.median(
+            seconds for _, seconds in self.fixed_work[_span(times, start, end)]
+        )
 
     def per_task(
         self, finished: list[float], start: float, end: float
@@ -110,8 +148,8 @@ class CpuTimeline:
         `start` to the first at or after `end`, over the tasks that finished in
         between (`finished`: sorted finish times, epoch seconds)."""
         times = [at for at, _ in self.samples]
-        first = self.samples[max(bisect_right(times, start) - 1, 0)]
-        last = self.samples[min(bisect_left(times, end), len(times) - 1)]
+        span = self.samples[_span(times, start, end)]
+        first, last = span[0], span[-1]
         tasks = bisect_right(finished, last[0]) - bisect_left(finished, first[0])
         return {
             name: (last[1][name] - first[1][name]) / tasks if tasks else float("nan")

@@ -13,7 +13,9 @@ threads (in-process DRF client) until every task has finished. Then it reports:
 - throughput over time: finishes per interval (from the tasks' finished_at),
   and the rate of the last 10% of tasks by finish order against the first 10%;
 - each process's CPU a task in those first and last 10% (read with the
-  progress, every second): if the rate falls, whose cost grew;
+  progress, every second): if the rate falls, whose cost grew; and the CPU a
+  fixed piece of work took meanwhile (the machine's speed: on a shared host it
+  can change within a run, and every process's CPU a task with it);
 - the RSS of each worker and the publisher, sampled every few seconds; "after
   warm-up" starts when the first 10% of the tasks had finished, and the
   largest deviation from the first sample after that is given in %;
@@ -417,6 +419,29 @@ def report_cpu(run: Run, finished: list[float]) -> None:
                 detail=f"{first[name] * 1e3:.3f} -> {last[name] * 1e3:.3f} ms",
             )
     summary.attach("cpu_ms_a_task", {"first": first, "last": last})
+    report_machine_speed(run, finished, count, last[ALL] / first[ALL])
+
+
+def report_machine_speed(
+    run: Run, finished: list[float], count: int, all_ratio: float
+) -> None:
+    """Print how long a fixed piece of work took in the first and the last 10%:
+    when it grew as much as every process's CPU a task, the machine slowed
+    down (a shared host), not the pipeline."""
+    before = run.cpu.fixed_work_s(finished[0], finished[count - 1])
+    after = run.cpu.fixed_work_s(finished[-count], finished[-1])
+    ratio = after / before
+    detail = f"{before * 1e3:.2f} -> {after * 1e3:.2f} ms"
+    _line("fixed work (the machine's speed)", f"{detail} ({ratio:.2f}x)")
+    _line("all processes, against the fixed work", f"{all_ratio / ratio:.2f}x")
+    summary.add(BENCH, "fixed work's CPU: last / first 10%", ratio, "x", detail=detail)
+    summary.attach("fixed_work_s", run.cpu.fixed_work)
+    summary.add(
+        BENCH,
+        "CPU a task, all processes, against the fixed work: last / first 10%",
+        all_ratio / ratio,
+        "x",
+    )
 
 
 def report_outcome(run: Run, finished: int) -> None:
