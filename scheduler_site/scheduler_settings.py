@@ -32,7 +32,13 @@ SCHEDULER_HANDLER_MODULES = env.list("SCHEDULER_HANDLER_MODULES", default=[])
 # Beat's safety net; submissions also nudge the publisher right after commit.
 SCHEDULER_PUBLISH_INTERVAL_S = beat_seconds("SCHEDULER_PUBLISH_INTERVAL", 1)
 # Larger batches amortise round trips; smaller ones hold row locks for less time.
-SCHEDULER_PUBLISH_BATCH = env.int("SCHEDULER_PUBLISH_BATCH", default=500)
+# One bulk submission's worth by default: the publisher never holds more than a
+# submission did, and under a backlog end to end over HTTP ran 7,294-7,417
+# tasks/s at 1,000 against 5,441-6,397 at 500 and 5,233-6,890 at 2,000
+# (alternating runs, docs/benchmarks.md "Publish batches of 1,000").
+SCHEDULER_PUBLISH_BATCH = env.int(
+    "SCHEDULER_PUBLISH_BATCH", default=SCHEDULER_MAX_BULK_TASKS
+)
 # One publisher run stops after this long so beat can start a fresh one.
 SCHEDULER_PUBLISH_BUDGET_S = env.float("SCHEDULER_PUBLISH_BUDGET_S", default=10.0)
 SCHEDULER_DEFAULT_SLICE_MS = env.int("SCHEDULER_SLICE_MS", default=2000)

@@ -82,6 +82,25 @@ def test_published_task_carries_its_id_and_records_where_kafka_put_it(
     assert not OutboxEntry.objects.exists()
 
 
+def test_a_full_bulk_submission_is_published_in_one_batch(
+    transactional_db, topic_name
+):
+    """A batch holds as many tasks as one bulk submission may (so the publisher
+    never holds more than a submission did): under a backlog that halves the
+    transactions, produce requests and consumer fetches a task against 500 a
+    batch (measured in docs/benchmarks.md, "Publish batches of 1,000")."""
+    topic_create(name=topic_name)
+    _submit(topic_name, django_settings.SCHEDULER_MAX_BULK_TASKS)
+
+    publish_pending()
+
+    published = Task.objects.filter(topic__name=topic_name)
+    assert published.exclude(status=TaskStatus.PUBLISHED).count() == 0
+    assert published.values("published_at").distinct().count() == 1, (
+        "one batch: one statement's timestamp"
+    )
+
+
 def test_the_api_shows_what_the_publisher_sent_and_what_it_did_not(
     transactional_db, topic_name, operator_client
 ):
