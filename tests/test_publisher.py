@@ -82,9 +82,7 @@ def test_published_task_carries_its_id_and_records_where_kafka_put_it(
     assert not OutboxEntry.objects.exists()
 
 
-def test_a_full_bulk_submission_is_published_in_one_batch(
-    transactional_db, topic_name
-):
+def test_a_full_bulk_submission_is_published_in_one_batch(transactional_db, topic_name):
     """A batch holds as many tasks as one bulk submission may (so the publisher
     never holds more than a submission did): under a backlog that halves the
     transactions, produce requests and consumer fetches a task against 500 a
