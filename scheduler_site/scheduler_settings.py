@@ -35,7 +35,7 @@ SCHEDULER_PUBLISH_INTERVAL_S = beat_seconds("SCHEDULER_PUBLISH_INTERVAL", 1)
 # One bulk submission's worth by default: the publisher never holds more than a
 # submission did, and under a backlog end to end over HTTP ran 7,294-7,417
 # tasks/s at 1,000 against 5,441-6,397 at 500 and 5,233-6,890 at 2,000
-# (alternating runs, docs/benchmarks.md "Publish batches of 1,000").
+# (alternating runs; docs/benchmarks.md, "Throughput over time, 12-02 afternoon").
 SCHEDULER_PUBLISH_BATCH = env.int(
     "SCHEDULER_PUBLISH_BATCH", default=SCHEDULER_MAX_BULK_TASKS
 )
