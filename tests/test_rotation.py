@@ -197,6 +197,25 @@ def _ts(epoch_s: float):
     return datetime.fromtimestamp(epoch_s, UTC)
 
 
+def _stop_a_holder(workers: Cluster, topic: str) -> tuple[str, float]:
+    """SIGSTOP the lane's holder while it holds the lease; return the member and
+    when it was stopped. A holder that let the lease go between being read and
+    being stopped is resumed, and the next holder is tried."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        holder = wait_for(
+            lambda: workers.holder_of(topic),
+            timeout_s=30,
+            what="a worker to hold the lane",
+        )
+        workers.signal(workers.name_of(holder), signal.SIGSTOP)
+        stopped_at = time.time()
+        if workers.holder_of(topic) == holder:
+            return holder, stopped_at
+        workers.signal(workers.name_of(holder), signal.SIGCONT)
+    raise AssertionError("no holder was stopped while it held the lane's lease")
+
+
 def test_frozen_holder_is_fenced_out_and_the_lane_resumes_from_the_fence(
     workers, topic_name
 ):
@@ -205,15 +224,9 @@ def test_frozen_holder_is_fenced_out_and_the_lane_resumes_from_the_fence(
 
     make_topic(topic_name, slice_ms=300)  # lease TTL 1.0 s with the test grace
     tasks = submit(topic_name, [{"sleep_ms": 200} for _ in range(30)])
-    holder = wait_for(
-        lambda: workers.holder_of(topic_name),
-        timeout_s=30,
-        what="a worker to hold the lane",
-    )
+    holder, stopped_at = _stop_a_holder(workers, topic_name)
     name = workers.name_of(holder)
-    workers.signal(name, signal.SIGSTOP)
     try:
-        stopped_at = time.time()
         wait_for(
             lambda: _slices_after(topic_name, stopped_at, exclude=holder),
             timeout_s=30,
@@ -224,13 +237,16 @@ def test_frozen_holder_is_fenced_out_and_the_lane_resumes_from_the_fence(
         workers.signal(name, signal.SIGCONT)
     wait_all_finished(topic_name, len(tasks))
 
+    # The holder may have been stopped after taking the lease but before its
+    # slice's clock started: the frozen slice is its first to end after the stop.
     frozen = wait_for(
-        lambda: Slice.objects.filter(
-            topic__name=topic_name,
-            member=holder,
-            started_at__lt=_ts(stopped_at),
-            ended_at__gt=_ts(stopped_at),
-        ).first(),
+        lambda: (
+            Slice.objects.filter(
+                topic__name=topic_name, member=holder, ended_at__gt=_ts(stopped_at)
+            )
+            .order_by("started_at")
+            .first()
+        ),
         timeout_s=10,
         what="the frozen holder's slice to be recorded",
     )
