@@ -162,16 +162,23 @@ def test_failures_retry_in_place_in_order_and_dead_tasks_reach_the_dlq(
     assert [dict(m.headers())["task_id"].decode() for m in letters] == [ids[3]]
 
 
-def test_sigterm_hands_the_lane_on_at_once(workers, topic_name):
-    make_topic(topic_name, slice_ms=20_000)
-    submit(topic_name, [{"sleep_ms": 20} for _ in range(400)])
+def _signal_the_holder(
+    workers: Cluster, topic: str, signum: signal.Signals
+) -> tuple[str, float]:
+    """Send the lane's holder a signal; return the member and when it was sent."""
     holder = wait_for(
-        lambda: workers.holder_of(topic_name),
+        lambda: workers.holder_of(topic),
         timeout_s=30,
         what="a worker to hold the lane",
     )
-    workers.signal(workers.name_of(holder), signal.SIGTERM)
-    stopped_at = time.time()
+    workers.signal(workers.name_of(holder), signum)
+    return holder, time.time()
+
+
+def test_sigterm_hands_the_lane_on_at_once(workers, topic_name):
+    make_topic(topic_name, slice_ms=20_000)
+    submit(topic_name, [{"sleep_ms": 20} for _ in range(400)])
+    holder, stopped_at = _signal_the_holder(workers, topic_name, signal.SIGTERM)
     workers.wait_exit(workers.name_of(holder))
 
     nxt = wait_for(
@@ -203,13 +210,7 @@ def _stop_a_holder(workers: Cluster, topic: str) -> tuple[str, float]:
     being stopped is resumed, and the next holder is tried."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        holder = wait_for(
-            lambda: workers.holder_of(topic),
-            timeout_s=30,
-            what="a worker to hold the lane",
-        )
-        workers.signal(workers.name_of(holder), signal.SIGSTOP)
-        stopped_at = time.time()
+        holder, stopped_at = _signal_the_holder(workers, topic, signal.SIGSTOP)
         if workers.holder_of(topic) == holder:
             return holder, stopped_at
         workers.signal(workers.name_of(holder), signal.SIGCONT)
@@ -262,13 +263,7 @@ def test_killed_holder_lane_resumes_after_its_lease_and_loses_nothing(
 ):
     make_topic(topic_name, slice_ms=1000)
     tasks = submit(topic_name, [{"sleep_ms": 20} for _ in range(200)])
-    holder = wait_for(
-        lambda: workers.holder_of(topic_name),
-        timeout_s=30,
-        what="a worker to hold the lane",
-    )
-    workers.signal(workers.name_of(holder), signal.SIGKILL)
-    killed_at = time.time()
+    holder, killed_at = _signal_the_holder(workers, topic_name, signal.SIGKILL)
     workers.wait_exit(workers.name_of(holder))
 
     taken = wait_for(
