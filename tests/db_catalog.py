@@ -1,4 +1,5 @@
-"""What PostgreSQL's catalog says about the project's tables."""
+"""What PostgreSQL's catalog and activity views say about the project's tables
+and the connections to its database."""
 
 from django.db import connection, models
 
@@ -13,3 +14,17 @@ def trigger_functions(model: type[models.Model]) -> list[str]:
             [model._meta.db_table],
         )
         return [name for (name,) in cursor.fetchall()]
+
+
+def waiting_for_a_lock(statement_start: str = "") -> bool:
+    """Tell whether a connection to this database waits for a lock (in a
+    statement that starts with `statement_start`, if given)."""
+    with connection.cursor() as cursor:
+        # A transaction reads the activity once unless told to read it again.
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database() AND query LIKE %s",
+            [statement_start + "%"],
+        )
+        return cursor.fetchone()[0] > 0

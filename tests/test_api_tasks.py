@@ -407,6 +407,7 @@ def test_a_repeat_racing_its_original_answers_200_not_201(
     from django.db import connection, transaction
 
     from tests.cluster import wait_for
+    from tests.db_catalog import waiting_for_a_lock
 
     spec = TaskSpec(topic=topic_name, message={"n": 1}, idempotency_key="k-1")
     task_submit(submitted_by=submitter, spec=TaskSpec(topic=topic_name, message=0))
@@ -433,24 +434,13 @@ def test_a_repeat_racing_its_original_answers_200_not_201(
     threads[0].start()
     assert in_transaction.wait(30)
     threads[1].start()
-    wait_for(_someone_waits_for_a_lock, timeout_s=30, what="the repeat to wait")
+    wait_for(waiting_for_a_lock, timeout_s=30, what="the repeat to wait")
     release.set()
     for thread in threads:
         thread.join(30)
 
     assert [answer.status_code for answer in answers] == [200]
     assert Task.objects.filter(idempotency_key="k-1").count() == 1
-
-
-def _someone_waits_for_a_lock() -> bool:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND datname = current_database()"
-        )
-        return cursor.fetchone()[0] > 0
 
 
 @pytest.mark.django_db(transaction=True)

@@ -5,12 +5,12 @@ import os
 
 import pytest
 
-from bench.lib.cpu import CpuMeter, CpuTimeline
+from bench.lib.cpu import CpuMeter, CpuTimeline, Sample
 
 
 def _timeline(samples: list[tuple[float, dict[str, float]]]) -> CpuTimeline:
     timeline = CpuTimeline(CpuMeter({"bench": os.getpid()}), every_s=1.0)
-    timeline.samples = samples
+    timeline.samples = [Sample(at, cpu, 0.0) for at, cpu in samples]
     return timeline
 
 
@@ -56,7 +56,10 @@ def test_the_fixed_work_over_a_stretch_is_the_median_of_its_samples():
     """From the sample at or before the stretch to the one at or after it, as
     for the CPU a task; the median, so one descheduled sample does not count."""
     timeline = _timeline([])
-    timeline.fixed_work = [(0.0, 9.0), (1.0, 1.0), (2.0, 3.0), (3.0, 2.0), (4.0, 9.0)]
+    timeline.samples = [
+        Sample(at, {}, seconds)
+        for at, seconds in [(0.0, 9.0), (1.0, 1.0), (2.0, 3.0), (3.0, 2.0), (4.0, 9.0)]
+    ]
 
     assert timeline.fixed_work_s(1.5, 2.5) == 2.0
     assert timeline.fixed_work_s(1.0, 3.0) == 2.0

@@ -15,7 +15,7 @@ from tasks_app.models import GroupTopic, Schedule, Task, TaskCount, Topic
 from tasks_app.services.schedules import schedule_create
 from tasks_app.services.tasks import TaskSpec, task_submit_many
 from tests.cluster import wait_for
-from tests.db_catalog import trigger_functions
+from tests.db_catalog import trigger_functions, waiting_for_a_lock
 from tests.publishing_helpers import in_thread
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -144,22 +144,9 @@ def test_deleting_an_owner_under_a_longer_snapshot_is_refused(task, owner):
     assert User.objects.filter(pk=owner.pk).exists()
 
 
-def _blocked(statement_start: str) -> bool:
-    """Tell whether another connection's statement waits for a lock."""
-    with connection.cursor() as cursor:
-        # A transaction reads the activity once unless told to read it again.
-        cursor.execute("SELECT pg_stat_clear_snapshot()")
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND query LIKE %s",
-            [statement_start + "%"],
-        )
-        return cursor.fetchone()[0] > 0
-
-
 def _wait_until_blocked(statement_start: str) -> None:
     wait_for(
-        lambda: _blocked(statement_start),
+        lambda: waiting_for_a_lock(statement_start),
         timeout_s=WAIT_S,
         what=f"a {statement_start!r} to wait for a lock",
     )

@@ -9,6 +9,7 @@ import os
 import statistics
 import time
 from bisect import bisect_left, bisect_right
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import psutil
@@ -18,12 +19,16 @@ def _port(url: str) -> int | None:
     return urlsplit(url if "://" in url else f"kafka://{url}").port
 
 
+# The embedded broker's name among the services.
+BROKER = "kafka"
+
+
 def service_pids(env: dict[str, str]) -> dict[str, int]:
     """Return {service: pid} for the services of `env` running on this machine."""
     wanted = {
         "postgres": ("postgres", f"-p {_port(env['DATABASE_URL'])} "),
         "redis": ("redis-server", f":{_port(env['REDIS_URL'])}"),
-        "kafka": ("tansu", f":{_port(env['KAFKA_BOOTSTRAP_SERVERS'].split(',')[0])} "),
+        BROKER: ("tansu", f":{_port(env['KAFKA_BOOTSTRAP_SERVERS'].split(',')[0])} "),
     }
     found: dict[str, int] = {}
     for process in psutil.process_iter(["pid", "cmdline"]):
@@ -107,39 +112,49 @@ def fixed_work_cpu_s() -> float:
     return time.thread_time() - start
 
 
-def _span(times: list[float], start: float, end: float) -> slice:
-    """The samples from the last at or before `start` to the first at or after `end`."""
-    first = max(bisect_right(times, start) - 1, 0)
-    last = min(bisect_left(times, end), len(times) - 1)
-    return slice(first, last + 1)
+class Sample(NamedTuple):
+    """One reading: when, each process's CPU seconds so far, and the CPU
+    seconds the fixed piece of work took then."""
+
+    at: float
+    cpu: dict[str, float]
+    fixed_work_s: float
 
 
 class CpuTimeline:
     """Each process's CPU seconds so far, read at most every `every_s` by whoever
     calls `read()` (a progress check): afterwards, the CPU a task any stretch of
     a long run cost, process by process, and how fast the machine ran meanwhile
-    (the CPU seconds of a fixed piece of work, `fixed_work`)."""
+    (the CPU seconds of a fixed piece of work)."""
 
     def __init__(self, meter: CpuMeter, *, every_s: float):
         self.meter = meter
         self.every_s = every_s
-        self.samples: list[tuple[float, dict[str, float]]] = []
-        self.fixed_work: list[tuple[float, float]] = []
+        self.samples: list[Sample] = []
 
     def read(self, *, always: bool = False) -> None:
         """Take a sample unless the last is less than `every_s` old (or `always`)."""
         now = time.time()
-        if always or not self.samples or now - self.samples[-1][0] >= self.every_s:
-            self.samples.append((now, self.meter.read()))
-            self.fixed_work.append((now, fixed_work_cpu_s()))
+        if always or not self.samples or now - self.samples[-1].at >= self.every_s:
+            self.samples.append(Sample(now, self.meter.read(), fixed_work_cpu_s()))
+
+    @property
+    def fixed_work(self) -> list[tuple[float, float]]:
+        """When each sample was read, and the fixed work's CPU seconds then."""
+        return [(sample.at, sample.fixed_work_s) for sample in self.samples]
+
+    def _span(self, start: float, end: float) -> list[Sample]:
+        """The samples from the last at or before `start` to the first at or
+        after `end`."""
+        times = [sample.at for sample in self.samples]
+        first = max(bisect_right(times, start) - 1, 0)
+        last = min(bisect_left(times, end), len(times) - 1)
+        return self.samples[first : last + 1]
 
     def fixed_work_s(self, start: float, end: float) -> float:
         """The fixed work's CPU seconds over a stretch (the samples around it, as
         `per_task` takes them): the median, so one unlucky sample does not count."""
-        times = [at for at, _ in self.fixed_work]
-        return statistics.median(
-            seconds for _, seconds in self.fixed_work[_span(times, start, end)]
-        )
+        return statistics.median(s.fixed_work_s for s in self._span(start, end))
 
     def per_task(
         self, finished: list[float], start: float, end: float
@@ -147,11 +162,10 @@ class CpuTimeline:
         """CPU seconds a task per process from the last sample at or before
         `start` to the first at or after `end`, over the tasks that finished in
         between (`finished`: sorted finish times, epoch seconds)."""
-        times = [at for at, _ in self.samples]
-        span = self.samples[_span(times, start, end)]
+        span = self._span(start, end)
         first, last = span[0], span[-1]
-        tasks = bisect_right(finished, last[0]) - bisect_left(finished, first[0])
+        tasks = bisect_right(finished, last.at) - bisect_left(finished, first.at)
         return {
-            name: (last[1][name] - first[1][name]) / tasks if tasks else float("nan")
-            for name in last[1]
+            name: (last.cpu[name] - first.cpu[name]) / tasks if tasks else float("nan")
+            for name in last.cpu
         }

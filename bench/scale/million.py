@@ -61,7 +61,7 @@ from django.db import connection, connections  # noqa: E402
 from rest_framework.test import APIClient  # noqa: E402
 
 from bench.lib import figures, summary  # noqa: E402
-from bench.lib.cpu import CpuTimeline, stack_meter  # noqa: E402
+from bench.lib.cpu import BROKER, CpuTimeline, stack_meter  # noqa: E402
 from bench.lib.memory import RssSampler  # noqa: E402
 from bench.lib.reads import (  # noqa: E402
     TableSize,
@@ -102,7 +102,6 @@ DEFAULT_RSS_EVERY_S = 3.0
 # reads some 30 processes (PostgreSQL's backends), a few milliseconds.
 CPU_EVERY_S = 1.0
 API = "bench (API)"
-BROKER = "kafka"
 ALL = "all processes"
 # The first and last tenth of the tasks, by finish order, are compared; memory
 # counts as warmed up once the first tenth has finished.
@@ -431,17 +430,18 @@ def report_machine_speed(
     before = run.cpu.fixed_work_s(finished[0], finished[count - 1])
     after = run.cpu.fixed_work_s(finished[-count], finished[-1])
     ratio = after / before
+    against = all_ratio / ratio
     detail = f"{before * 1e3:.2f} -> {after * 1e3:.2f} ms"
     _line("fixed work (the machine's speed)", f"{detail} ({ratio:.2f}x)")
-    _line("all processes, against the fixed work", f"{all_ratio / ratio:.2f}x")
+    _line("all processes, against the fixed work", f"{against:.2f}x")
     summary.add(BENCH, "fixed work's CPU: last / first 10%", ratio, "x", detail=detail)
-    summary.attach("fixed_work_s", run.cpu.fixed_work)
     summary.add(
         BENCH,
         "CPU a task, all processes, against the fixed work: last / first 10%",
-        all_ratio / ratio,
+        against,
         "x",
     )
+    summary.attach("fixed_work_s", run.cpu.fixed_work)
 
 
 def report_outcome(run: Run, finished: int) -> None:
