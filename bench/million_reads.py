@@ -31,7 +31,13 @@ django.setup()
 
 from django.db import connection  # noqa: E402
 
-from bench.lib.reads import print_reads, print_sizes, read_latencies, sizes  # noqa: E402
+from bench.lib.reads import (  # noqa: E402
+    print_reads,
+    print_sizes,
+    read_latencies,
+    sizes,
+    vacuum,
+)
 from tasks_app.models import Topic  # noqa: E402
 from tasks_app.services.retention import tasks_purge  # noqa: E402
 from tasks_app.services.sql import TABLES, sql  # noqa: E402
@@ -96,9 +102,7 @@ def main() -> None:
         f"\nPurged {purged:,} finished tasks in {elapsed:.1f} s "
         f"= {purged / elapsed:,.0f} tasks/s"
     )
-    with connection.cursor() as cursor:
-        for table in ("task", "taskevent"):
-            cursor.execute(f"VACUUM {TABLES[table]}")
+    vacuum(("task", "taskevent"))
     print_sizes(
         "Sizes after the purge and a VACUUM (space reusable, files not shrunk)",
         sizes(),

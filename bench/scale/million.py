@@ -69,6 +69,7 @@ from bench.lib.reads import (  # noqa: E402
     print_sizes,
     read_latencies,
     sizes,
+    vacuum,
 )
 from bench.lib.rotation_run import (  # noqa: E402
     FINISHED,
@@ -89,7 +90,7 @@ from tasks_app.services.retention import (  # noqa: E402
     task_counts_fold,
     tasks_purge,
 )
-from tasks_app.services.sql import TABLES, sql  # noqa: E402
+from tasks_app.services.sql import sql  # noqa: E402
 
 BENCH = "million"
 DEFAULT_TASKS = 1_000_000
@@ -512,12 +513,6 @@ def purge_everything() -> None:
         f"= {purged / seconds:,.0f} tasks/s (batches of {batch:,}); {slices:,} slices"
     )
     summary.add(BENCH, "retention purge", purged / seconds, "tasks/s")
-
-
-def vacuum() -> None:
-    with connection.cursor() as cursor:
-        for table in ("task", "taskevent", "outbox", "taskcount", "slice"):
-            cursor.execute(f"VACUUM {TABLES[table]}")
 
 
 def report(args: argparse.Namespace, run: Run) -> None:
