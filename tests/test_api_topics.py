@@ -282,6 +282,8 @@ def test_the_group_list_includes_the_default_group(operator_client, topic_name):
         ({"paused": 0}, "paused"),
         ({"weight": "7"}, "weight"),
         ({"weight": 7.5}, "weight"),
+        ({"rate_limit": True}, "rate_limit"),
+        ({"retention_days": False}, "retention_days"),
     ],
 )
 def test_a_topic_field_of_another_json_type_is_refused(
@@ -335,3 +337,19 @@ def test_key_concurrency_is_set_and_checked(operator_client, topic_name):
     refused = operator_client.patch(url, {"key_concurrency": 0}, format="json")
     assert refused.status_code == 400
     assert refused.data["field"] == "key_concurrency"
+
+
+def test_a_retention_is_set_cleared_and_checked(operator_client, topic_name):
+    """A topic's own retention in days; empty follows SCHEDULER_RETENTION_DAYS."""
+    topic_create(name=topic_name)
+    url = f"{TOPICS_URL}{topic_name}/"
+
+    assert operator_client.get(url).data["retention_days"] is None
+    response = operator_client.patch(url, {"retention_days": 30}, format="json")
+    assert response.status_code == 200, response.data
+    assert Topic.objects.get(name=topic_name).retention_days == 30
+    refused = operator_client.patch(url, {"retention_days": -1}, format="json")
+    assert refused.status_code == 400
+    assert refused.data["field"] == "retention_days"
+    cleared = operator_client.patch(url, {"retention_days": None}, format="json")
+    assert cleared.data["retention_days"] is None

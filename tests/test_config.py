@@ -353,6 +353,17 @@ def test_a_topics_rate_limit_is_declared_in_the_file(write, topic_name):
     assert (topic.rate_limit, topic.rate_burst) == (50.0, 20)
 
 
+@pytest.mark.django_db
+def test_a_topics_retention_is_declared_in_the_file(write, topic_name):
+    path = write(f"""
+        [[topics]]
+        name = "{topic_name}"
+        retention_days = 30
+    """)
+    config_apply(config=config_load(path=path))
+    assert Topic.objects.get(name=topic_name).retention_days == 30.0
+
+
 def test_a_rate_limit_below_the_minimum_is_refused_at_its_line(write, topic_name):
     path = write(f"""
         [[topics]]

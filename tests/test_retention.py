@@ -2,6 +2,7 @@
 retention period, in batches; dead tasks stay until retried or purged on purpose."""
 
 import io
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -15,6 +16,7 @@ from tasks_app.services.retention import (
     tasks_purge,
 )
 from tasks_app.services.tasks import TaskSpec, task_submit_many
+from tasks_app.services.topics import topic_create
 from tests.factories import SliceFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -130,3 +132,60 @@ def test_slice_records_past_retention_go():
     assert slices_purge(older_than=timedelta(days=DAYS), batch=2, budget_s=60) == 3
     assert not Slice.objects.filter(pk__in=[s.pk for s in old]).exists()
     assert Slice.objects.filter(pk=recent.pk).exists()
+
+
+def _topic_tasks(
+    name: str, retention_days: float | None, *, days_ago: float
+) -> list[Task]:
+    """Two succeeded tasks of topic `name` (its retention set first) that
+    finished `days_ago`."""
+    topic_create(name=name, retention_days=retention_days)
+    tasks = _tasks(name, 2)
+    _finish(tasks, TaskStatus.SUCCEEDED, days_ago=days_ago)
+    return tasks
+
+
+def _left(*groups: list[Task]) -> set[int]:
+    ids = [task.pk for group in groups for task in group]
+    return set(Task.objects.filter(pk__in=ids).values_list("pk", flat=True))
+
+
+def test_a_topic_keeps_its_finished_tasks_for_its_own_retention(settings):
+    """A topic's retention_days overrides SCHEDULER_RETENTION_DAYS for its
+    tasks, longer or shorter; empty follows the setting."""
+    settings.SCHEDULER_RETENTION_DAYS = DAYS
+    prefix = f"ret-{uuid.uuid4().hex[:8]}"
+    longer_old = _topic_tasks(f"{prefix}-longer", DAYS * 3, days_ago=DAYS + 1)
+    default_old = _topic_tasks(f"{prefix}-default", None, days_ago=DAYS + 1)
+    shorter_old = _topic_tasks(f"{prefix}-shorter", 1, days_ago=DAYS + 1)
+    default_recent = _tasks(f"{prefix}-default", 2)
+    _finish(default_recent, TaskStatus.SUCCEEDED, days_ago=2)
+    shorter_recent = _tasks(f"{prefix}-shorter", 2)
+    _finish(shorter_recent, TaskStatus.SUCCEEDED, days_ago=2)
+
+    assert retention_purge_run() == 6
+
+    assert _left(longer_old, default_old, shorter_old) == {t.pk for t in longer_old}
+    assert _left(default_recent, shorter_recent) == {t.pk for t in default_recent}
+
+
+def test_a_retention_of_zero_keeps_a_topics_tasks_until_deleted(settings):
+    settings.SCHEDULER_RETENTION_DAYS = DAYS
+    prefix = f"ret-{uuid.uuid4().hex[:8]}"
+    kept = _topic_tasks(f"{prefix}-kept", 0, days_ago=DAYS * 10)
+    purged = _topic_tasks(f"{prefix}-purged", None, days_ago=DAYS * 10)
+
+    assert retention_purge_run() == 2
+
+    assert _left(kept, purged) == {t.pk for t in kept}
+
+
+def test_a_topics_retention_applies_when_the_setting_keeps_everything(settings):
+    settings.SCHEDULER_RETENTION_DAYS = 0
+    prefix = f"ret-{uuid.uuid4().hex[:8]}"
+    purged = _topic_tasks(f"{prefix}-purged", 1, days_ago=2)
+    kept = _topic_tasks(f"{prefix}-kept", None, days_ago=DAYS * 10)
+
+    assert retention_purge_run() == 2
+
+    assert _left(kept, purged) == {t.pk for t in kept}

@@ -11,6 +11,7 @@ from tasks_app.validators import (
 
 DEFAULT_HANDLER = "tasks_app.handlers.log_message"
 MAX_PARTITIONS = 1000
+MAX_RETENTION_DAYS = 36_500
 
 
 def default_slice_ms() -> int:
@@ -89,6 +90,15 @@ class Topic(models.Model):
         "its holder); each key still runs one task at a time, in order. 1: one "
         "task at a time, in offset order (see docs/handlers.md).",
     )
+    retention_days = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0), MaxValueValidator(MAX_RETENTION_DAYS)],
+        help_text="Days the topic's succeeded and cancelled tasks are kept before "
+        "the periodic purge deletes them with their history; empty: "
+        "SCHEDULER_RETENTION_DAYS; 0: kept until deleted. Dead tasks are kept "
+        "until retried or purged on purpose.",
+    )
     growth_barrier = models.JSONField(
         null=True,
         blank=True,
@@ -123,6 +133,7 @@ class Topic(models.Model):
         "rate_limit",
         "rate_burst",
         "key_concurrency",
+        "retention_days",
     )
 
     class Meta:

@@ -11,6 +11,7 @@ The same beat run folds the task counts (TaskCount) each connection kept.
 """
 
 import time
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,7 +19,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from tasks_app.models import TaskStatus
+from tasks_app.models import TaskStatus, Topic
 from tasks_app.services.sql import TABLES, sql
 
 PURGED_STATUSES = (TaskStatus.SUCCEEDED, TaskStatus.CANCELLED)
@@ -53,7 +54,7 @@ _PURGE_BATCH = """
 WITH doomed AS (
     SELECT t.id FROM {task} t
     WHERE t.id < %(bound)s AND t.status = ANY(%(statuses)s)
-      AND t.finished_at < %(cutoff)s
+      AND t.finished_at < %(cutoff)s AND {which_topics}
       AND NOT EXISTS (SELECT 1 FROM {deadletter} d WHERE d.task_id = t.id)
       AND NOT EXISTS (SELECT 1 FROM {outbox} o WHERE o.task_id = t.id)
     ORDER BY t.id LIMIT %(batch)s
@@ -63,21 +64,53 @@ WITH doomed AS (
 )
 DELETE FROM {task} t USING doomed WHERE t.id = doomed.id
 """
+# Whose tasks a purge batch takes: one topic's (through the (topic, id) index),
+# or every topic's but those listed (none: every topic's).
+_ONE_TOPIC = "t.topic_id = %(topic_id)s"
+_ALL_TOPICS_BUT = "t.topic_id <> ALL(%(topic_ids)s)"
 
 
 def retention_purge_run() -> int:
-    """Purge what SCHEDULER_RETENTION_DAYS no longer keeps, within the purge's
-    time budget (beat runs this every SCHEDULER_PURGE_INTERVAL_S), after folding
-    the task counts; return how many tasks and slices went."""
+    """Purge what the retention no longer keeps, within the purge's time budget
+    (beat runs this every SCHEDULER_PURGE_INTERVAL_S), after folding the task
+    counts; return how many tasks and slices went.
+
+    A topic's `retention_days` applies to its tasks; SCHEDULER_RETENTION_DAYS
+    to the other topics' tasks and to slice records. 0 keeps everything.
+    """
     task_counts_fold()
     days = settings.SCHEDULER_RETENTION_DAYS
-    if days <= 0:
-        return 0
-    older_than = timedelta(days=days)
     batch, budget_s = settings.SCHEDULER_PURGE_BATCH, settings.SCHEDULER_PURGE_BUDGET_S
-    slices = slices_purge(older_than=older_than, batch=batch, budget_s=budget_s / 2)
-    tasks = tasks_purge(older_than=older_than, batch=batch, budget_s=budget_s / 2)
-    return slices + tasks
+    own = {
+        topic_id: topic_days
+        for topic_id, topic_days in Topic.objects.filter(
+            retention_days__isnull=False
+        ).values_list("id", "retention_days")
+        if topic_days is not None  # for the type checker; the filter says so
+    }
+    purged = 0
+    if days > 0:
+        purged += slices_purge(
+            older_than=timedelta(days=days), batch=batch, budget_s=budget_s / 2
+        )
+    # The tasks share the other half; each purge below takes one batch at least.
+    deadline = time.monotonic() + budget_s / 2
+    if days > 0:
+        purged += tasks_purge(
+            older_than=timedelta(days=days),
+            batch=batch,
+            budget_s=deadline - time.monotonic(),
+            except_topics=list(own),
+        )
+    for topic_id, topic_days in own.items():
+        if topic_days > 0:
+            purged += tasks_purge(
+                older_than=timedelta(days=topic_days),
+                batch=batch,
+                budget_s=deadline - time.monotonic(),
+                topic=topic_id,
+            )
+    return purged
 
 
 def task_counts_fold() -> None:
@@ -104,10 +137,13 @@ def tasks_purge(
     batch: int,
     budget_s: float,
     statuses: tuple[str, ...] = PURGED_STATUSES,
+    topic: int | None = None,
+    except_topics: Collection[int] = (),
 ) -> int:
     """Delete tasks in `statuses` finished more than `older_than` ago, `batch` at
     a time, until none is left or `budget_s` has passed (one batch at least);
-    return how many."""
+    return how many. Only topic `topic`'s tasks if given, else every topic's
+    but `except_topics`'."""
     cutoff = timezone.now() - older_than
     parameters = {
         # A task finished before the cutoff was created before it.
@@ -115,8 +151,12 @@ def tasks_purge(
         "statuses": [str(s) for s in statuses],
         "cutoff": cutoff,
         "batch": batch,
+        "topic_id": topic,
+        "topic_ids": list(except_topics),
     }
-    return _in_batches(sql(_PURGE_BATCH), parameters, batch, budget_s)
+    which_topics = _ONE_TOPIC if topic is not None else _ALL_TOPICS_BUT
+    statement = sql(_PURGE_BATCH, which_topics=which_topics)
+    return _in_batches(statement, parameters, batch, budget_s)
 
 
 def _in_batches(

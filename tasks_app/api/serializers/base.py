@@ -35,6 +35,8 @@ def _expected_json_type(field: serializers.Field) -> str | None:
         return "boolean"
     if isinstance(field, serializers.IntegerField):
         return "integer"
+    if isinstance(field, serializers.FloatField):
+        return "number"
     if isinstance(field, serializers.ManyRelatedField | serializers.ListField):
         return "array"
     if isinstance(
