@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.utils import timezone
 
 from tasks_app.models import DeadLetter, OutboxEntry, Slice, Task, TaskEvent, TaskStatus
@@ -188,4 +189,53 @@ def test_a_topics_retention_applies_when_the_setting_keeps_everything(settings):
 
     assert retention_purge_run() == 2
 
+    assert _left(kept, purged) == {t.pk for t in kept}
+
+
+@pytest.fixture
+def index_scans_only():
+    """Plan as on a large table (index scans), whatever this small one's size."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET enable_seqscan = off")
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("RESET enable_seqscan")
+
+
+def _task_rows_read() -> int:
+    """Index entries and table rows the task table's scans read so far."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_force_next_flush()")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(
+            "SELECT coalesce(sum(i.idx_tup_read), 0) + max(t.seq_tup_read) "
+            "FROM pg_stat_user_tables t "
+            "LEFT JOIN pg_stat_user_indexes i ON i.relid = t.relid "
+            "WHERE t.relid = %s::regclass",
+            [Task._meta.db_table],
+        )
+        return int(cursor.fetchone()[0])
+
+
+def test_a_purge_does_not_read_the_tasks_a_longer_retention_keeps(
+    settings, index_scans_only
+):
+    """A topic that keeps its tasks longer holds many rows past the others'
+    cutoff; the purge of the others' tasks must not read them again for every
+    batch (a table of millions would take the purge's whole budget)."""
+    settings.SCHEDULER_RETENTION_DAYS = DAYS
+    settings.SCHEDULER_PURGE_BATCH = 10
+    prefix = f"ret-{uuid.uuid4().hex[:8]}"
+    topic_create(name=f"{prefix}-kept", retention_days=DAYS * 10)
+    kept, purged = [], []
+    for _ in range(20):  # interleaved by id, as tasks of busy topics are
+        kept += _tasks(f"{prefix}-kept", 10)
+        purged += _tasks(f"{prefix}-purged", 10)
+    _finish(kept + purged, TaskStatus.SUCCEEDED, days_ago=DAYS + 1)
+    before = _task_rows_read()
+
+    assert retention_purge_run() == len(purged)
+
+    assert _task_rows_read() - before < 4 * len(purged)
     assert _left(kept, purged) == {t.pk for t in kept}

@@ -11,7 +11,8 @@ The same beat run folds the task counts (TaskCount) each connection kept.
 """
 
 import time
-from collections.abc import Collection
+from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,11 +29,19 @@ _FIRST_AT_OR_AFTER = (
     "SELECT id, {column} FROM {table} WHERE id >= %s ORDER BY id LIMIT 1"
 )
 _ID_RANGE = "SELECT min(id), max(id) FROM {table}"
+# Each purge batch answers how many rows it deleted and the last one's id: the
+# next batch starts after it, so rows kept (dead tasks, a topic that keeps its
+# tasks longer, rows in use) are read once a purge, not once a batch.
 _PURGE_SLICES = """
-DELETE FROM {slice} WHERE id IN (
-    SELECT id FROM {slice} WHERE id < %(bound)s AND ended_at < %(cutoff)s
-    ORDER BY id LIMIT %(batch)s
+WITH gone AS (
+    DELETE FROM {slice} WHERE id IN (
+        SELECT id FROM {slice}
+        WHERE id > %(after)s AND id < %(bound)s AND ended_at < %(cutoff)s
+        ORDER BY id LIMIT %(batch)s
+    )
+    RETURNING id
 )
+SELECT count(*), max(id) FROM gone
 """
 # Per-connection count rows (TaskCount) summed into shard 0; rows a writer has
 # locked right now are left for the next fold, so the fold never waits.
@@ -53,21 +62,23 @@ _DROP_ZERO_COUNTS = "DELETE FROM {taskcount} WHERE shard = 0 AND count = 0"
 _PURGE_BATCH = """
 WITH doomed AS (
     SELECT t.id FROM {task} t
-    WHERE t.id < %(bound)s AND t.status = ANY(%(statuses)s)
-      AND t.finished_at < %(cutoff)s AND {which_topics}
+    WHERE t.id > %(after)s AND t.id < %(bound)s AND {which_topics}
+      AND t.status = ANY(%(statuses)s) AND t.finished_at < %(cutoff)s
       AND NOT EXISTS (SELECT 1 FROM {deadletter} d WHERE d.task_id = t.id)
       AND NOT EXISTS (SELECT 1 FROM {outbox} o WHERE o.task_id = t.id)
     ORDER BY t.id LIMIT %(batch)s
     FOR UPDATE SKIP LOCKED
 ), events AS (
     DELETE FROM {taskevent} e USING doomed WHERE e.task_id = doomed.id
+), gone AS (
+    DELETE FROM {task} t USING doomed WHERE t.id = doomed.id RETURNING t.id
 )
-DELETE FROM {task} t USING doomed WHERE t.id = doomed.id
+SELECT count(*), max(id) FROM gone
 """
-# Whose tasks a purge batch takes: one topic's (through the (topic, id) index),
-# or every topic's but those listed (none: every topic's).
+# Whose tasks a purge batch takes: every topic's, or one topic's (through the
+# (topic, id) index, so the purge never reads another topic's rows).
+_EVERY_TOPIC = "TRUE"
 _ONE_TOPIC = "t.topic_id = %(topic_id)s"
-_ALL_TOPICS_BUT = "t.topic_id <> ALL(%(topic_ids)s)"
 
 
 def retention_purge_run() -> int:
@@ -81,35 +92,27 @@ def retention_purge_run() -> int:
     task_counts_fold()
     days = settings.SCHEDULER_RETENTION_DAYS
     batch, budget_s = settings.SCHEDULER_PURGE_BATCH, settings.SCHEDULER_PURGE_BUDGET_S
-    own = {
-        topic_id: topic_days
-        for topic_id, topic_days in Topic.objects.filter(
-            retention_days__isnull=False
-        ).values_list("id", "retention_days")
-        if topic_days is not None  # for the type checker; the filter says so
-    }
     purged = 0
     if days > 0:
         purged += slices_purge(
             older_than=timedelta(days=days), batch=batch, budget_s=budget_s / 2
         )
-    # The tasks share the other half; each purge below takes one batch at least.
+    topics_by_days: dict[float, list[int]] = defaultdict(list)
+    for topic_id, own_days in Topic.objects.order_by("id").values_list(
+        "id", "retention_days"
+    ):
+        topic_days = days if own_days is None else own_days
+        if topic_days > 0:
+            topics_by_days[topic_days].append(topic_id)
+    # The tasks share the other half; each topic gets one batch at least.
     deadline = time.monotonic() + budget_s / 2
-    if days > 0:
+    for topic_days, topic_ids in topics_by_days.items():
         purged += tasks_purge(
-            older_than=timedelta(days=days),
+            older_than=timedelta(days=topic_days),
             batch=batch,
             budget_s=deadline - time.monotonic(),
-            except_topics=list(own),
+            topics=topic_ids,
         )
-    for topic_id, topic_days in own.items():
-        if topic_days > 0:
-            purged += tasks_purge(
-                older_than=timedelta(days=topic_days),
-                batch=batch,
-                budget_s=deadline - time.monotonic(),
-                topic=topic_id,
-            )
     return purged
 
 
@@ -137,13 +140,12 @@ def tasks_purge(
     batch: int,
     budget_s: float,
     statuses: tuple[str, ...] = PURGED_STATUSES,
-    topic: int | None = None,
-    except_topics: Collection[int] = (),
+    topics: Iterable[int] | None = None,
 ) -> int:
     """Delete tasks in `statuses` finished more than `older_than` ago, `batch` at
-    a time, until none is left or `budget_s` has passed (one batch at least);
-    return how many. Only topic `topic`'s tasks if given, else every topic's
-    but `except_topics`'."""
+    a time, until none is left or `budget_s` has passed (one batch at least, of
+    each topic if `topics` are given: only theirs, one topic after another);
+    return how many."""
     cutoff = timezone.now() - older_than
     parameters = {
         # A task finished before the cutoff was created before it.
@@ -151,28 +153,39 @@ def tasks_purge(
         "statuses": [str(s) for s in statuses],
         "cutoff": cutoff,
         "batch": batch,
-        "topic_id": topic,
-        "topic_ids": list(except_topics),
     }
-    which_topics = _ONE_TOPIC if topic is not None else _ALL_TOPICS_BUT
-    statement = sql(_PURGE_BATCH, which_topics=which_topics)
-    return _in_batches(statement, parameters, batch, budget_s)
+    if topics is None:
+        statement = sql(_PURGE_BATCH, which_topics=_EVERY_TOPIC)
+        return _in_batches(statement, parameters, batch, budget_s)
+    statement = sql(_PURGE_BATCH, which_topics=_ONE_TOPIC)
+    deadline = time.monotonic() + budget_s
+    return sum(
+        _in_batches(
+            statement,
+            {**parameters, "topic_id": topic_id},
+            batch,
+            deadline - time.monotonic(),
+        )
+        for topic_id in topics
+    )
 
 
 def _in_batches(
     statement: str, parameters: dict[str, Any], batch: int, budget_s: float
 ) -> int:
-    """Run a batch delete, one transaction each, until it deletes fewer than
-    `batch` rows or the budget is spent; return the rows deleted."""
+    """Run a batch delete, one transaction each, each after the last row the one
+    before deleted, until one deletes fewer than `batch` rows or the budget is
+    spent; return the rows deleted."""
     deadline = time.monotonic() + budget_s
-    purged = 0
+    purged, after = 0, 0
     while True:
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(statement, parameters)
-            deleted = cursor.rowcount
+            cursor.execute(statement, {**parameters, "after": after})
+            deleted, last_id = cursor.fetchone()
         purged += deleted
         if deleted < batch or time.monotonic() >= deadline:
             return purged
+        after = last_id
 
 
 def _first_id_at_or_after(table: str, column: str, cutoff: datetime) -> int:
