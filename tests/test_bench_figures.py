@@ -10,6 +10,7 @@ from bench.lib.figures import (
     TaskRow,
     first_last_rates,
     handoffs,
+    largest_share_shift,
     per_interval,
     rss_drift,
 )
@@ -100,3 +101,17 @@ def test_a_hand_off_measures_the_lane_idle_from_its_last_handlers_end():
     [hand] = handoffs(slices, tasks)
 
     assert hand.idle_s == pytest.approx(0.023)
+
+
+def test_the_largest_shift_in_a_processs_share_of_the_cpu_is_named():
+    """A machine that slows down moves every process's CPU a task alike and
+    their shares not at all; a process whose own cost grows takes a larger
+    share: the share tells the two apart."""
+    first = {"db": 0.3, "broker": 0.1, "api": 0.6}
+    slower_machine = {name: cost * 1.5 for name, cost in first.items()}
+    broker_grew = {**first, "broker": 0.3}
+
+    assert largest_share_shift(first, slower_machine)[1] == pytest.approx(0.0)
+    name, points = largest_share_shift(first, broker_grew)
+    assert name == "broker"
+    assert points == pytest.approx(100 * (0.3 / 1.2 - 0.1 / 1.0))

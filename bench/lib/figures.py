@@ -182,6 +182,25 @@ def per_interval(
     return counts
 
 
+def largest_share_shift(
+    first: dict[str, float], last: dict[str, float]
+) -> tuple[str, float]:
+    """Name the process whose share of the CPU (its cost over all processes')
+    changed the most from `first` to `last`, and by how many percentage
+    points (positive: it took a larger share).
+
+    On a shared machine every process's cost moves with the machine's speed;
+    the shares do not, unless one process's own cost grows.
+    """
+    total_first, total_last = sum(first.values()), sum(last.values())
+    shifts = {
+        name: 100 * (last[name] / total_last - first[name] / total_first)
+        for name in first
+    }
+    name = max(shifts, key=lambda n: abs(shifts[n]))
+    return name, shifts[name]
+
+
 def first_last_rates(finished: list[float], share: float = 0.1) -> tuple[float, float]:
     """Return the rates (tasks/s) of the first and the last `share` of tasks by
     finish order, each over the span from its own first finish to its own last

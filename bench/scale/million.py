@@ -13,9 +13,11 @@ threads (in-process DRF client) until every task has finished. Then it reports:
 - throughput over time: finishes per interval (from the tasks' finished_at),
   and the rate of the last 10% of tasks by finish order against the first 10%;
 - each process's CPU a task in those first and last 10% (read with the
-  progress, every second): if the rate falls, whose cost grew; and the CPU a
-  fixed piece of work took meanwhile (the machine's speed: on a shared host it
-  can change within a run, and every process's CPU a task with it);
+  progress, every second), and its share of all processes': if the rate
+  falls, whose cost grew (on a shared host the machine's speed can change
+  within a run, and every process's CPU a task with it, but not the shares);
+  and the CPU a fixed piece of work took meanwhile (a hint of the machine's
+  speed, not a reliable one: docs/benchmarks.md);
 - the RSS of each worker and the publisher, sampled every few seconds; "after
   warm-up" starts when the first 10% of the tasks had finished, and the
   largest deviation from the first sample after that is given in %;
@@ -403,12 +405,20 @@ def report_cpu(run: Run, finished: list[float]) -> None:
     count = int(len(finished) * SHARE)
     first = run.cpu.per_task(finished, finished[0], finished[count - 1])
     last = run.cpu.per_task(finished, finished[-count], finished[-1])
+    shifted, points = figures.largest_share_shift(first, last)
     first[ALL], last[ALL] = sum(first.values()), sum(last.values())
     print(f"\nCPU a task, first and last {SHARE:.0%} of the tasks by finish order")
     for name in first:
         ratio = last[name] / first[name] if first[name] else math.nan
+        share = (
+            f", {first[name] / first[ALL]:.1%} -> {last[name] / last[ALL]:.1%} of all"
+            if name != ALL
+            else ""
+        )
         _line(
-            name, f"{first[name] * 1e3:.3f} -> {last[name] * 1e3:.3f} ms ({ratio:.2f}x)"
+            name,
+            f"{first[name] * 1e3:.3f} -> {last[name] * 1e3:.3f} ms ({ratio:.2f}x)"
+            + share,
         )
         if name in (ALL, BROKER):
             summary.add(
@@ -418,6 +428,14 @@ def report_cpu(run: Run, finished: list[float]) -> None:
                 "x",
                 detail=f"{first[name] * 1e3:.3f} -> {last[name] * 1e3:.3f} ms",
             )
+    _line("largest shift in a share of the CPU", f"{shifted}, {points:+.1f} points")
+    summary.add(
+        BENCH,
+        "largest shift in a process's share of the CPU, first -> last 10%",
+        points,
+        "points",
+        detail=shifted,
+    )
     summary.attach("cpu_ms_a_task", {"first": first, "last": last})
     report_machine_speed(run, finished, count, last[ALL] / first[ALL])
 
