@@ -341,27 +341,23 @@ def test_command_line_exits_non_zero_and_prints_the_error(write):
 
 
 @pytest.mark.django_db
-def test_a_topics_rate_limit_is_declared_in_the_file(write, topic_name):
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        ("rate_limit = 50\nrate_burst = 20", {"rate_limit": 50.0, "rate_burst": 20}),
+        ("key_concurrency = 16", {"key_concurrency": 16}),
+        ("retention_days = 30", {"retention_days": 30.0}),
+    ],
+)
+def test_a_topics_policy_is_declared_in_the_file(write, topic_name, lines, expected):
     path = write(f"""
         [[topics]]
         name = "{topic_name}"
-        rate_limit = 50
-        rate_burst = 20
+        {lines}
     """)
     config_apply(config=config_load(path=path))
     topic = Topic.objects.get(name=topic_name)
-    assert (topic.rate_limit, topic.rate_burst) == (50.0, 20)
-
-
-@pytest.mark.django_db
-def test_a_topics_retention_is_declared_in_the_file(write, topic_name):
-    path = write(f"""
-        [[topics]]
-        name = "{topic_name}"
-        retention_days = 30
-    """)
-    config_apply(config=config_load(path=path))
-    assert Topic.objects.get(name=topic_name).retention_days == 30.0
+    assert {field: getattr(topic, field) for field in expected} == expected
 
 
 def test_a_rate_limit_below_the_minimum_is_refused_at_its_line(write, topic_name):
@@ -447,14 +443,3 @@ def test_a_schedule_of_an_undeclared_topic_is_refused(write, topic_name):
         every_s = 5
     """)
     assert "which no [[topics]] table declares" in _load_error(path)
-
-
-@pytest.mark.django_db
-def test_a_topics_key_concurrency_is_declared_in_the_file(write, topic_name):
-    path = write(f"""
-        [[topics]]
-        name = "{topic_name}"
-        key_concurrency = 16
-    """)
-    config_apply(config=config_load(path=path))
-    assert Topic.objects.get(name=topic_name).key_concurrency == 16
