@@ -17,6 +17,7 @@ from tasks_app.services.tasks import TaskSpec, task_submit_many
 pytestmark = pytest.mark.django_db(transaction=True)
 
 TASK_TABLE = TABLES["task"]
+HOLD_AT_MOST_S = 60.0
 
 
 def _vacuums_so_far() -> int:
@@ -42,7 +43,8 @@ def _deleted_tasks(topic: str) -> None:
 @pytest.fixture
 def meanwhile() -> Iterator[Callable[..., None]]:
     """Run statements in a transaction of another connection until the next
-    VACUUM of the task table has finished; then commit and close."""
+    VACUUM of the task table has finished (a minute at most, should the test
+    fail before its VACUUM); then commit and close."""
     pool = ThreadPoolExecutor(max_workers=1)
     held: list[Future[None]] = []
 
@@ -56,7 +58,10 @@ def meanwhile() -> Iterator[Callable[..., None]]:
                     for statement in statements:
                         cursor.execute(statement)
                     begun.set()
-                    while _vacuums_so_far() == vacuums:
+                    give_up_at = time.monotonic() + HOLD_AT_MOST_S
+                    while (
+                        _vacuums_so_far() == vacuums and time.monotonic() < give_up_at
+                    ):
                         time.sleep(0.05)
             finally:
                 connection.close()
@@ -66,7 +71,7 @@ def meanwhile() -> Iterator[Callable[..., None]]:
 
     yield hold
     for future in held:
-        future.result(timeout=30)
+        future.result(timeout=HOLD_AT_MOST_S + 10)
     pool.shutdown()
 
 
