@@ -11,24 +11,15 @@ import pytest
 from django.db import connection, transaction
 
 from bench.lib.reads import sizes, vacuum
+from tasks_app.models import Task
 from tasks_app.services.sql import TABLES
 from tasks_app.services.tasks import TaskSpec, task_submit_many
+from tests.db_catalog import vacuums_so_far
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 TASK_TABLE = TABLES["task"]
 HOLD_AT_MOST_S = 60.0
-
-
-def _vacuums_so_far() -> int:
-    with connection.cursor() as cursor:
-        # The statistics are read once a transaction unless cleared.
-        cursor.execute("SELECT pg_stat_clear_snapshot()")
-        cursor.execute(
-            "SELECT vacuum_count FROM pg_stat_user_tables WHERE relid = %s::regclass",
-            [TASK_TABLE],
-        )
-        return cursor.fetchone()[0]
 
 
 def _deleted_tasks(topic: str) -> None:
@@ -50,7 +41,7 @@ def meanwhile() -> Iterator[Callable[..., None]]:
 
     def hold(*statements: str) -> None:
         begun = threading.Event()
-        vacuums = _vacuums_so_far()
+        vacuums = vacuums_so_far(Task)
 
         def run() -> None:
             try:
@@ -60,7 +51,8 @@ def meanwhile() -> Iterator[Callable[..., None]]:
                     begun.set()
                     give_up_at = time.monotonic() + HOLD_AT_MOST_S
                     while (
-                        _vacuums_so_far() == vacuums and time.monotonic() < give_up_at
+                        vacuums_so_far(Task) == vacuums
+                        and time.monotonic() < give_up_at
                     ):
                         time.sleep(0.05)
             finally:

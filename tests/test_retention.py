@@ -18,6 +18,7 @@ from tasks_app.services.retention import (
 )
 from tasks_app.services.tasks import TaskSpec, task_submit_many
 from tasks_app.services.topics import topic_create
+from tests.db_catalog import rows_read_so_far
 from tests.factories import SliceFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -202,22 +203,6 @@ def index_scans_only():
         cursor.execute("RESET enable_seqscan")
 
 
-def _task_rows_read() -> int:
-    """Index entries and table rows the task table's scans read so far."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_stat_force_next_flush()")
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_stat_clear_snapshot()")
-        cursor.execute(
-            "SELECT coalesce(sum(i.idx_tup_read), 0) + max(t.seq_tup_read) "
-            "FROM pg_stat_user_tables t "
-            "LEFT JOIN pg_stat_user_indexes i ON i.relid = t.relid "
-            "WHERE t.relid = %s::regclass",
-            [Task._meta.db_table],
-        )
-        return int(cursor.fetchone()[0])
-
-
 def test_a_purge_does_not_read_the_tasks_a_longer_retention_keeps(
     settings, index_scans_only
 ):
@@ -233,9 +218,9 @@ def test_a_purge_does_not_read_the_tasks_a_longer_retention_keeps(
         kept += _tasks(f"{prefix}-kept", 10)
         purged += _tasks(f"{prefix}-purged", 10)
     _finish(kept + purged, TaskStatus.SUCCEEDED, days_ago=DAYS + 1)
-    before = _task_rows_read()
+    before = rows_read_so_far(Task)
 
     assert retention_purge_run() == len(purged)
 
-    assert _task_rows_read() - before < 4 * len(purged)
+    assert rows_read_so_far(Task) - before < 4 * len(purged)
     assert _left(kept, purged) == {t.pk for t in kept}

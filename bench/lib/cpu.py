@@ -93,8 +93,8 @@ def stack_meter(celery_pids: dict[str, int], *, bench: str) -> CpuMeter:
     return CpuMeter(pids, own=frozenset([bench]))
 
 
-# The fixed piece of work that gauges the machine's speed: a few milliseconds of
-# pure Python.
+# The fixed piece of work that hints at the machine's speed: a few milliseconds
+# of pure Python.
 FIXED_WORK_LOOPS = 100_000
 
 
@@ -102,8 +102,8 @@ def fixed_work_cpu_s() -> float:
     """Return the CPU seconds this thread takes for a fixed piece of work.
 
     It takes longer when the machine runs slower (another tenant on the core, a
-    lower clock), not when the stack does more: on a shared machine a rise in
-    every process's CPU a task can be the machine, and this tells.
+    lower clock), not when the stack does more. A hint, not a measure: it also
+    took longer on an idle machine than on a busy one (docs/benchmarks.md).
     """
     start = time.thread_time()
     total = 0
@@ -124,8 +124,8 @@ class Sample(NamedTuple):
 class CpuTimeline:
     """Each process's CPU seconds so far, read at most every `every_s` by whoever
     calls `read()` (a progress check): afterwards, the CPU a task any stretch of
-    a long run cost, process by process, and how fast the machine ran meanwhile
-    (the CPU seconds of a fixed piece of work)."""
+    a long run cost, process by process, and the CPU seconds a fixed piece of
+    work took meanwhile (a hint of the machine's speed)."""
 
     def __init__(self, meter: CpuMeter, *, every_s: float):
         self.meter = meter

@@ -182,6 +182,12 @@ def per_interval(
     return counts
 
 
+def shares(costs: dict[str, float]) -> dict[str, float]:
+    """Each process's share of the processes' summed cost (0-1)."""
+    total = sum(costs.values())
+    return {name: cost / total for name, cost in costs.items()}
+
+
 def largest_share_shift(
     first: dict[str, float], last: dict[str, float]
 ) -> tuple[str, float]:
@@ -192,11 +198,8 @@ def largest_share_shift(
     On a shared machine every process's cost moves with the machine's speed;
     the shares do not, unless one process's own cost grows.
     """
-    total_first, total_last = sum(first.values()), sum(last.values())
-    shifts = {
-        name: 100 * (last[name] / total_last - first[name] / total_first)
-        for name in first
-    }
+    before, after = shares(first), shares(last)
+    shifts = {name: 100 * (after[name] - before[name]) for name in before}
     name = max(shifts, key=lambda n: abs(shifts[n]))
     return name, shifts[name]
 

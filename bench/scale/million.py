@@ -406,12 +406,13 @@ def report_cpu(run: Run, finished: list[float]) -> None:
     first = run.cpu.per_task(finished, finished[0], finished[count - 1])
     last = run.cpu.per_task(finished, finished[-count], finished[-1])
     shifted, points = figures.largest_share_shift(first, last)
+    share_before, share_after = figures.shares(first), figures.shares(last)
     first[ALL], last[ALL] = sum(first.values()), sum(last.values())
     print(f"\nCPU a task, first and last {SHARE:.0%} of the tasks by finish order")
     for name in first:
         ratio = last[name] / first[name] if first[name] else math.nan
         share = (
-            f", {first[name] / first[ALL]:.1%} -> {last[name] / last[ALL]:.1%} of all"
+            f", {share_before[name]:.1%} -> {share_after[name]:.1%} of all"
             if name != ALL
             else ""
         )
@@ -443,15 +444,16 @@ def report_cpu(run: Run, finished: list[float]) -> None:
 def report_machine_speed(
     run: Run, finished: list[float], count: int, all_ratio: float
 ) -> None:
-    """Print how long a fixed piece of work took in the first and the last 10%:
-    when it grew as much as every process's CPU a task, the machine slowed
-    down (a shared host), not the pipeline."""
+    """Print how long a fixed piece of work took in the first and the last 10%,
+    and every process's CPU a task against it: a hint of the machine's speed,
+    not a measure (its time also depends on how busy the machine is:
+    docs/benchmarks.md, "Throughput over time, 12-02 evening")."""
     before = run.cpu.fixed_work_s(finished[0], finished[count - 1])
     after = run.cpu.fixed_work_s(finished[-count], finished[-1])
     ratio = after / before
     against = all_ratio / ratio
     detail = f"{before * 1e3:.2f} -> {after * 1e3:.2f} ms"
-    _line("fixed work (the machine's speed)", f"{detail} ({ratio:.2f}x)")
+    _line("fixed work (a hint of the machine's speed)", f"{detail} ({ratio:.2f}x)")
     _line("all processes, against the fixed work", f"{against:.2f}x")
     summary.add(BENCH, "fixed work's CPU: last / first 10%", ratio, "x", detail=detail)
     summary.add(
